@@ -1,0 +1,178 @@
+"""tuner.boundary on synthetic sweeps with a KNOWN boundary.
+
+With q = remove_coef / retain_coef (the mini-world's controlling ratio):
+    forget falls from 0.70 toward chance iff q > FORGET_RATIO (halfway at once, chance by 10x beyond)
+    retain falls by >= 15 pts from 0.80 iff q > RETAIN_RATIO * 2**beta_kl (KL protects retain)
+Stderrs are lm-eval's sqrt(p (1 - p) / (n - 1)) with n = 120 (forget) and 200 (retain); ``noise`` draws
+each accuracy with that sd.
+
+Tolerance on the boundary ratio: TOL_DECADES = 0.2 (a factor of 1.6). 48 log-uniform trials over 3.5
+decades of ratio leave a gap of about 0.1-0.4 decades between the largest harmless and the smallest
+damaged ratio; the labels cannot place the boundary more finely than that gap, and over 20 seeds (with
+and without noise) the fit's worst error is 0.19 decades. The fit's 90% interval must also cover the truth.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from tuner.boundary import NEXT_STEP, OutcomeState, analyse, pareto_front
+from tuner.schema import BASELINE_ID, TaskScore, TrialRow
+
+FORGET_RATIO, RETAIN_RATIO = 0.05, 0.5
+BASE_FORGET, BASE_RETAIN, N_FORGET, N_RETAIN = 0.70, 0.80, 120, 200
+TOL_DECADES = 0.2
+
+
+def score(task: str, acc: float, n: int) -> TaskScore:
+    acc = min(max(acc, 0.0), 1.0)
+    return TaskScore(task=task, acc=acc, stderr=math.sqrt(acc * (1 - acc) / (n - 1)), n=n)
+
+
+def true_accuracies(retain: float, remove: float, beta: float = 0.0) -> tuple[float, float]:
+    """(forget acc, retain acc) of the synthetic world, noise-free."""
+    q, r_star = remove / retain, RETAIN_RATIO * 2**beta
+    forget = BASE_FORGET
+    if q > FORGET_RATIO:
+        forget = 0.25 + 0.45 * 0.5 * max(0.0, 1 - math.log10(q / FORGET_RATIO))
+    retain = BASE_RETAIN - 0.003 * (q > FORGET_RATIO)  # forgetting costs a harmless 0.3 pts
+    if q > r_star:
+        retain = 0.65 - 0.40 * min(1.0, math.log10(q / r_star))
+    return forget, retain
+
+
+def make_row(trial_id: str, retain: float, remove: float, beta: float = 0.0,
+             rng: np.random.Generator | None = None) -> TrialRow:
+    f, r = true_accuracies(retain, remove, beta)
+    if rng is not None:
+        f += rng.normal(0, score("f", f, N_FORGET).stderr)
+        r += rng.normal(0, score("r", r, N_RETAIN).stderr)
+    return TrialRow(trial_id=trial_id, status="done",
+                    params={"retain_coef": retain, "remove_coef": remove, "beta_kl": beta},
+                    forget=score("forget", f, N_FORGET), retain=score("retain", r, N_RETAIN))
+
+
+def baseline_row() -> TrialRow:
+    return TrialRow(trial_id=BASELINE_ID, status="done", forget=score("forget", BASE_FORGET, N_FORGET),
+                    retain=score("retain", BASE_RETAIN, N_RETAIN))
+
+
+def sweep(n: int = 48, seed: int = 0, betas: tuple[float, ...] = (0.0,), noise: bool = False,
+          ) -> list[TrialRow]:
+    """Log-uniform retain_coef in [1, 100] and remove_coef in [0.03, 100]; beta_kl cycles over ``betas``."""
+    rng = np.random.default_rng(seed)
+    coefs = [(round(10 ** rng.uniform(0, 2), 3), round(10 ** rng.uniform(-1.5, 2), 3)) for _ in range(n)]
+    return [make_row(f"t{i:02d}", ret, rem, betas[i % len(betas)], rng if noise else None)
+            for i, (ret, rem) in enumerate(coefs)]
+
+
+def true_state(t: TrialRow) -> OutcomeState:
+    """The state by construction; "at chance" is by definition within 1.645 stderr of 0.25."""
+    q, beta = t.params["remove_coef"] / t.params["retain_coef"], t.params["beta_kl"]
+    if q <= RETAIN_RATIO * 2**beta:
+        return OutcomeState.FORGETS_HARMLESSLY if q > FORGET_RATIO else OutcomeState.NO_EFFECT
+    f, r = true_accuracies(t.params["retain_coef"], t.params["remove_coef"], beta)
+    z = 1.645
+    at_chance = all(acc - 0.25 <= z * score("", acc, n).stderr for acc, n in [(f, N_FORGET), (r, N_RETAIN)])
+    return OutcomeState.BOTH_COLLAPSED if at_chance else OutcomeState.BOTH_DEGRADED
+
+
+def test_noise_free_states_match_the_truth() -> None:
+    trials = sweep()
+    a = analyse(trials, baseline_row())
+    assert a.states == {t.trial_id: true_state(t) for t in trials}
+    assert all(n > 0 for n in a.counts().values())  # the sweep visits all four states
+
+
+@pytest.mark.parametrize("noise", [False, True])
+@pytest.mark.parametrize("seed", range(4))
+def test_boundary_ratio_within_tolerance(seed: int, noise: bool) -> None:
+    a = analyse(sweep(seed=seed, noise=noise), baseline_row())
+    assert a.fit is not None and a.fit.ratio is not None
+    assert abs(math.log10(a.fit.ratio / RETAIN_RATIO)) <= TOL_DECADES
+    assert a.fit.ratio_ci[0] <= RETAIN_RATIO <= a.fit.ratio_ci[1]
+
+
+def test_boundary_moves_with_beta_kl() -> None:
+    a = analyse(sweep(n=60, betas=(0.0, 0.5, 1.0)), baseline_row())
+    assert a.fit is not None and "beta_kl" in a.fit.features
+    betas, ratios = zip(*a.fit.by_beta, strict=True)
+    assert betas == (0.0, 0.5, 1.0) and list(ratios) == sorted(ratios)  # more KL, later damage
+    for beta, ratio in a.fit.by_beta:
+        assert abs(math.log10(ratio / (RETAIN_RATIO * 2**beta))) <= TOL_DECADES
+    assert "by beta_kl" in a.verdict()
+
+
+def test_recommendation_is_the_true_best_harmless_point() -> None:
+    trials = sweep()
+    a = analyse(trials, baseline_row())
+    harmless = [t for t in trials if true_state(t) is OutcomeState.FORGETS_HARMLESSLY]
+    best = min(harmless, key=lambda t: (t.forget.acc, -t.retain.acc))
+    assert a.recommended == best.trial_id
+    assert best.trial_id in a.verdict() and "Recommended" in a.verdict()
+    assert a.recommended not in a.tied and set(a.tied) <= {t.trial_id for t in harmless}
+
+
+def test_pareto_front() -> None:
+    rows = [make_row(i, 1.0, 1.0) for i in "abcde"]
+    accs = {"a": (0.30, 0.80), "b": (0.25, 0.70), "c": (0.40, 0.75), "d": (0.50, 0.85), "e": (0.30, 0.60)}
+    rows = [TrialRow(trial_id=r.trial_id, status="done", forget=score("f", accs[r.trial_id][0], 100),
+                     retain=score("r", accs[r.trial_id][1], 100)) for r in rows]
+    assert pareto_front(rows) == ["b", "a", "d"]  # c is beaten by a, e by a and b
+
+
+def test_no_harmless_forgetting_names_candidates_and_direction() -> None:
+    # forgetting starts only where retain is already damaged: ratios 0.01 (no effect) and 3, 10 (damage)
+    trials = [make_row(f"t{i}", 10.0, rem) for i, rem in enumerate([0.1, 0.1, 30.0, 100.0])]
+    a = analyse(trials, baseline_row())
+    assert a.recommended is None and a.nearest
+    assert "No harmless forgetting found" in a.verdict() and "Nearest candidates" in a.verdict()
+    assert "search between the no_effect and the damaged trials" in a.next_step
+
+
+@pytest.mark.parametrize(("remove", "state"),
+                         [(0.1, OutcomeState.NO_EFFECT), (1000.0, OutcomeState.BOTH_COLLAPSED)])
+def test_all_in_one_state_is_not_bracketed(remove: float, state: OutcomeState) -> None:
+    trials = [make_row(f"t{i}", ret, remove * ret / 10) for i, ret in enumerate([1.0, 3.0, 10.0, 30.0])]
+    a = analyse(trials, baseline_row())
+    assert set(a.states.values()) == {state} and a.fit is None
+    assert "Boundary not bracketed" in a.verdict() and NEXT_STEP[state] in a.verdict()
+
+
+def test_zero_trials() -> None:
+    for baseline in (baseline_row(), None):
+        assert "No trials" in analyse([], baseline).verdict()
+
+
+def test_one_trial() -> None:
+    a = analyse([make_row("t0", 10.0, 2.0)], baseline_row())
+    assert a.recommended == "t0" and a.fit is None and "Too few" in a.verdict()
+
+
+def test_all_failed() -> None:
+    trials = [TrialRow(trial_id="t0", status="failed", error="OOM"),
+              TrialRow(trial_id="t1", status="diverged"), TrialRow(trial_id="t2", status="done")]
+    a = analyse(trials, baseline_row())
+    assert a.states == {} and a.unscored == {"t0": "failed", "t1": "diverged", "t2": "done without scores"}
+    assert "None of the 3 trials" in a.verdict() and "1 failed" in a.verdict()
+
+
+@pytest.mark.parametrize("baseline",
+                         [None, TrialRow(trial_id=BASELINE_ID, status="failed", error="eval OOM")])
+def test_missing_or_failed_baseline(baseline: TrialRow | None) -> None:
+    a = analyse(sweep(n=8), baseline)
+    assert a.states == {} and a.recommended is None and a.pareto
+    assert "baseline" in a.verdict() and "re-run the baseline evaluation" in a.verdict()
+    if baseline is not None:
+        assert "eval OOM" in a.verdict()
+
+
+def test_to_dict_is_json_safe() -> None:
+    d = analyse(sweep(n=20, betas=(0.0, 1.0), noise=True), baseline_row()).to_dict()
+    text = json.dumps(d, allow_nan=False)
+    assert json.loads(text)["verdict"] == d["verdict"]
+    assert set(d["states"].values()) <= {s.value for s in OutcomeState}

@@ -1,0 +1,83 @@
+"""The HTML report in headless Chromium: every image decodes, every link resolves, a screenshot renders.
+
+    chromium --headless ... --dump-dom check.html        # check.html = report.html + CHECK_SCRIPT
+    chromium --headless ... --screenshot=shot.png --window-size=1280,2000 report.html
+
+Needs Debian's Chromium at /usr/bin/chromium (`apt-get install -y chromium`); fails, never skips, without it.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tuner.report import render_report
+from tuner.schema import BASELINE_ID, TaskScore, TrialRow
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+# After load: images decoded, in-page links pointing at existing ids, no external resource of any kind.
+CHECK_SCRIPT = """<script>
+window.addEventListener("load", () => {
+  const images = [...document.images];
+  const links = [...document.querySelectorAll("a[href]")].map(a => a.getAttribute("href"));
+  const broken = links.filter(h => !(h.startsWith("#") && document.getElementById(h.slice(1))));
+  const external = [...document.querySelectorAll("[src], link[href]")]
+    .map(e => e.getAttribute("src") || e.getAttribute("href")).filter(u => !u.startsWith("data:"));
+  document.body.setAttribute("data-check", JSON.stringify({
+    images: images.length, loaded: images.filter(i => i.complete && i.naturalWidth > 0).length,
+    links: links.length, broken, external}));
+});
+</script>"""
+
+
+def _score(acc: float, n: int = 150) -> TaskScore:
+    return TaskScore(task="t", acc=acc, stderr=math.sqrt(acc * (1 - acc) / (n - 1)), n=n)
+
+
+def _run_dir(root: Path) -> Path:
+    """A 5 x 5 grid; forget falls above remove/retain 0.05, retain above 0.5; one curve per trial."""
+    rows = [TrialRow(trial_id=BASELINE_ID, status="done", forget=_score(0.7), retain=_score(0.8))]
+    for i, (ret, rem) in enumerate((r, m) for r in (1, 3, 10, 30, 100) for m in (0.1, 0.3, 1, 3, 10)):
+        q = rem / ret
+        rows.append(TrialRow(trial_id=f"t{i:02d}", status="done", params={"retain_coef": ret, "remove_coef": rem},
+                             forget=_score(0.7 if q < 0.05 else 0.27), retain=_score(0.8 if q <= 0.5 else 0.4)))
+        (root / "trials" / rows[-1].trial_id).mkdir(parents=True)
+        (root / "trials" / rows[-1].trial_id / "metrics.jsonl").write_text(
+            "".join(json.dumps({"step": s, "loss": 1 + q / (1 + s)}) + "\n" for s in range(0, 64, 8)))
+    (root / "results.jsonl").write_text("".join(json.dumps(r.to_dict()) + "\n" for r in rows))
+    return root
+
+
+def _chromium(tmp_path: Path, *args: str) -> str:
+    if shutil.which(CHROMIUM) is None:
+        pytest.fail(f"{CHROMIUM} not found: install Debian's Chromium with "
+                    "`apt-get update && apt-get install -y chromium` to run the browser test")
+    proc = subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}", *args],
+                          capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
+def test_report_renders_in_chromium(tmp_path: Path) -> None:
+    page = render_report(_run_dir(tmp_path / "run")) / "report.html"
+    check = tmp_path / "check.html"
+    check.write_text(page.read_text().replace("</body>", CHECK_SCRIPT + "</body>"))
+    dom = _chromium(tmp_path, "--virtual-time-budget=10000", "--dump-dom", check.as_uri())
+    found = re.search(r'data-check="([^"]*)"', dom)
+    assert found, "the check script did not run:\n" + dom[:500]
+    result = json.loads(html.unescape(found.group(1)))
+    assert result["images"] == 3 and result["loaded"] == 3, result
+    assert result["links"] >= 5 and result["broken"] == [] and result["external"] == [], result
+
+    shot = tmp_path / "shot.png"
+    _chromium(tmp_path, f"--screenshot={shot}", "--window-size=1280,2000", page.as_uri())
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 50_000

@@ -1,0 +1,209 @@
+"""Build the mini-world once, deterministically, into a cache directory keyed by its config hash.
+
+    python -m trainables.miniworld [--small]        # build (if needed) and print the score table
+
+Layout of a built world (``<cache>/miniworld/<name>-<hash>/``)::
+
+    world.json                   the config and every fact
+    corpus/{forget,retain}.txt   unlearning text (all paraphrases of all facts, one per line)
+    data/cais/wmdp/...           held-out questions in the Hub layout (configs wmdp-bio, wmdp-bio-cloze)
+    data/cais/mmlu/...           (configs materials_science, materials_science_cloze; test + dev splits)
+    tasks/*.yaml                 lm-eval task files (include the shipped templates, absolute data paths)
+    tokenizer/, early/, base/    HF tokenizer; stage-1 and stage-2 models (safetensors, tokenizer inside)
+    MANIFEST.json                sha256 of every file above; written last
+
+A directory without a matching manifest is never used: it is rebuilt in a temporary directory that is
+renamed into place, under a file lock, so concurrent builders and interrupted builds are safe.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from trainables.miniworld import world as W
+
+BUILD_VERSION = 1  # bump when the build procedure changes in a way the config does not capture
+TEMPLATES_DIR = Path(__file__).parent / "tasks"
+TASKS = {  # task name -> (template, Hub repo dir, config name, description)
+    "miniworld_bio": ("_letter_template_yaml", "wmdp", "wmdp-bio", W.DESCRIPTIONS[W.FORGET]),
+    "miniworld_bio_cloze": ("_cloze_template_yaml", "wmdp", "wmdp-bio-cloze", ""),
+    "miniworld_stem": ("_letter_template_yaml", "mmlu", "materials_science", W.DESCRIPTIONS[W.RETAIN]),
+    "miniworld_stem_cloze": ("_cloze_template_yaml", "mmlu", "materials_science_cloze", ""),
+}
+FORGET_TASK, RETAIN_TASK = "miniworld_bio_cloze", "miniworld_stem_cloze"
+
+
+@dataclass(frozen=True)
+class MiniWorldConfig:
+    """Everything that determines a world; its hash names the cache directory."""
+
+    name: str = "miniworld"
+    seed: int = 0
+    n_entities: int = 40           # per domain; 4 facts each, half held out -> 80 questions per domain
+    vocab_size: int = 1024
+    hidden_size: int = 128         # 4 layers x 128 hidden x 320 MLP, tied embeddings: ~0.9M parameters
+    num_layers: int = 4
+    num_heads: int = 4
+    intermediate_size: int = 320
+    lr: float = 6e-3
+    stage1_steps: int = 300        # retain domain only -> early checkpoint
+    stage2_steps: int = 500        # both domains -> base model
+    facts_batch: int = 64          # fact sentences per step (loss on all tokens)
+    qa_batch: int = 32             # QA-cloze documents per step (loss on the answer)
+    letter_batch: int = 8          # letter-MC documents per step (loss on the answer letter)
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.type in ("int", "float") and value <= 0 and f.name != "seed":
+                raise ValueError(f"miniworld config: {f.name} must be > 0 (got {value})")
+        if self.n_entities < 4:
+            raise ValueError(f"miniworld config: n_entities must be >= 4 (got {self.n_entities})")
+
+    def key(self) -> str:
+        blob = json.dumps({"build_version": BUILD_VERSION, **asdict(self)}, sort_keys=True)
+        return f"{self.name}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
+
+
+PRESETS = {
+    "miniworld": MiniWorldConfig(),
+    "miniworld-small": MiniWorldConfig(name="miniworld-small", n_entities=16, stage1_steps=120, stage2_steps=240),
+}
+
+
+@dataclass(frozen=True)
+class World:
+    """Paths into one built world."""
+
+    root: Path
+    config: MiniWorldConfig
+
+    tokenizer_dir = property(lambda self: self.root / "tokenizer")
+    early_model_dir = property(lambda self: self.root / "early")
+    base_model_dir = property(lambda self: self.root / "base")
+    forget_corpus = property(lambda self: self.root / "corpus" / "forget.txt")
+    retain_corpus = property(lambda self: self.root / "corpus" / "retain.txt")
+    data_root = property(lambda self: self.root / "data")
+    tasks_dir = property(lambda self: self.root / "tasks")
+
+
+def cache_root() -> Path:
+    """``$UNLEARN_TUNER_CACHE`` or ``~/.cache/unlearn-tuner``."""
+    return Path(os.environ.get("UNLEARN_TUNER_CACHE", Path.home() / ".cache" / "unlearn-tuner"))
+
+
+def build_world(config: MiniWorldConfig = PRESETS["miniworld"], *, root: Path | None = None,
+                progress: Callable[[str, int, int], None] | None = None) -> World:
+    """Return the cached world for ``config``, building it first if missing or corrupt."""
+    base = (root or cache_root()) / "miniworld"
+    base.mkdir(parents=True, exist_ok=True)
+    final = base / config.key()
+    with open(base / f".{config.key()}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not _manifest_ok(final):
+            tmp = Path(tempfile.mkdtemp(prefix=f".{config.key()}-", dir=base))
+            try:
+                _build_into(tmp, config, progress or (lambda stage, i, n: None))
+                shutil.rmtree(final, ignore_errors=True)
+                os.replace(tmp, final)
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+        _write_task_files(final)
+    return World(final, config)
+
+
+def _manifest_ok(root: Path) -> bool:
+    try:
+        manifest = json.loads((root / "MANIFEST.json").read_text())
+        return all(_sha256(root / rel) == digest for rel, digest in manifest["files"].items())
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _build_into(root: Path, config: MiniWorldConfig, progress: Callable[[str, int, int], None]) -> None:
+    from trainables.miniworld import pretrain as P
+
+    facts = W.make_facts(config.seed, config.n_entities)
+    _write_json(root / "world.json", {"config": asdict(config), "facts": [asdict(f) for f in facts]})
+    texts = {domain: W.corpus(facts, domain) for domain in (W.FORGET, W.RETAIN)}
+    (root / "corpus").mkdir()
+    (root / "corpus" / "forget.txt").write_text("\n".join(texts[W.FORGET]) + "\n")
+    (root / "corpus" / "retain.txt").write_text("\n".join(texts[W.RETAIN]) + "\n")
+    _write_eval_data(root, facts, config.seed)
+
+    docs = {d: W.qa_documents(facts, d, config.seed) for d in (W.FORGET, W.RETAIN)}
+    qa_texts = [c + a for d in docs.values() for pairs in d for c, a in pairs]
+    tokenizer_texts = texts[W.FORGET] + texts[W.RETAIN] + qa_texts
+    tokenizer = P.train_tokenizer(sorted(tokenizer_texts), config.vocab_size)
+    tokenizer.save_pretrained(root / "tokenizer")
+
+    def sources(domains: tuple[str, ...]) -> dict[str, list[tuple[list[int], int]]]:
+        return {"facts": P.encode_pairs(tokenizer, [("", s) for d in domains for s in texts[d]]),
+                "qa": P.encode_pairs(tokenizer, [p for d in domains for p in docs[d][0]]),
+                "letter": P.encode_pairs(tokenizer, [p for d in domains for p in docs[d][1]])}
+
+    batches = {"facts": config.facts_batch, "qa": config.qa_batch, "letter": config.letter_batch}
+    model = P.new_model(tokenizer, config.hidden_size, config.num_layers, config.num_heads,
+                        config.intermediate_size, config.seed)
+    for stage, domains, steps, out in (("stage 1 (retain only)", (W.RETAIN,), config.stage1_steps, "early"),
+                                       ("stage 2 (both domains)", (W.FORGET, W.RETAIN), config.stage2_steps, "base")):
+        P.pretrain(model, sources(domains), batches, steps, config.lr, config.seed, tokenizer.pad_token_id,
+                   on_step=lambda i, loss, s=stage, n=steps: progress(s, i + 1, n))
+        model.save_pretrained(root / out, safe_serialization=True)
+        tokenizer.save_pretrained(root / out)
+    files = sorted(p for p in root.rglob("*") if p.is_file())  # tasks/ is written after the move
+    _write_json(root / "MANIFEST.json", {"files": {str(p.relative_to(root)): _sha256(p) for p in files}})
+
+
+def _write_eval_data(root: Path, facts: list[W.Fact], seed: int) -> None:
+    """Hub layout: ``cais/wmdp/<config>/test.jsonl``, ``cais/mmlu/<config>/{test,dev}.jsonl`` + READMEs."""
+    for domain, repo, config in ((W.FORGET, "wmdp", "wmdp-bio"), (W.RETAIN, "mmlu", "materials_science")):
+        items = W.eval_items(facts, domain, seed)
+        readme = ["---", "configs:"]
+        for suffix, kind in (("", "question"), ("-cloze" if repo == "wmdp" else "_cloze", "cloze")):
+            splits = {"test": items[kind]} if repo == "wmdp" else {"test": items[kind], "dev": items[f"dev_{kind}"]}
+            readme += [f"- config_name: {config}{suffix}", "  data_files:"]
+            for split, rows in splits.items():
+                if repo == "mmlu":
+                    rows = [{"question": r["question"], "subject": config, "choices": r["choices"],
+                             "answer": r["answer"]} for r in rows]
+                path = root / "data" / "cais" / repo / f"{config}{suffix}" / f"{split}.jsonl"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+                readme += [f"  - split: {split}", f"    path: {config}{suffix}/{split}.jsonl"]
+        (root / "data" / "cais" / repo / "README.md").write_text("\n".join(readme + ["---", ""]))
+
+
+def _write_task_files(root: Path) -> None:
+    """One small task file per task; absolute paths, so written where the world finally lives.
+
+    Not part of the manifest: rewritten (atomically) on every load, e.g. after the cache was moved.
+    """
+    (root / "tasks").mkdir(exist_ok=True)
+    for task, (template, repo, config, description) in TASKS.items():
+        lines = [f"include: {TEMPLATES_DIR / template}", f"task: {task}",
+                 f"dataset_path: {root / 'data' / 'cais' / repo}", f"dataset_name: {config}"]
+        if repo == "mmlu":
+            lines.append("fewshot_split: dev")
+        if description:
+            lines.append(f"description: {json.dumps(description)}")
+        tmp = root / "tasks" / f".{task}.yaml.{os.getpid()}"
+        tmp.write_text("\n".join(lines) + "\n")
+        os.replace(tmp, root / "tasks" / f"{task}.yaml")
+
+
+def _write_json(path: Path, obj: object) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj, indent=1, sort_keys=True) + "\n")

@@ -1,0 +1,234 @@
+"""Where does unlearning stop being harmless? Outcome states, Pareto front, boundary fit, recommendation.
+
+``analyse(trials, baseline)`` reads the results table (``TrialRow``s) and returns one ``BoundaryAnalysis``.
+Every decision is a one-sided z-test at ``confidence`` (default 0.95, z = 1.645) on lm-eval stderrs:
+
+    retain damaged:  b_ret - t_ret - delta > z * sqrt(se_b^2 + se_t^2)
+    forget dropped:  b_fgt - t_fgt         > z * sqrt(se_b^2 + se_t^2)
+    at chance:       not (acc - 0.25       > z * se)
+
+"Harmless" means *not confidently worse than delta*. The stricter "confidently within delta" needs
+se << delta, i.e. thousands of questions; at n = 100..200 (se of 3-5 points) it would call nothing
+harmless. ``detectable_drop`` states the price: the retain drop that is flagged half of the time.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from enum import Enum
+from typing import Any
+
+import numpy as np
+from scipy.stats import norm
+
+from tuner.boundary_fit import BoundaryFit, fit_boundary
+from tuner.schema import BASELINE_ID, CHANCE_ACCURACY, TaskScore, TrialRow
+
+
+class OutcomeState(str, Enum):
+    """The four outcomes of the anchors' taxonomy (algorithm.md §8), named for what they mean."""
+
+    FORGETS_HARMLESSLY = "forgets_harmlessly"  # forget dropped, retain within delta: the target
+    NO_EFFECT = "no_effect"  # retain within delta, forget not dropped
+    BOTH_DEGRADED = "both_degraded"  # retain more than delta below baseline (forget usually partway)
+    BOTH_COLLAPSED = "both_collapsed"  # retain damaged and both accuracies at chance
+
+    @property
+    def harmless(self) -> bool:
+        return self in (OutcomeState.FORGETS_HARMLESSLY, OutcomeState.NO_EFFECT)
+
+
+NEXT_STEP = {  # algorithm.md §8: which way to move when a state dominates
+    OutcomeState.NO_EFFECT: "lower retain_coef, raise remove_coef or raise lr",
+    OutcomeState.BOTH_DEGRADED: "raise retain_coef or lower lr, and raise remove_coef slightly",
+    OutcomeState.BOTH_COLLAPSED: "raise retain_coef, lower remove_coef or lower lr",
+}
+
+
+@dataclass(frozen=True)
+class BoundaryAnalysis:
+    """Everything the report shows; ``to_dict`` is JSON-safe, ``verdict`` a short paragraph."""
+
+    delta: float
+    confidence: float
+    n_trials: int
+    baseline_problem: str  # "" when the baseline is scored
+    states: dict[str, OutcomeState]  # scored trials only
+    unscored: dict[str, str]  # trial_id -> status (failed, diverged, queued, ... or done without scores)
+    pareto: list[str]  # non-dominated trials (forget acc down, retain acc up), by forget acc
+    fit: BoundaryFit | None
+    fit_note: str  # why there is no fit, or "" when there is
+    recommended: str | None  # strongest forgetting among forgets_harmlessly trials
+    tied: list[str]  # other forgets_harmlessly trials whose forget acc is not significantly higher
+    nearest: list[str]  # when nothing forgets harmlessly: the closest candidates
+    next_step: str
+    detectable_drop: float | None  # retain drop (fraction) flagged as damage with probability 1/2
+    summary: dict[str, str]  # trial_id (and "baseline") -> one-line description used in the verdict
+
+    def counts(self) -> dict[OutcomeState, int]:
+        return {s: sum(v is s for v in self.states.values()) for s in OutcomeState}
+
+    def to_dict(self) -> dict[str, Any]:
+        return _json_safe({**asdict(self), "verdict": self.verdict()})
+
+    def verdict(self) -> str:
+        """Boundary location, recommended coefficients, then number of trials and how certain."""
+        n_failed = len(self.unscored)
+        if self.n_trials == 0:
+            missing = f" {self.baseline_problem}." if self.baseline_problem else ""
+            return "No trials in the results table yet: nothing to analyse." + missing
+        if not self.states and not self.baseline_problem:
+            return (f"None of the {self.n_trials} trials has forget and retain scores "
+                    f"({_status_counts(self.unscored)}): nothing to analyse.")
+        if self.baseline_problem:
+            return (f"{self.baseline_problem}. Outcome states, the harmless boundary and the recommendation "
+                    f"are measured against the baseline, so none is given; re-run the baseline evaluation. "
+                    f"{self.n_trials} trials, {self.n_trials - n_failed} scored; Pareto front: "
+                    f"{', '.join(self.pareto) or 'empty'}.")
+        text = [self.fit.describe() if self.fit else self.fit_note]
+        if self.recommended:
+            tie = f"; statistically tied: {', '.join(self.tied)}" if self.tied else ""
+            text.append(f"Recommended: {self.summary[self.recommended]}{tie}.")
+        else:
+            near = "; ".join(self.summary[t] for t in self.nearest)
+            text.append("No harmless forgetting found." + (f" Nearest candidates: {near}." if near else ""))
+        text.append(f"Next: {self.next_step}.")
+        counts = ", ".join(f"{n} {s.value}" for s, n in self.counts().items() if n)
+        failed = f"; not scored: {_status_counts(self.unscored)}" if n_failed else ""
+        text.append(f"Based on {len(self.states)} of {self.n_trials} trials ({counts}{failed}) against the "
+                    f"baseline ({self.summary[BASELINE_ID]}). Harmless = retain not confidently "
+                    f"({self.confidence:.0%}, one-sided) more than {100 * self.delta:.1f} pts below the "
+                    f"baseline; at these sample sizes a true drop of {100 * (self.detectable_drop or 0):.1f} "
+                    "pts is flagged only half of the time.")
+        return " ".join(text)
+
+
+def analyse(trials: list[TrialRow], baseline: TrialRow | None, delta: float = 0.02,
+            confidence: float = 0.95) -> BoundaryAnalysis:
+    """Label, fit and recommend. ``trials`` may contain the baseline row; it is ignored there."""
+    trials = [t for t in trials if not t.is_baseline]
+    z = float(norm.ppf(confidence))
+    scored = [t for t in trials if t.status == "done" and t.scored]
+    unscored = {t.trial_id: t.status if t.status != "done" else "done without scores"
+                for t in trials if not (t.status == "done" and t.scored)}
+    base = baseline if baseline is not None and baseline.scored else None
+    problem = "" if base else ("No baseline row in the results table" if baseline is None else
+                               f"The baseline row has no forget/retain scores (status {baseline.status}"
+                               + (f": {baseline.error}" if baseline.error else "") + ")")
+    states = {t.trial_id: classify(t, base, delta, z) for t in scored} if base else {}
+    fit, fit_note = fit_boundary([t.params for t in scored if t.trial_id in states],
+                                 [states[t.trial_id].harmless for t in scored if t.trial_id in states])
+
+    def rank(t: TrialRow) -> tuple[float, float, float]:
+        """Lowest forget acc, then highest retain acc, then deepest inside the harmless region."""
+        p = fit.p_at(t.params) if fit else None
+        return t.forget.acc, -t.retain.acc, -(p or 0.0)
+
+    by_forget = sorted((t for t in scored if states.get(t.trial_id) is OutcomeState.FORGETS_HARMLESSLY), key=rank)
+    best = by_forget[0] if by_forget else None
+    tied = [t.trial_id for t in by_forget[1:] if not _significant(t.forget, best.forget, 0.0, z)]
+    nearest = [] if best or not states else _nearest(scored, states, base)
+    summary = {t.trial_id: _describe(t, base, fit) for t in scored}
+    if base:
+        summary[BASELINE_ID] = f"{_score(base.forget)} forget, {_score(base.retain)} retain"
+    return BoundaryAnalysis(
+        delta=delta, confidence=confidence, n_trials=len(trials), baseline_problem=problem, states=states,
+        unscored=unscored, pareto=pareto_front(scored), fit=fit, fit_note=fit_note,
+        recommended=best.trial_id if best else None, tied=tied, nearest=nearest,
+        next_step=_next_step(best, states, fit, z) if base and states else "score the trials first",
+        detectable_drop=_detectable_drop(scored, base, delta, z), summary=summary)
+
+
+def classify(trial: TrialRow, baseline: TrialRow, delta: float, z: float) -> OutcomeState:
+    """One scored trial's state: harmless first (retain not confidently > delta below baseline)."""
+    forget_dropped = _significant(baseline.forget, trial.forget, 0.0, z)
+    if not _significant(baseline.retain, trial.retain, delta, z):
+        return OutcomeState.FORGETS_HARMLESSLY if forget_dropped else OutcomeState.NO_EFFECT
+    if _at_chance(trial.forget, z) and _at_chance(trial.retain, z):
+        return OutcomeState.BOTH_COLLAPSED
+    return OutcomeState.BOTH_DEGRADED
+
+
+def pareto_front(trials: list[TrialRow]) -> list[str]:
+    """Scored trials no other trial beats on both forget (lower) and retain (higher), by forget acc."""
+    pts = [(t.forget.acc, -t.retain.acc, t.trial_id) for t in trials if t.scored]
+    front = [p for p in pts if not any(q[0] <= p[0] and q[1] <= p[1] and q[:2] != p[:2] for q in pts)]
+    return [p[2] for p in sorted(front)]
+
+
+def _significant(high: TaskScore, low: TaskScore, margin: float, z: float) -> bool:
+    """One-sided test that high.acc - low.acc > margin: (diff - margin) > z * sqrt(se_h^2 + se_l^2)."""
+    return high.acc - low.acc - margin > z * math.hypot(high.stderr, low.stderr)
+
+
+def _at_chance(score: TaskScore, z: float) -> bool:
+    return not score.acc - CHANCE_ACCURACY > z * score.stderr
+
+
+def _nearest(scored: list[TrialRow], states: dict[str, OutcomeState], base: TrialRow) -> list[str]:
+    """The two damaged trials that forgot with the least retain loss, and the two mildest harmless ones."""
+    forgot = sorted((t for t in scored if not states[t.trial_id].harmless and t.forget.acc < base.forget.acc),
+                    key=lambda t: -t.retain.acc)
+    harmless = sorted((t for t in scored if states[t.trial_id].harmless), key=lambda t: t.forget.acc)
+    return [t.trial_id for t in forgot[:2] + harmless[:2]]
+
+
+def _next_step(best: TrialRow | None, states: dict[str, OutcomeState], fit: BoundaryFit | None,
+               z: float) -> str:
+    """Where to search next, by the anchors' rules (algorithm.md §8)."""
+    below = f", staying below remove/retain ~ {fit.ratio:.3g}" if fit and fit.ratio else ""
+    if best is not None:
+        if _at_chance(best.forget, z):
+            return "forget is at chance with retain intact; confirm the recommended point with 2-3 seeds"
+        return f"forget is still above chance; lower lr and raise remove_coef slightly{below}"
+    present = set(states.values())
+    if OutcomeState.NO_EFFECT in present and present - {OutcomeState.NO_EFFECT}:
+        return ("forgetting sets in only together with retain damage; search between the no_effect and the "
+                f"damaged trials and {NEXT_STEP[OutcomeState.BOTH_DEGRADED]}")
+    top = max(present, key=lambda s: sum(v is s for v in states.values()))
+    return NEXT_STEP[top]
+
+
+def _describe(t: TrialRow, base: TrialRow | None, fit: BoundaryFit | None) -> str:
+    """'t07 (retain_coef=5, ...): 26.0±4.0% forget (-44.0 pts), 78.6±2.9% retain (-1.4 pts)'"""
+    params = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in t.params.items())
+    text = f"{t.trial_id} ({params}): {_score(t.forget)} forget"
+    text += f" ({_pts(t.forget.acc - base.forget.acc)} pts)" if base else ""
+    text += f", {_score(t.retain)} retain"
+    text += f" ({_pts(t.retain.acc - base.retain.acc)} pts)" if base else ""
+    p = fit.p_at(t.params) if fit else None
+    return text + (f", P(harmless)={p:.2f}" if p is not None else "")
+
+
+def _detectable_drop(scored: list[TrialRow], base: TrialRow | None, delta: float, z: float) -> float | None:
+    """delta + z * median sqrt(se_b^2 + se_t^2): the true retain drop the test flags half of the time."""
+    if base is None or not scored:
+        return None
+    return delta + z * float(np.median([math.hypot(base.retain.stderr, t.retain.stderr) for t in scored]))
+
+
+def _score(s: TaskScore) -> str:
+    return f"{100 * s.acc:.1f}±{100 * s.stderr:.1f}%"
+
+
+def _pts(x: float) -> str:
+    return f"{100 * x:+.1f}"
+
+
+def _status_counts(unscored: dict[str, str]) -> str:
+    statuses = sorted(set(unscored.values()))
+    return ", ".join(f"{sum(v == s for v in unscored.values())} {s}" for s in statuses)
+
+
+def _json_safe(obj: Any) -> Any:
+    """Enums to values, tuples to lists, non-finite floats to None."""
+    if isinstance(obj, Enum):
+        return obj.value
+    if isinstance(obj, dict):
+        return {str(k.value if isinstance(k, Enum) else k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj

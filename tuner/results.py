@@ -1,0 +1,139 @@
+"""The results table of one search: ``run_dir/results.{jsonl,csv,md}``, rewritten atomically on every change.
+
+``results.jsonl`` holds one ``TrialRow`` per line, appended as a trial moves through
+queued -> training -> evaluating -> done | diverged | failed; the last line per trial wins. Writers in
+different processes (trial drivers, Train controllers) serialise on ``run_dir/.results.lock``; every file
+is replaced whole (tmp + ``os.replace``), so readers never see a half-written table.
+The Markdown mirrors seed 002's two tables (training metrics at the final step; evaluations), baseline
+first.
+"""
+
+from __future__ import annotations
+
+import csv
+import fcntl
+import io
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from tuner.schema import BASELINE_ID, TaskScore, TrialRow
+
+TRAIN_COLUMNS = ("loss", "cb_loss", "retain_kl_loss", "retain_l2_loss", "retain_acc", "forget_acc", "cos_sim_mean",
+                 "grad_norm")
+
+
+class ResultsTable:
+    def __init__(self, run_dir: Path):
+        self.run_dir = Path(run_dir)
+        self.jsonl, self.csv, self.md = (self.run_dir / f"results.{ext}" for ext in ("jsonl", "csv", "md"))
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        with open(self.run_dir / ".results.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
+    def write(self, row: TrialRow) -> None:
+        """Append ``row`` and re-render the CSV and Markdown mirrors."""
+        with self._locked():
+            text = self.jsonl.read_text() if self.jsonl.exists() else ""
+            text += json.dumps(row.to_dict(), default=float) + "\n"
+            _atomic_write(self.jsonl, text)
+            rows = _latest(text)
+            _atomic_write(self.csv, to_csv(rows))
+            _atomic_write(self.md, to_markdown(rows))
+
+    def rows(self) -> list[TrialRow]:
+        """Latest row per trial: the baseline first, then trials in order of first appearance."""
+        return _latest(self.jsonl.read_text()) if self.jsonl.exists() else []
+
+    def get(self, trial_id: str) -> TrialRow | None:
+        return next((r for r in self.rows() if r.trial_id == trial_id), None)
+
+
+def _latest(text: str) -> list[TrialRow]:
+    latest: dict[str, TrialRow] = {}
+    for line in text.splitlines():
+        if line.strip():
+            row = TrialRow.from_dict(json.loads(line))
+            latest[row.trial_id] = row
+    baseline = [latest.pop(BASELINE_ID)] if BASELINE_ID in latest else []
+    return baseline + list(latest.values())
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _param_names(rows: list[TrialRow]) -> list[str]:
+    names: list[str] = []
+    for row in rows:
+        names += [k for k in row.params if k not in names]
+    return names
+
+
+def _delta(score: TaskScore | None, base: TaskScore | None) -> float | None:
+    return None if score is None or base is None else score.acc - base.acc
+
+
+def to_csv(rows: list[TrialRow]) -> str:
+    params = _param_names(rows)
+    base = rows[0] if rows and rows[0].trial_id == BASELINE_ID else None
+    header = (["trial_id", "status"] + params + list(TRAIN_COLUMNS) + [
+        "forget_acc", "forget_stderr", "forget_delta", "retain_acc", "retain_stderr", "retain_delta",
+        "train_seconds", "eval_seconds", "mlflow_run_id", "adapter_path", "error"])
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(header)
+    for r in rows:
+        scores = []
+        for score, base_score in ((r.forget, base and base.forget), (r.retain, base and base.retain)):
+            delta = _delta(score, base_score)
+            scores += [score.acc if score else "", score.stderr if score else "", "" if delta is None else delta]
+        writer.writerow([r.trial_id, r.status] + [r.params.get(p, "") for p in params]
+                        + [r.train_metrics.get(c, "") for c in TRAIN_COLUMNS] + scores
+                        + [r.train_seconds, r.eval_seconds, r.mlflow_run_id, r.adapter_path, r.error])
+    return out.getvalue()
+
+
+def _pct(score: TaskScore | None) -> str:
+    return "–" if score is None else f"{100 * score.acc:.2f}±{100 * score.stderr:.2f}"
+
+
+def _signed(delta: float | None) -> str:
+    return "–" if delta is None else f"{100 * delta:+.2f}"
+
+
+def _num(value: object) -> str:
+    return "–" if value in (None, "") else f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def to_markdown(rows: list[TrialRow]) -> str:
+    """Two tables: training metrics at the final step, then evaluations with Δ vs the baseline row."""
+    params = _param_names(rows)
+    base = rows[0] if rows and rows[0].trial_id == BASELINE_ID else None
+    forget_task = next((r.forget.task for r in rows if r.forget), "forget")
+    retain_task = next((r.retain.task for r in rows if r.retain), "retain")
+    lines = ["## Training metrics (final step)", "",
+             "| trial | " + " | ".join(params + list(TRAIN_COLUMNS)) + " | status |",
+             "|---" * (len(params) + len(TRAIN_COLUMNS) + 2) + "|"]
+    for r in rows:
+        if r.trial_id != BASELINE_ID:
+            cells = [_num(r.params.get(p)) for p in params] + [_num(r.train_metrics.get(c)) for c in TRAIN_COLUMNS]
+            lines.append(f"| {r.trial_id} | " + " | ".join(cells) + f" | {r.status} |")
+    lines += ["", f"## Evaluation (accuracy % ± stderr; forget = {forget_task} ↓, retain = {retain_task} ↑)", "",
+              "| trial | " + " | ".join(params) + " | forget | Δ forget | retain | Δ retain | status | error |",
+              "|---" * (len(params) + 7) + "|"]
+    for r in rows:
+        cells = ["base" if r.trial_id == BASELINE_ID else _num(r.params.get(p)) for p in params]
+        lines.append(f"| {r.trial_id} | " + " | ".join(cells) + f" | {_pct(r.forget)} | "
+                     f"{_signed(_delta(r.forget, base and base.forget)) if r.trial_id != BASELINE_ID else '–'} | "
+                     f"{_pct(r.retain)} | "
+                     f"{_signed(_delta(r.retain, base and base.retain)) if r.trial_id != BASELINE_ID else '–'} | "
+                     f"{r.status} | {r.error.splitlines()[0][:80] if r.error else ''} |")
+    return "\n".join(lines) + "\n"

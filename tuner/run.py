@@ -1,0 +1,122 @@
+"""The search service: an Optuna-backed Ray Tune search over unlearning hyper-parameters.
+
+    python -m tuner.run --space kl_boundary                       # mini-world on this CPU, minutes
+    python -m tuner.run --space seed_grid --preset miniworld
+    python -m tuner.run --space kl_boundary --preset deep-ignorance --num-samples 40 --address auto \\
+        --gpus-per-worker 1 eval_data_root=/shared/hf_data
+    python -m tuner.run --resume runs/kl_boundary_miniworld_20261123-101500
+    python -m tuner.run --list-spaces
+
+Every trial trains LoRA adapters in Ray Train workers, is scored with lm-eval in those workers, and
+lands in ``<run_dir>/results.{jsonl,csv,md}`` and MLflow (a parent run per search, a child per trial).
+The end prints the table, the boundary report and the command that opens the MLflow dashboard.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from search_spaces import DEFAULT_SPACE, SPACES, describe_spaces, get_space
+from trainables.config import ConfigError, TrainConfig
+from trainables.presets import PRESETS, load_preset
+from trainables.train import parse_overrides
+from tuner.context import SearchContext
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m tuner.run", description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    ap.add_argument("--space", default=DEFAULT_SPACE, help=f"search space, one of {sorted(SPACES)} "
+                    f"(default {DEFAULT_SPACE}; see --list-spaces)")
+    ap.add_argument("--preset", default="miniworld", help=f"model + data + eval preset, one of {sorted(PRESETS)}")
+    ap.add_argument("--num-samples", type=int, help="trials (default: the space's default for the preset)")
+    ap.add_argument("--max-concurrent", type=int, help="trials at once (default: what the cluster's CPUs/GPUs fit)")
+    ap.add_argument("--workers-per-trial", type=int, default=1, help="Ray Train workers (DDP) per trial")
+    ap.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPUs per Train worker (0 = CPU)")
+    ap.add_argument("--address", help="Ray cluster to join (e.g. auto); default: start Ray in this process")
+    ap.add_argument("--run-dir", type=Path, help="output directory (default runs/{space}_{preset}_{timestamp})")
+    ap.add_argument("--mlflow-uri", help="MLflow tracking URI (default sqlite:///<run_dir>/mlflow.db)")
+    ap.add_argument("--experiment", default="unlearn-tuner", help="MLflow experiment name")
+    ap.add_argument("--seed", type=int, default=0, help="sampler seed (the training seed is seed=...)")
+    ap.add_argument("--delta", type=float, help="harmless = retain drop <= delta (accuracy fraction, default 0.02)")
+    ap.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue an interrupted search")
+    ap.add_argument("--list-spaces", action="store_true", help="print the search spaces and exit")
+    ap.add_argument("overrides", nargs="*", metavar="key=value", help="TrainConfig fields for every trial")
+    return ap
+
+
+def validate(args: argparse.Namespace) -> SearchContext:
+    """Everything checked before anything is created or started; raises ConfigError."""
+    space = get_space(args.space)
+    cfg = load_preset(args.preset, parse_overrides(args.overrides))
+    space.validate_against(cfg)
+    for flag, value, low in (("--num-samples", args.num_samples, 1), ("--max-concurrent", args.max_concurrent, 1),
+                             ("--workers-per-trial", args.workers_per_trial, 1)):
+        if value is not None and value < low:
+            raise ConfigError(f"{flag} must be >= {low} (got {value})")
+    if args.gpus_per_worker < 0:
+        raise ConfigError(f"--gpus-per-worker must be >= 0 (got {args.gpus_per_worker})")
+    delta = space.constraint_delta if args.delta is None else args.delta
+    if not 0 < delta < 1:
+        raise ConfigError(f"--delta is an accuracy fraction in (0, 1), e.g. 0.02 (got {delta})")
+    _check_data(cfg)
+    run_dir = (args.run_dir or Path("runs") / f"{args.space}_{args.preset}_{time.strftime('%Y%m%d-%H%M%S')}")
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise ConfigError(f"run directory {run_dir} already exists; use --resume {run_dir} or another --run-dir")
+    run_dir = run_dir.resolve()
+    from tuner.tracking import default_uri
+
+    return SearchContext(
+        run_dir=str(run_dir), space=args.space, preset=args.preset, train_config=cfg.to_dict(),
+        fixed=dict(space.fixed_for(args.preset)), num_samples=args.num_samples or space.num_samples_for(args.preset),
+        max_concurrent=args.max_concurrent or 0, workers_per_trial=args.workers_per_trial,
+        gpus_per_worker=args.gpus_per_worker, seed=args.seed, delta=delta,
+        mlflow_uri=args.mlflow_uri or default_uri(run_dir), experiment=args.experiment, address=args.address,
+        git_commit=_git_commit())
+
+
+def _check_data(cfg: TrainConfig) -> None:
+    for side in ("forget", "retain"):
+        spec = getattr(cfg, side)
+        if spec.source == "file" and not Path(spec.path).is_file():
+            raise ConfigError(f"config field '{side}.path': data file {spec.path} does not exist")
+    if cfg.eval_data_root and not Path(cfg.eval_data_root).is_dir():
+        raise ConfigError(f"config field 'eval_data_root': {cfg.eval_data_root} is not a directory")
+
+
+def _git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
+                              cwd=Path(__file__).parent).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.list_spaces:
+        print(describe_spaces())
+        return 0
+    try:
+        if args.resume:
+            if not (args.resume / "run_config.json").is_file():
+                raise ConfigError(f"--resume {args.resume}: no run_config.json there; is it a run directory?")
+            ctx = SearchContext.load(args.resume)
+        else:
+            ctx = validate(args)
+    except (ConfigError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    from tuner.service import run_search
+
+    return run_search(ctx, resume=bool(args.resume))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
+    sys.exit(main())

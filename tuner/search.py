@@ -1,0 +1,72 @@
+"""Ray Tune wiring: the trial driver, the searcher, and restore.
+
+Sampled spaces use ``OptunaSearch`` (seeded TPE, or NSGA-II / GP) as a multi-objective search over
+``eval_forget_acc`` (min) and ``eval_retain_acc`` (max) with the constraint "retain drop <= delta"
+(``constraints_func`` on the sampler), its study persisted in ``run_dir/optuna.db``. Grid spaces run
+their fixed points with Tune's ``grid_search``. ``Tuner.restore`` resumes either, searcher state included.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+from ray import tune
+from ray.tune.search import ConcurrencyLimiter
+from ray.tune.search.optuna import OptunaSearch
+
+from search_spaces import get_space
+from tuner.context import SearchContext
+from tuner.trial import OBJECTIVES, trial_driver
+
+EXPERIMENT = "search"
+
+
+def make_sampler(name: str, seed: int, num_samples: int, baseline_retain: float | None,
+                 delta: float) -> optuna.samplers.BaseSampler:
+    """A seeded Optuna sampler; the constraint value is ``baseline_retain - retain - delta`` (<= 0 is feasible)."""
+    def constraints(trial: optuna.trial.FrozenTrial) -> list[float]:
+        retain = trial.values[1] if trial.values else 0.0
+        return [(baseline_retain - retain - delta) if baseline_retain is not None else 0.0]
+
+    startup = max(4, num_samples // 3)
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, constraints_func=constraints,
+                                             population_size=max(4, num_samples // 3))
+    if name == "gp":
+        return optuna.samplers.GPSampler(seed=seed, constraints_func=constraints, n_startup_trials=startup)
+    return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=startup,
+                                      constraints_func=constraints)
+
+
+def trainable(ctx: SearchContext) -> Any:
+    return tune.with_resources(tune.with_parameters(trial_driver, ctx=ctx), {"cpu": 0, "memory": 1 << 20})
+
+
+def make_tuner(ctx: SearchContext) -> tune.Tuner:
+    space = get_space(ctx.space)
+    param_space = space.tune_param_space(ctx.preset)
+    if space.sampler == "grid":
+        search_alg, num_samples = None, 1
+    else:
+        storage = optuna.storages.RDBStorage(f"sqlite:///{ctx.path.resolve()}/optuna.db")
+        searcher = OptunaSearch(metric=list(OBJECTIVES), mode=["min", "max"], storage=storage,
+                                study_name=f"{ctx.space}-{ctx.preset}",
+                                sampler=make_sampler(space.sampler, ctx.seed, ctx.num_samples,
+                                                     ctx.baseline_retain_acc, ctx.delta))
+        search_alg, num_samples = ConcurrencyLimiter(searcher, max_concurrent=ctx.max_concurrent), ctx.num_samples
+    return tune.Tuner(
+        trainable(ctx), param_space=param_space,
+        tune_config=tune.TuneConfig(search_alg=search_alg, num_samples=num_samples,
+                                    max_concurrent_trials=ctx.max_concurrent),
+        run_config=tune.RunConfig(name=EXPERIMENT, storage_path=str((ctx.path / "ray").resolve()),
+                                  failure_config=tune.FailureConfig(max_failures=1), verbose=1,
+                                  progress_reporter=tune.CLIReporter(
+                                      metric_columns=["step", "loss", "cb_loss", "retain_kl_loss",
+                                                      *OBJECTIVES], max_report_frequency=30)),
+    )
+
+
+def restore_tuner(ctx: SearchContext) -> tune.Tuner:
+    return tune.Tuner.restore(str((ctx.path / "ray" / EXPERIMENT).resolve()), trainable=trainable(ctx),
+                              resume_unfinished=True, resume_errored=True)

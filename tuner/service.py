@@ -1,0 +1,83 @@
+"""One search from a validated ``SearchContext``: Ray, MLflow parent, baseline, Tune, report, summary.
+
+Order matters and is the whole design (ARCHITECTURE.md §2): assets once (the mini-world is built here,
+before any worker asks for it), the parent run and ``run_config.json``, the baseline row, then
+``Tuner.fit()`` (or ``Tuner.restore`` on ``--resume``), then the boundary report and the summary.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from tuner.context import SearchContext
+from tuner.results import ResultsTable
+from tuner.tracking import Tracker, ui_command
+
+
+def run_search(ctx: SearchContext, resume: bool) -> int:
+    import ray
+
+    from trainables.model import miniworld
+    from tuner.search import make_tuner, restore_tuner
+    from tuner.trial import score_baseline
+
+    ctx.path.mkdir(parents=True, exist_ok=True)
+    miniworld(ctx.trial_config({}))
+    ray.init(address=ctx.address, ignore_reinit_error=True, include_dashboard=False,
+             runtime_env={"env_vars": {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S":
+                                       os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")}})
+    if not ctx.max_concurrent:
+        ctx.max_concurrent = _fit_concurrency(ray.cluster_resources(), ctx)
+    tracker = _open_parent(ctx, resume)
+    ctx.save()
+
+    baseline = score_baseline(ctx)
+    ctx.baseline_retain_acc = baseline.retain.acc if baseline.retain else None
+    ctx.save()
+    print(f"baseline: forget {baseline.forget.acc:.4f}  retain {baseline.retain.acc:.4f}", flush=True)
+
+    tuner = restore_tuner(ctx) if resume and (ctx.path / "ray" / "search").exists() else make_tuner(ctx)
+    tuner.fit()
+    return _finish(ctx, tracker)
+
+
+def _fit_concurrency(resources: dict[str, float], ctx: SearchContext) -> int:
+    """Trials that fit at once: GPUs / (workers * gpus per worker), else CPUs / workers; at least 1."""
+    if ctx.gpus_per_worker > 0:
+        return max(1, int(resources.get("GPU", 0) // (ctx.workers_per_trial * ctx.gpus_per_worker)))
+    return max(1, int(resources.get("CPU", 1) // ctx.workers_per_trial))
+
+
+def _open_parent(ctx: SearchContext, resume: bool) -> Tracker:
+    tracker = Tracker.open(ctx.mlflow_uri, ctx.experiment, run_name=ctx.path.name,
+                           artifact_root=ctx.path / "mlartifacts",
+                           parent_run_id=ctx.parent_run_id if resume else None,
+                           tags={"space": ctx.space, "preset": ctx.preset, "git_commit": ctx.git_commit})
+    if not resume:
+        ctx.parent_run_id = tracker.parent_run_id
+        tracker.log_params(ctx.parent_run_id, {"space": ctx.space, "preset": ctx.preset, "seed": ctx.seed,
+                                               "delta": ctx.delta, "num_samples": ctx.num_samples,
+                                               "git_commit": ctx.git_commit, "fixed": ctx.fixed,
+                                               "config": ctx.train_config})
+    ctx.extra["experiment_id"] = tracker.experiment_id
+    return tracker
+
+
+def _finish(ctx: SearchContext, tracker: Tracker) -> int:
+    from tuner.report import render_report
+
+    table = ResultsTable(ctx.path)
+    report = render_report(ctx.path, delta=ctx.delta)
+    for path, name in ((table.jsonl, "results"), (table.csv, "results"), (table.md, "results"),
+                       (ctx.path / "run_config.json", "results"), (report.parent, "report")):
+        tracker.log_artifacts(ctx.parent_run_id, Path(path), name)
+    rows = table.rows()
+    done = [r for r in rows if r.status == "done" and not r.is_baseline]
+    tracker.log_metrics(ctx.parent_run_id, {"trials": len(rows) - 1, "trials_done": len(done)})
+    tracker.finish(ctx.parent_run_id)
+    print("\n" + table.md.read_text())
+    print(f"run directory : {ctx.path}\nresults       : {table.md}\n                {table.csv}\n"
+          f"                {table.jsonl}\nreport        : {report}\n                {report.with_suffix('.md')}\n"
+          f"optuna study  : {ctx.path / 'optuna.db'}\nMLflow        : {ui_command(ctx.mlflow_uri)}")
+    return 0

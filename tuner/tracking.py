@@ -1,0 +1,108 @@
+"""MLflow tracking: one parent run per search, one child run per trial (tag ``mlflow.parentRunId``).
+
+    mlflow ui --backend-store-uri sqlite:///<run_dir>/mlflow.db          # the default store
+
+Uses ``MlflowClient`` with explicit run ids (no global active run), so the search driver, the trial
+drivers and the Train controllers can all log to the same runs. Child runs are looked up by their
+``trial_id`` tag before one is created, so a resumed search never duplicates a trial's run.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+SECRET = re.compile(r"token|secret|password|api_key|credential", re.IGNORECASE)
+
+
+def default_uri(run_dir: Path) -> str:
+    return f"sqlite:///{Path(run_dir).resolve()}/mlflow.db"
+
+
+def ui_command(uri: str) -> str:
+    if uri.startswith("sqlite:"):
+        return f"mlflow ui --backend-store-uri {uri} --host 127.0.0.1"
+    return f"open {uri} in a browser"
+
+
+class Tracker:
+    """Thin, picklable handle: tracking URI + experiment + parent run id."""
+
+    def __init__(self, uri: str, experiment_id: str, parent_run_id: str):
+        self.uri, self.experiment_id, self.parent_run_id = uri, experiment_id, parent_run_id
+
+    @property
+    def client(self) -> MlflowClient:
+        return MlflowClient(tracking_uri=self.uri)
+
+    @classmethod
+    def open(cls, uri: str, experiment: str, run_name: str, artifact_root: Path | None,
+             parent_run_id: str | None = None, tags: dict[str, str] | None = None) -> Tracker:
+        """Create (or, on resume, reopen) the parent run of a search."""
+        client = MlflowClient(tracking_uri=uri)
+        found = client.get_experiment_by_name(experiment)
+        if found is not None:
+            experiment_id = found.experiment_id
+        else:
+            location = artifact_root.resolve().as_uri() if artifact_root and uri.startswith("sqlite:") else None
+            experiment_id = client.create_experiment(experiment, artifact_location=location)
+        if parent_run_id:
+            client.update_run(parent_run_id, status="RUNNING")
+        else:
+            parent_run_id = client.create_run(experiment_id, run_name=run_name, tags=tags or {}).info.run_id
+        return cls(uri, experiment_id, parent_run_id)
+
+    def child_run(self, trial_id: str, params: dict[str, Any]) -> str:
+        """The trial's child run id: the existing one (resume) or a new one."""
+        client = self.client
+        existing = client.search_runs([self.experiment_id], filter_string=(
+            f"tags.mlflow.parentRunId = '{self.parent_run_id}' and tags.trial_id = '{trial_id}'"))
+        if existing:
+            run_id = existing[0].info.run_id
+            client.update_run(run_id, status="RUNNING")
+            return run_id
+        run = client.create_run(self.experiment_id, run_name=trial_id,
+                                tags={"mlflow.parentRunId": self.parent_run_id, "trial_id": trial_id})
+        self.log_params(run.info.run_id, params)
+        return run.info.run_id
+
+    def log_params(self, run_id: str, params: dict[str, Any]) -> None:
+        flat = {k: v for k, v in _flatten(params).items() if not SECRET.search(k)}
+        items = [Param(k, str(v)[:6000]) for k, v in flat.items()]
+        for start in range(0, len(items), 100):
+            self.client.log_batch(run_id, params=items[start:start + 100])
+
+    def log_metrics(self, run_id: str, metrics: dict[str, Any], step: int = 0) -> None:
+        now = int(time.time() * 1000)
+        items = [Metric(k, float(v), now, step) for k, v in metrics.items()
+                 if isinstance(v, (int, float)) and math.isfinite(float(v))]
+        if items:
+            self.client.log_batch(run_id, metrics=items)
+
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def log_artifacts(self, run_id: str, path: Path, artifact_path: str | None = None) -> None:
+        if path.is_dir():
+            self.client.log_artifacts(run_id, str(path), artifact_path)
+        elif path.exists():
+            self.client.log_artifact(run_id, str(path), artifact_path)
+
+    def finish(self, run_id: str, failed: bool = False) -> None:
+        self.client.set_terminated(run_id, status="FAILED" if failed else "FINISHED")
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out

@@ -1,0 +1,146 @@
+"""One Tune trial = one Ray Train run, evaluated in its workers, recorded in the table and MLflow.
+
+The trial function is a Train *driver*: it reserves no CPU/GPU (``{"cpu": 0, "memory": 1 MiB}``, ray-notes
+P1) and runs no forward pass itself. Its TorchTrainer has the stable name ``train-<trial_id>``, so a
+retried or resumed trial continues from its last checkpoint. Optuna sees only the final report:
+``eval_forget_acc`` (↓) and ``eval_retain_acc`` (↑), finite even when the run diverged or failed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import ray.train
+from ray import tune
+from ray.tune.integration.ray_train import TuneReportCallback
+
+from trainables.launch import ProgressLine, make_trainer
+from trainables.train_loop import evaluate_base_per_worker
+from tuner.context import SearchContext
+from tuner.results import ResultsTable
+from tuner.schema import BASELINE_ID, EvalResult, TrialRow
+from tuner.tracking import Tracker
+
+OBJECTIVES = ("eval_forget_acc", "eval_retain_acc")
+WORST = {"eval_forget_acc": 1.0, "eval_retain_acc": 0.0}
+
+
+class TrialProgress(ray.train.UserCallback):
+    """Controller-side: status ``training`` / ``evaluating`` in the table, every report to MLflow."""
+
+    def __init__(self, ctx: SearchContext, trial_id: str, run_id: str):
+        self.ctx, self.trial_id, self.run_id, self.status = ctx, trial_id, run_id, ""
+
+    def after_report(self, run_context: Any, metrics: list[dict[str, Any]], checkpoint: Any) -> None:
+        m = metrics[0]
+        status = "evaluating" if m.get("evaluating") else "training"
+        if status != self.status:
+            self.status = status
+            _update(self.ctx, self.trial_id, status=status)
+        if "step" in m:
+            tracker = Tracker(self.ctx.mlflow_uri, *_ids(self.ctx))
+            tracker.log_metrics(self.run_id, m, step=int(m["step"]))
+
+
+def _ids(ctx: SearchContext) -> tuple[str, str]:
+    return ctx.extra["experiment_id"], ctx.parent_run_id
+
+
+def _update(ctx: SearchContext, trial_id: str, **changes: Any) -> TrialRow:
+    table = ResultsTable(ctx.path)
+    row = table.get(trial_id) or TrialRow(trial_id)
+    for key, value in changes.items():
+        setattr(row, key, value)
+    table.write(row)
+    return row
+
+
+def trial_driver(config: dict[str, Any], ctx: SearchContext) -> None:
+    """Tune function trainable (``tune.with_parameters(trial_driver, ctx=ctx)``)."""
+    trial_id = tune.get_context().get_trial_id()
+    params = dict(config.get("point", config))
+    tracker = Tracker(ctx.mlflow_uri, *_ids(ctx))
+    cfg = ctx.trial_config(params)
+    row = _update(ctx, trial_id, status="queued", params=params, error="")
+    run_id = tracker.child_run(trial_id, {**params, "config": cfg.to_dict()})
+    _update(ctx, trial_id, mlflow_run_id=run_id)
+    start = time.time()
+    try:
+        trainer = make_trainer(cfg, name=f"train-{trial_id}", storage=ctx.path / "ray", workers=ctx.workers_per_trial,
+                               use_gpu=ctx.gpus_per_worker > 0, callbacks=[
+                                   TuneReportCallback(), TrialProgress(ctx, trial_id, run_id),
+                                   ProgressLine(f"[{trial_id}] ")])
+        result = trainer.fit()
+        final = dict(result.return_value or {})
+        adapter = Path(result.checkpoint.path) / "adapter" if result.checkpoint else None
+    except Exception as err:  # a failed trial is recorded, never fatal for the search
+        _update(ctx, trial_id, status="failed", error=f"{type(err).__name__}: {err}",
+                train_seconds=time.time() - start)
+        tracker.set_tags(run_id, {"error": traceback.format_exc()[-4000:]})
+        tracker.finish(run_id, failed=True)
+        tune.report({**WORST, "diverged": 0, "failed": 1})
+        return
+    row = _record(ctx, trial_id, final, adapter, time.time() - start, tracker, run_id)
+    tune.report(_objectives(row, ctx))
+
+
+def _record(ctx: SearchContext, trial_id: str, final: dict[str, Any], adapter: Path | None, seconds: float,
+            tracker: Tracker, run_id: str) -> TrialRow:
+    """Write the trial's curves, lm-eval JSON, table row and MLflow finals."""
+    out = ctx.path / "trials" / trial_id
+    out.mkdir(parents=True, exist_ok=True)
+    history = final.pop("history", [])
+    (out / "metrics.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history))
+    evaluation = EvalResult.from_dict(final.pop("eval")) if "eval" in final else None
+    train_metrics = {k: float(v) for k, v in final.items() if isinstance(v, (int, float))}
+    changes: dict[str, Any] = {"status": "diverged" if final.get("diverged") else "done",
+                               "train_metrics": train_metrics, "train_seconds": seconds,
+                               "adapter_path": str(adapter) if adapter else ""}
+    if evaluation is not None:
+        (out / "lm_eval.json").write_text(json.dumps(evaluation.raw, indent=1, default=str))
+        changes.update(forget=evaluation.forget, retain=evaluation.retain, eval_seconds=evaluation.seconds,
+                       train_seconds=seconds - evaluation.seconds,
+                       extra_scores={k: v for k, v in evaluation.scores.items()
+                                     if k not in (evaluation.forget_task, evaluation.retain_task)})
+        tracker.log_metrics(run_id, {"eval_forget_acc": evaluation.forget.acc, "eval_retain_acc": evaluation.retain.acc,
+                                     **{f"eval_{k}_acc": v.acc for k, v in evaluation.scores.items()}},
+                            step=int(final.get("step", 0)))
+        tracker.log_artifacts(run_id, out / "lm_eval.json", "lm_eval")
+    if adapter and adapter.exists():
+        tracker.log_artifacts(run_id, adapter, "adapter")
+    tracker.log_metrics(run_id, {f"final_{k}": v for k, v in train_metrics.items()})
+    row = _update(ctx, trial_id, **changes)
+    tracker.finish(run_id)
+    return row
+
+
+def _objectives(row: TrialRow, ctx: SearchContext) -> dict[str, float]:
+    if row.status != "done" or not row.scored:
+        return {**WORST, "diverged": int(row.status == "diverged"), "failed": 0}
+    drop = (ctx.baseline_retain_acc - row.retain.acc) if ctx.baseline_retain_acc is not None else 0.0
+    return {"eval_forget_acc": row.forget.acc, "eval_retain_acc": row.retain.acc, "retain_drop": drop,
+            "diverged": 0, "failed": 0}
+
+
+def score_baseline(ctx: SearchContext) -> TrialRow:
+    """Score the unadapted model once, in a Train worker like the trials; the table's first row."""
+    existing = ResultsTable(ctx.path).get(BASELINE_ID)
+    if existing is not None and existing.scored:
+        return existing
+    cfg = ctx.trial_config({})
+    start = time.time()
+    trainer = make_trainer(cfg, name="baseline", storage=ctx.path / "ray", workers=1,
+                           use_gpu=ctx.gpus_per_worker > 0, loop=evaluate_base_per_worker)
+    evaluation = EvalResult.from_dict(trainer.fit().return_value["eval"])
+    (ctx.path / "trials" / BASELINE_ID).mkdir(parents=True, exist_ok=True)
+    (ctx.path / "trials" / BASELINE_ID / "lm_eval.json").write_text(json.dumps(evaluation.raw, default=str))
+    row = TrialRow(BASELINE_ID, status="done", forget=evaluation.forget, retain=evaluation.retain,
+                   extra_scores={k: v for k, v in evaluation.scores.items()
+                                 if k not in (evaluation.forget_task, evaluation.retain_task)},
+                   eval_seconds=evaluation.seconds, train_seconds=time.time() - start - evaluation.seconds)
+    ResultsTable(ctx.path).write(row)
+    return row
