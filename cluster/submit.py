@@ -214,8 +214,7 @@ def run(args: argparse.Namespace, entry: list[str]) -> int:
         follow(client, job_id)
     except KeyboardInterrupt:
         print(
-            f"\ncluster.submit: stopped following; job {job_id} keeps running "
-            f"(python -m cluster.submit stop {job_id})",
+            f"\ncluster.submit: stopped following; job {job_id} keeps running (python -m cluster.submit stop {job_id})",
             file=sys.stderr,
         )
         return 130

@@ -16,8 +16,7 @@ import pytest
 
 _HF_HOME = tempfile.mkdtemp(prefix="pytest-hf-home-")
 os.environ.update({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_UPDATE_DOWNLOAD_COUNTS": "0",
-                   "HF_HOME": _HF_HOME, "HF_DATASETS_CACHE": os.path.join(_HF_HOME, "datasets"),
-                   "TQDM_DISABLE": "1"})
+                   "HF_HOME": _HF_HOME, "HF_DATASETS_CACHE": os.path.join(_HF_HOME, "datasets")})
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -51,8 +51,9 @@ def evaluate_model(model: torch.nn.Module, tokenizer: Any, task_set: TaskSet, *,
     task_manager = make_task_manager(task_set)
     unknown = [t for t in task_set.tasks if t not in task_manager.all_tasks]
     if unknown:
-        raise ValueError(f"unknown lm-eval task(s) {unknown} for task set {task_set.name!r} "
-                         f"(include_path={task_set.include_path})")
+        where = f" --include_path {task_set.include_path}" if task_set.include_path else ""
+        raise ValueError(f"unknown lm-eval task(s) {unknown} in task set {task_set.name!r}; "
+                         f"see `lm_eval ls tasks{where}`")
     start = time.perf_counter()
     with _restored_state(model), _eval_tokenizer(tokenizer, add_bos_token):
         lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, add_bos_token=add_bos_token)
@@ -110,6 +111,9 @@ def format_eval_table(result: EvalResult, baseline: EvalResult | None = None) ->
     return "\n".join(lines)
 
 
+_DROP = object()  # json_safe's marker for values it leaves out
+
+
 def json_safe(obj: Any) -> Any:
     """lm-eval's result dict as plain JSON types: numpy scalars become floats/ints; objects are dropped."""
     if isinstance(obj, dict):
@@ -123,8 +127,6 @@ def json_safe(obj: Any) -> Any:
         return obj
     return _DROP
 
-
-_DROP = object()
 
 
 @contextmanager
@@ -163,6 +165,6 @@ def _eval_tokenizer(tokenizer: Any, add_bos_token: bool | None) -> Iterator[None
     finally:
         tokenizer.pad_token = pad
         if switch_bos:
-            object.__setattr__(tokenizer, "_add_bos_token", bos_flag)  # the setter would rebuild again
-            if backend is not None:
+            tokenizer.add_bos_token = bos_flag
+            if backend is not None:  # the exact original, not one rebuilt from the flags
                 backend.post_processor = post_processor

@@ -59,8 +59,8 @@ def resolve_model_and_tasks(args: argparse.Namespace) -> EvalRequest:
     names = tuple(t.strip() for t in args.tasks.split(",") if t.strip())
     if not names:
         raise ValueError("--tasks is empty; pass e.g. --tasks wmdp_bio,mmlu_stem")
-    task_set = replace(real_task_set(args.data_root), tasks=names, forget_task=names[0],
-                       retain_task=names[min(1, len(names) - 1)])
+    task_set = replace(real_task_set(args.data_root), name="+".join(names), tasks=names,
+                       forget_task=names[0], retain_task=names[min(1, len(names) - 1)])
     model = str(local) if local.exists() else args.model
     return EvalRequest(model=model, task_set=task_set, adapter=args.adapter, add_bos_token=args.add_bos_token)
 

@@ -40,7 +40,7 @@ nav a{margin-right:1em}.verdict{background:#f4f8f4;border-left:4px solid #2ca02c
 img{max-width:100%;border:1px solid #ddd}.scroll{overflow-x:auto}
 table{border-collapse:collapse;font-size:13px}th{background:#eee}
 th,td{border:1px solid #ccc;padding:2px 6px;text-align:right;white-space:nowrap}
-td:first-child,td:nth-child(2),td:nth-child(3){text-align:left}td:last-child{white-space:normal}
+tr>:first-child,tr>:nth-child(2),tr>:nth-child(3){text-align:left}td:last-child{white-space:normal}
 .chip{display:inline-block;width:.8em;height:.8em;border-radius:50%;margin-right:.3em}"""
 
 
@@ -228,7 +228,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m tuner.report", description=__doc__.split("\n\n")[0])
-    parser.add_argument("run_dir", type=Path, help="search run directory holding results.jsonl")
+    parser.add_argument("run_dir", metavar="RUN_DIR", type=Path, help="search run directory holding results.jsonl")
     parser.add_argument("--delta", type=float,
                         help="largest harmless retain drop, fraction (default: run_config.json, else 0.02)")
     parser.add_argument("--confidence", type=float,

@@ -114,8 +114,12 @@ def write_shadow_dir(root: Path, workdir: Path) -> Path:
     out = workdir / f"wmdp_mmlu_stem-{digest}"
     if out.is_dir():
         return out
-    workdir.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=workdir))
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=workdir))
+    except OSError as e:
+        raise OSError(f"cannot write lm-eval task configs into {workdir} ({e.strerror}); "
+                      f"pass a writable workdir to real_task_set()") from e
     for name, text in files.items():
         (tmp / name).write_text(text)
     try:
@@ -209,7 +213,7 @@ def _check_rows(path: Path) -> int:
         rows = []
         for i, line in enumerate(path.read_text().splitlines(), 1):
             try:
-                rows.append(json.loads(line))
+                rows += [json.loads(line)] if line.strip() else []
             except json.JSONDecodeError as e:
                 raise DataError(f"{path}:{i}: not valid JSON ({e.msg})") from None
     else:

@@ -16,8 +16,14 @@ import sys
 import time
 from pathlib import Path
 
-ENV_KEYS = ("RAY_AUTH_MODE", "RAY_TMPDIR", "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "HF_HUB_OFFLINE",
-            "HF_DATASETS_OFFLINE", "MLFLOW_TRACKING_URI")
+ENV_KEYS = (
+    "RAY_AUTH_MODE",
+    "RAY_TMPDIR",
+    "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S",
+    "HF_HUB_OFFLINE",
+    "HF_DATASETS_OFFLINE",
+    "MLFLOW_TRACKING_URI",
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,8 +39,13 @@ def main(argv: list[str] | None = None) -> int:
     @ray.remote(num_cpus=0.5, scheduling_strategy="SPREAD")
     def probe(i: int) -> dict:
         node = ray.get_runtime_context().get_node_id()
-        return {"i": i, "sq": i * i, "host": socket.gethostname(), "node": node,
-                "env": {k: os.environ.get(k) for k in ENV_KEYS}}
+        return {
+            "i": i,
+            "sq": i * i,
+            "host": socket.gethostname(),
+            "node": node,
+            "env": {k: os.environ.get(k) for k in ENV_KEYS},
+        }
 
     results = ray.get([probe.remote(i) for i in range(args.tasks)])
     ctx = ray.get_runtime_context()

@@ -6,10 +6,11 @@ With q = remove_coef / retain_coef (the mini-world's controlling ratio):
 Stderrs are lm-eval's sqrt(p (1 - p) / (n - 1)) with n = 120 (forget) and 200 (retain); ``noise`` draws
 each accuracy with that sd.
 
-Tolerance on the boundary ratio: TOL_DECADES = 0.2 (a factor of 1.6). 48 log-uniform trials over 3.5
-decades of ratio leave a gap of about 0.1-0.4 decades between the largest harmless and the smallest
-damaged ratio; the labels cannot place the boundary more finely than that gap, and over 20 seeds (with
-and without noise) the fit's worst error is 0.19 decades. The fit's 90% interval must also cover the truth.
+Tolerance on the boundary ratio: TOL_DECADES = 0.2, a factor of 1.6. Labels only bracket the boundary
+between the largest harmless and the smallest damaged sampled ratio; with 48 log-uniform trials that gap
+is 0.14 decades at the median and up to 0.45 over 20 seeds, and the 2-D fit adds slope error on top. Over
+those 20 seeds, with and without noise, the worst error is 0.19 decades (mean 0.08) and the 90% interval
+always covers the truth, so the tests ask for both.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import numpy as np
 import pytest
 
 from tuner.boundary import NEXT_STEP, OutcomeState, analyse, pareto_front
+from tuner.boundary_fit import fit_boundary
 from tuner.schema import BASELINE_ID, TaskScore, TrialRow
 
 FORGET_RATIO, RETAIN_RATIO = 0.05, 0.5
@@ -176,3 +178,12 @@ def test_to_dict_is_json_safe() -> None:
     text = json.dumps(d, allow_nan=False)
     assert json.loads(text)["verdict"] == d["verdict"]
     assert set(d["states"].values()) <= {s.value for s in OutcomeState}
+
+
+def test_fit_needs_varied_remove_coef_and_a_falling_p() -> None:
+    params = [{"retain_coef": r, "remove_coef": 1.0} for r in (1.0, 3.0, 10.0, 30.0)]
+    fit, note = fit_boundary(params, [False, False, True, True])
+    assert fit is None and "remove_coef was not varied" in note
+    params = [{"retain_coef": 10.0, "remove_coef": m} for m in (0.1, 1.0, 10.0, 100.0)]
+    fit, note = fit_boundary(params, [False, False, True, True])  # harm at LOW remove: no boundary ratio
+    assert fit is not None and fit.ratio is None and "no fall of P(harmless)" in fit.describe()

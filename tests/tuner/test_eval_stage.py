@@ -6,6 +6,7 @@ import copy
 import json
 import os
 import random
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -59,6 +60,12 @@ def test_restores_modes_rng_and_tokenizer_offline(tiny_lm: Any, task_set: TaskSe
     assert tokenizer.pad_token is None and len(tokenizer) == vocab and tokenizer("a b")["input_ids"] == encoded
     assert result.scores["wmdp_bio"].n == 20
     assert no_network == []
+
+
+def test_network_guard_sees_connections(no_network: list[object]) -> None:
+    with pytest.raises(OSError, match="network"):
+        socket.create_connection(("192.0.2.1", 443), timeout=1)  # TEST-NET-1, never routed
+    assert no_network == [("192.0.2.1", 443)]
 
 
 def test_restores_state_when_lm_eval_raises(tiny_lm: Any, task_set: TaskSet,

@@ -141,4 +141,4 @@ def test_bad_results_exit_2_and_write_nothing(tmp_path: Path, content: str | Non
 def test_cli_help(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["--help"])
-    assert exit_info.value.code == 0 and "run_dir" in capsys.readouterr().out
+    assert exit_info.value.code == 0 and "RUN_DIR" in capsys.readouterr().out
