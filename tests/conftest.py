@@ -11,12 +11,17 @@ import shutil
 import socket
 import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 _HF_HOME = tempfile.mkdtemp(prefix="pytest-hf-home-")
 os.environ.update({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_UPDATE_DOWNLOAD_COUNTS": "0",
-                   "HF_HOME": _HF_HOME, "HF_DATASETS_CACHE": os.path.join(_HF_HOME, "datasets")})
+                   "HF_HOME": _HF_HOME, "HF_DATASETS_CACHE": os.path.join(_HF_HOME, "datasets"),
+                   "TQDM_DISABLE": "1", "RAY_USAGE_STATS_ENABLED": "0"})
+# The mini-world is built once per machine (deterministic, keyed by its config hash) and shared by the
+# tests and their Ray workers; a fresh clone builds it on first use.
+os.environ.setdefault("UNLEARN_TUNER_CACHE", str(Path(__file__).resolve().parents[1] / ".cache"))
 
 
 @pytest.fixture(scope="session", autouse=True)

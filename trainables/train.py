@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import time
@@ -57,6 +58,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     out = (args.out or Path("runs") / f"train_{time.strftime('%Y%m%d-%H%M%S')}").resolve()
+    from tuner.tasks import offline_env
+
+    for key, value in offline_env(cfg).items():  # before anything imports datasets
+        os.environ.setdefault(key, value)
 
     from tuner.eval_stage import format_eval_table
     from tuner.schema import EvalResult
@@ -84,9 +89,11 @@ def _run_with_ray(cfg, out: Path, workers: int, gpus: float) -> tuple[dict, Path
 
     from trainables.launch import ProgressLine, make_trainer
     from trainables.model import miniworld
+    from tuner.service import worker_env
+    from tuner.tasks import offline_env
 
     miniworld(cfg)  # build the mini-world once, here, before the workers ask for it
-    ray.init(ignore_reinit_error=True, include_dashboard=False, log_to_driver=True)
+    ray.init(ignore_reinit_error=True, include_dashboard=False, runtime_env={"env_vars": worker_env(offline_env(cfg))})
     trainer = make_trainer(cfg, name="train", storage=out / "ray", workers=workers, use_gpu=gpus > 0,
                            callbacks=[ProgressLine()])
     result = trainer.fit()

@@ -128,7 +128,6 @@ def json_safe(obj: Any) -> Any:
     return _DROP
 
 
-
 @contextmanager
 def _restored_state(model: torch.nn.Module) -> Iterator[None]:
     """Put back every module's train/eval mode (HFLM calls ``model.eval()``) and the global RNG states."""

@@ -112,6 +112,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    from tuner.tasks import offline_env
+
+    for key, value in offline_env(ctx.trial_config({})).items():  # before anything imports datasets
+        os.environ.setdefault(key, value)
     from tuner.service import run_search
 
     return run_search(ctx, resume=bool(args.resume))

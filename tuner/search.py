@@ -24,9 +24,12 @@ EXPERIMENT = "search"
 
 def make_sampler(name: str, seed: int, num_samples: int, baseline_retain: float | None,
                  delta: float) -> optuna.samplers.BaseSampler:
-    """A seeded Optuna sampler; the constraint value is ``baseline_retain - retain - delta`` (<= 0 is feasible)."""
+    """A seeded Optuna sampler; the constraint value is ``baseline_retain - retain - delta`` (<= 0 is feasible).
+
+    Objective order is (forget, retain), as ``OBJECTIVES``.
+    """
     def constraints(trial: optuna.trial.FrozenTrial) -> list[float]:
-        retain = trial.values[1] if trial.values else 0.0
+        retain = trial.values[OBJECTIVES.index("eval_retain_acc")] if trial.values else 0.0
         return [(baseline_retain - retain - delta) if baseline_retain is not None else 0.0]
 
     startup = max(4, num_samples // 3)
@@ -50,7 +53,9 @@ def make_tuner(ctx: SearchContext) -> tune.Tuner:
         search_alg, num_samples = None, 1
     else:
         storage = optuna.storages.RDBStorage(f"sqlite:///{ctx.path.resolve()}/optuna.db")
-        searcher = OptunaSearch(metric=list(OBJECTIVES), mode=["min", "max"], storage=storage,
+        modes = dict(space.objectives)
+        searcher = OptunaSearch(metric=list(OBJECTIVES), mode=[modes[m.removeprefix("eval_")] for m in OBJECTIVES],
+                                storage=storage,
                                 study_name=f"{ctx.space}-{ctx.preset}",
                                 sampler=make_sampler(space.sampler, ctx.seed, ctx.num_samples,
                                                      ctx.baseline_retain_acc, ctx.delta))

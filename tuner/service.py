@@ -20,13 +20,14 @@ def run_search(ctx: SearchContext, resume: bool) -> int:
 
     from trainables.model import miniworld
     from tuner.search import make_tuner, restore_tuner
+    from tuner.tasks import offline_env
     from tuner.trial import score_baseline
 
     ctx.path.mkdir(parents=True, exist_ok=True)
-    miniworld(ctx.trial_config({}))
+    cfg = ctx.trial_config({})
+    miniworld(cfg)
     ray.init(address=ctx.address, ignore_reinit_error=True, include_dashboard=False,
-             runtime_env={"env_vars": {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S":
-                                       os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")}})
+             runtime_env={"env_vars": worker_env(offline_env(cfg))})
     if not ctx.max_concurrent:
         ctx.max_concurrent = _fit_concurrency(ray.cluster_resources(), ctx)
     tracker = _open_parent(ctx, resume)
@@ -40,6 +41,17 @@ def run_search(ctx: SearchContext, resume: bool) -> int:
     tuner = restore_tuner(ctx) if resume and (ctx.path / "ray" / "search").exists() else make_tuner(ctx)
     tuner.fit()
     return _finish(ctx, tracker)
+
+
+def worker_env(extra: dict[str, str]) -> dict[str, str]:
+    """Variables every Ray worker needs: report interval (ray-notes P2), torch threads, HF switches."""
+    env = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2"),
+           "UNLEARN_TORCH_THREADS": os.environ.get("UNLEARN_TORCH_THREADS", "1"), **extra}
+    for key in ("HF_HOME", "HF_DATASETS_CACHE", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "UNLEARN_TUNER_CACHE",
+                "MLFLOW_TRACKING_URI"):
+        if key in os.environ:
+            env[key] = os.environ[key]
+    return env
 
 
 def _fit_concurrency(resources: dict[str, float], ctx: SearchContext) -> int:

@@ -103,6 +103,33 @@ def real_task_set(data_root: str | os.PathLike[str] | None = None,
     return TaskSet(**kwargs, include_path=str(shadow), include_defaults=False, offline=True)
 
 
+def miniworld_task_set(world: Any) -> TaskSet:
+    """The mini-world's four tasks (cloze = the primary scores; letter = the exact WMDP/MMLU prompt)."""
+    from trainables.miniworld import FORGET_TASK, RETAIN_TASK, TASKS
+
+    validate_hub_layout(world.data_root)
+    return TaskSet(name="miniworld", tasks=tuple(TASKS), forget_task=FORGET_TASK, retain_task=RETAIN_TASK,
+                   include_path=str(world.tasks_dir), include_defaults=False, offline=True)
+
+
+def task_set_for(cfg: Any) -> TaskSet:
+    """The task set a ``TrainConfig`` names: the mini-world's, or the real one (offline with a data root)."""
+    if cfg.eval_tasks == "miniworld":
+        from trainables.model import miniworld
+
+        return miniworld_task_set(miniworld(cfg))
+    return real_task_set(cfg.eval_data_root or None)
+
+
+def offline_env(cfg: Any) -> dict[str, str]:
+    """HF switches a run with this config needs before ``datasets`` is imported (also for Ray workers)."""
+    if cfg.model in ("miniworld", "miniworld-small"):
+        return dict(OFFLINE_ENV)
+    if cfg.eval_data_root:
+        return {"HF_DATASETS_OFFLINE": "1", "HF_UPDATE_DOWNLOAD_COUNTS": "0"}
+    return {}
+
+
 def write_shadow_dir(root: Path, workdir: Path) -> Path:
     """Write the shadow YAMLs into ``workdir/<content hash>`` (tmp dir + rename, so never half-written)."""
     real = lm_eval_tasks_dir()

@@ -18,6 +18,7 @@ import ray.train
 from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
 
+from search_spaces import get_space
 from trainables.launch import ProgressLine, make_trainer
 from trainables.train_loop import evaluate_base_per_worker
 from tuner.context import SearchContext
@@ -62,7 +63,8 @@ def _update(ctx: SearchContext, trial_id: str, **changes: Any) -> TrialRow:
 def trial_driver(config: dict[str, Any], ctx: SearchContext) -> None:
     """Tune function trainable (``tune.with_parameters(trial_driver, ctx=ctx)``)."""
     trial_id = tune.get_context().get_trial_id()
-    params = dict(config.get("point", config))
+    overrides = get_space(ctx.space).trial_overrides(ctx.preset, config)
+    params = {k: v for k, v in overrides.items() if k not in ctx.fixed or ctx.fixed[k] != v}
     tracker = Tracker(ctx.mlflow_uri, *_ids(ctx))
     cfg = ctx.trial_config(params)
     row = _update(ctx, trial_id, status="queued", params=params, error="")

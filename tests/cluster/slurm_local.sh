@@ -9,8 +9,8 @@
 #        SLURMD_PORT..SLURMD_PORT+N-1; each fake node claims the whole machine
 # From shared/design/slurm-notes.md §3. Test-fixture choices: ProctrackType=proctrack/pgid (a
 # scancel kills the job's whole process group, so no Ray process outlives its job; linuxproc
-# loses Ray's reparented processes), no cgroups, KillWait=5 (the Ray template's exit cleanup
-# stays below it), nothing written outside $BASE, daemons found only through our pid files.
+# loses Ray's reparented processes), no cgroups, KillWait=10 (the Ray template's exit cleanup,
+# ~3-6 s on 2 loaded cores, stays below it), nothing written outside $BASE, daemons found only through our pid files.
 # After start:  export SLURM_CONF=$SLURM_LOCAL_BASE/etc/slurm.conf
 set -euo pipefail
 BASE=${SLURM_LOCAL_BASE:-/tmp/slurm-local}
@@ -93,7 +93,7 @@ SlurmctldTimeout=30
 SlurmdTimeout=30
 InactiveLimit=0
 MinJobAge=300
-KillWait=5
+KillWait=10
 Waittime=0
 SlurmctldDebug=info
 SlurmdDebug=info

@@ -33,21 +33,20 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     t0 = time.perf_counter()
     import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     ray.init()  # RAY_ADDRESS (set by ray job submit / the sbatch driver mode) joins the cluster
 
-    @ray.remote(num_cpus=0.5, scheduling_strategy="SPREAD")
+    @ray.remote(num_cpus=0.5)
     def probe(i: int) -> dict:
         node = ray.get_runtime_context().get_node_id()
-        return {
-            "i": i,
-            "sq": i * i,
-            "host": socket.gethostname(),
-            "node": node,
-            "env": {k: os.environ.get(k) for k in ENV_KEYS},
-        }
+        env = {k: os.environ.get(k) for k in ENV_KEYS}
+        return {"i": i, "sq": i * i, "host": socket.gethostname(), "node": node, "env": env}
 
-    results = ray.get([probe.remote(i) for i in range(args.tasks)])
+    # round-robin over the alive nodes, so every node runs tasks
+    nodes = sorted(n["NodeID"] for n in ray.nodes() if n["Alive"])
+    on_node = [NodeAffinitySchedulingStrategy(nodes[i % len(nodes)], soft=False) for i in range(args.tasks)]
+    results = ray.get([probe.options(scheduling_strategy=s).remote(i) for i, s in enumerate(on_node)])
     ctx = ray.get_runtime_context()
     info = {
         "tasks": len(results),
@@ -59,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         "driver_env": {k: os.environ.get(k) for k in ENV_KEYS},
         "gcs_address": ctx.gcs_address,
         "session_dir": ray._private.worker.global_worker.node.get_session_dir_path(),
-        "nodes": len([n for n in ray.nodes() if n["Alive"]]),
+        "nodes": len(nodes),
         "cwd": os.getcwd(),
         "wall_s": round(time.perf_counter() - t0, 3),
     }

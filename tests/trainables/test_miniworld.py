@@ -10,8 +10,7 @@ from trainables.miniworld import build as B
 from trainables.miniworld import world as W
 
 TINY = B.MiniWorldConfig(name="tiny", n_entities=6, hidden_size=32, intermediate_size=64, num_heads=2,
-                         num_layers=2, vocab_size=400, stage1_steps=4, stage2_steps=4, facts_batch=8, qa_batch=4,
-                         letter_batch=2)
+                         num_layers=2, vocab_size=400, stage1_steps=4, stage2_steps=4, batch=8)
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from trainables.miniworld import world as W
 
-BUILD_VERSION = 1  # bump when the build procedure changes in a way the config does not capture
+BUILD_VERSION = 2  # bump when the build procedure changes in a way the config does not capture
 TEMPLATES_DIR = Path(__file__).parent / "tasks"
 TASKS = {  # task name -> (template, Hub repo dir, config name, description)
     "miniworld_bio": ("_letter_template_yaml", "wmdp", "wmdp-bio", W.DESCRIPTIONS[W.FORGET]),
@@ -55,10 +55,9 @@ class MiniWorldConfig:
     intermediate_size: int = 320
     lr: float = 6e-3
     stage1_steps: int = 300        # retain domain only -> early checkpoint
-    stage2_steps: int = 500        # both domains -> base model
-    facts_batch: int = 64          # fact sentences per step (loss on all tokens)
-    qa_batch: int = 32             # QA-cloze documents per step (loss on the answer)
-    letter_batch: int = 8          # letter-MC documents per step (loss on the answer letter)
+    stage2_steps: int = 450        # both domains -> base model
+    batch: int = 64                # fact sentences per step (plus half as many QA documents)
+    stage2_forget_share: float = 0.75  # stage 2 batches: new forget facts, plus retain replay
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -67,6 +66,9 @@ class MiniWorldConfig:
                 raise ValueError(f"miniworld config: {f.name} must be > 0 (got {value})")
         if self.n_entities < 4:
             raise ValueError(f"miniworld config: n_entities must be >= 4 (got {self.n_entities})")
+        if not 0 < self.stage2_forget_share < 1:
+            raise ValueError(f"miniworld config: stage2_forget_share must be in (0, 1) "
+                             f"(got {self.stage2_forget_share})")
 
     def key(self) -> str:
         blob = json.dumps({"build_version": BUILD_VERSION, **asdict(self)}, sort_keys=True)
@@ -75,7 +77,7 @@ class MiniWorldConfig:
 
 PRESETS = {
     "miniworld": MiniWorldConfig(),
-    "miniworld-small": MiniWorldConfig(name="miniworld-small", n_entities=16, stage1_steps=120, stage2_steps=240),
+    "miniworld-small": MiniWorldConfig(name="miniworld-small", n_entities=16, stage1_steps=150, stage2_steps=250),
 }
 
 
@@ -143,23 +145,22 @@ def _build_into(root: Path, config: MiniWorldConfig, progress: Callable[[str, in
     (root / "corpus" / "retain.txt").write_text("\n".join(texts[W.RETAIN]) + "\n")
     _write_eval_data(root, facts, config.seed)
 
-    docs = {d: W.qa_documents(facts, d, config.seed) for d in (W.FORGET, W.RETAIN)}
-    qa_texts = [c + a for d in docs.values() for pairs in d for c, a in pairs]
-    tokenizer_texts = texts[W.FORGET] + texts[W.RETAIN] + qa_texts
-    tokenizer = P.train_tokenizer(sorted(tokenizer_texts), config.vocab_size)
+    qa_texts = [c + a for d in (W.FORGET, W.RETAIN) for c, a in W.qa_documents(facts, d)]
+    tokenizer = P.train_tokenizer(sorted(texts[W.FORGET] + texts[W.RETAIN] + qa_texts), config.vocab_size)
     tokenizer.save_pretrained(root / "tokenizer")
-
-    def sources(domains: tuple[str, ...]) -> dict[str, list[tuple[list[int], int]]]:
-        return {"facts": P.encode_pairs(tokenizer, [("", s) for d in domains for s in texts[d]]),
-                "qa": P.encode_pairs(tokenizer, [p for d in domains for p in docs[d][0]]),
-                "letter": P.encode_pairs(tokenizer, [p for d in domains for p in docs[d][1]])}
-
-    batches = {"facts": config.facts_batch, "qa": config.qa_batch, "letter": config.letter_batch}
+    domains = (W.FORGET, W.RETAIN)
+    encoded = {"facts": {d: P.encode_pairs(tokenizer, [("", t) for t in texts[d]]) for d in domains},
+               "qa": {d: P.encode_pairs(tokenizer, W.qa_documents(facts, d)) for d in domains}}
+    n_forget = round(config.batch * config.stage2_forget_share)
+    stages = (("stage 1 (retain only)", {W.RETAIN: config.batch}, config.stage1_steps, "early"),
+              ("stage 2 (both domains)", {W.FORGET: n_forget, W.RETAIN: config.batch - n_forget},
+               config.stage2_steps, "base"))
     model = P.new_model(tokenizer, config.hidden_size, config.num_layers, config.num_heads,
                         config.intermediate_size, config.seed)
-    for stage, domains, steps, out in (("stage 1 (retain only)", (W.RETAIN,), config.stage1_steps, "early"),
-                                       ("stage 2 (both domains)", (W.FORGET, W.RETAIN), config.stage2_steps, "base")):
-        P.pretrain(model, sources(domains), batches, steps, config.lr, config.seed, tokenizer.pad_token_id,
+    for stage, facts_per_domain, steps, out in stages:
+        sources = {kind: {d: encoded[kind][d] for d in facts_per_domain} for kind in encoded}
+        batches = {"facts": facts_per_domain, "qa": {d: n // 2 for d, n in facts_per_domain.items()}}
+        P.pretrain(model, sources, batches, steps, config.lr, config.seed, tokenizer.pad_token_id,
                    on_step=lambda i, loss, s=stage, n=steps: progress(s, i + 1, n))
         model.save_pretrained(root / out, safe_serialization=True)
         tokenizer.save_pretrained(root / out)

@@ -2,8 +2,8 @@
 
 Stage 1 trains on the retain domain only -> the *early checkpoint* (ignorant of the forget domain, the
 analog of deep-ignorance's pretraining-stage checkpoint). Stage 2 continues on both domains -> the
-*base model* (the analog of deep-ignorance-unfiltered). Each step sums three causal-LM losses:
-fact sentences (all tokens), QA-cloze documents and letter-MC documents (answer tokens only).
+*base model* (the analog of deep-ignorance-unfiltered). Each step sums two causal-LM losses: fact
+sentences (all tokens) and question/answer documents (answer tokens only).
 """
 
 from __future__ import annotations
@@ -50,12 +50,8 @@ def new_model(tokenizer: PreTrainedTokenizerFast, hidden: int, layers: int, head
 
 
 def encode_pairs(tokenizer: PreTrainedTokenizerFast, pairs: Sequence[tuple[str, str]]) -> list[tuple[list[int], int]]:
-    """(context, continuation) -> (ids of ``<s> context+continuation``, index where the continuation starts)."""
-    out = []
-    for context, continuation in pairs:
-        ids = tokenizer(context + continuation)["input_ids"]
-        out.append((ids, len(tokenizer(context)["input_ids"])))
-    return out
+    """(context, continuation) -> (ids of ``<s> context+continuation``, index where the loss starts)."""
+    return [(tokenizer(c + a)["input_ids"], len(tokenizer(c)["input_ids"])) for c, a in pairs]
 
 
 def lm_loss(model: LlamaForCausalLM, batch: Sequence[tuple[list[int], int]], pad_id: int) -> torch.Tensor:
@@ -69,12 +65,15 @@ def lm_loss(model: LlamaForCausalLM, batch: Sequence[tuple[list[int], int]], pad
     return model(input_ids=input_ids, attention_mask=input_ids != pad_id, labels=labels).loss
 
 
-def pretrain(model: LlamaForCausalLM, sources: dict[str, list[tuple[list[int], int]]], batch_sizes: dict[str, int],
-             steps: int, lr: float, seed: int, pad_id: int, on_step: Callable[[int, float], None]) -> None:
+Sources = dict[str, dict[str, list[tuple[list[int], int]]]]  # kind (facts | qa) -> domain -> encoded items
+
+
+def pretrain(model: LlamaForCausalLM, sources: Sources, batch_sizes: dict[str, dict[str, int]], steps: int,
+             lr: float, seed: int, pad_id: int, on_step: Callable[[int, float], None]) -> None:
     """AdamW (betas .9/.98, wd .01), warmup then cosine to 10 % of ``lr``, grad clip 1.0.
 
-    ``sources`` maps a document kind (facts / qa / letter) to encoded items; every step draws
-    ``batch_sizes[kind]`` items of each kind (seeded) and sums the three losses.
+    Every step draws ``batch_sizes[kind][domain]`` items of each kind and domain (seeded) and sums one
+    loss per kind: fact sentences (all tokens) and QA documents (answer tokens only).
     """
     rng = random.Random(seed)
     torch.manual_seed(seed)
@@ -83,8 +82,9 @@ def pretrain(model: LlamaForCausalLM, sources: dict[str, list[tuple[list[int], i
                                                            num_training_steps=steps, min_lr_rate=0.1)
     model.train()
     for step in range(steps):
-        loss = sum(lm_loss(model, rng.sample(items, min(batch_sizes[kind], len(items))), pad_id)
-                   for kind, items in sources.items() if items)
+        loss = sum(lm_loss(model, [item for domain, items in by_domain.items()
+                                   for item in rng.sample(items, min(batch_sizes[kind][domain], len(items)))], pad_id)
+                   for kind, by_domain in sources.items())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -1,0 +1,46 @@
+"""The results table: last row per trial wins, baseline first, mirrors re-rendered, JSON round-trip."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import multiprocessing
+
+from tuner.results import ResultsTable
+from tuner.schema import TaskScore, TrialRow
+
+
+def _score(task, acc):
+    return TaskScore(task=task, acc=acc, stderr=0.05, n=80, version="1")
+
+
+def test_rows_last_wins_and_baseline_first(tmp_path):
+    table = ResultsTable(tmp_path)
+    table.write(TrialRow("t1", "queued", params={"retain_coef": 1.0, "remove_coef": 3.0}))
+    table.write(TrialRow("baseline", "done", forget=_score("bio", 0.9), retain=_score("stem", 1.0)))
+    table.write(TrialRow("t1", "done", params={"retain_coef": 1.0, "remove_coef": 3.0},
+                         train_metrics={"cb_loss": 0.2}, forget=_score("bio", 0.3), retain=_score("stem", 0.95)))
+    rows = table.rows()
+    assert [r.trial_id for r in rows] == ["baseline", "t1"] and rows[1].status == "done"
+    assert len(table.jsonl.read_text().splitlines()) == 3
+    parsed = list(csv.DictReader(io.StringIO(table.csv.read_text())))
+    assert abs(float(parsed[1]["forget_delta"]) - (0.3 - 0.9)) < 1e-12
+    md = table.md.read_text()
+    assert "## Training metrics (final step)" in md and "| baseline |" in md and "-60.00" in md
+    assert TrialRow.from_dict(json.loads(table.jsonl.read_text().splitlines()[-1])) == rows[1]
+
+
+def _writer(run_dir, i):
+    ResultsTable(run_dir).write(TrialRow(f"t{i}", "done", params={"i": i}))
+
+
+def test_concurrent_writers_lose_nothing(tmp_path):
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_writer, args=(tmp_path, i)) for i in range(8)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    assert sorted(r.trial_id for r in ResultsTable(tmp_path).rows()) == sorted(f"t{i}" for i in range(8))
+    assert not list(tmp_path.glob(".*.tmp"))

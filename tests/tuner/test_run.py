@@ -1,0 +1,144 @@
+"""``python -m tuner.run``: bad input fails fast; end-to-end searches with files, MLflow (sqlite and a real
+server) and resume after SIGKILL of the driver."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SMALL = ["--preset", "miniworld-small", "steps=12", "log_every=4", "per_device_batch=16"]
+
+
+def run_cli(*args: str, cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "tuner.run", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--space", "no_such_space"], "unknown search space 'no_such_space'"),
+    (["retain_coef=-1"], "retain_coef"),
+    (["--num-samples", "0"], "--num-samples"),
+    (["forget.source=file", "forget.path=/nonexistent/forget.jsonl"], "/nonexistent/forget.jsonl"),
+    (["--preset", "gpt-5"], "unknown preset"),
+])
+def test_bad_input_exits_nonzero_with_one_line_and_no_run_dir(tmp_path, args, needle):
+    result = run_cli(*args, "--run-dir", str(tmp_path / "run"), cwd=tmp_path, timeout=120)
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and needle in lines[0] and lines[0].startswith("error: "), result.stderr
+    assert not (tmp_path / "run").exists() and not (tmp_path / "runs").exists()
+
+
+def test_list_spaces(tmp_path):
+    result = run_cli("--list-spaces", cwd=tmp_path, timeout=120)
+    assert result.returncode == 0
+    assert [line.split()[0].rstrip("*") for line in result.stdout.splitlines()] == [
+        "kl_boundary", "seed_grid", "beta_kl_ablation", "alpha_hpo"]
+
+
+def _check_run(run_dir: Path, trials: int, uri: str) -> None:
+    import mlflow
+
+    rows = {}
+    for line in (run_dir / "results.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        rows[row["trial_id"]] = row
+    assert "baseline" in rows and len(rows) == trials + 1
+    for trial_id, row in rows.items():
+        assert row["status"] == "done", row
+        assert 0 <= row["forget"]["acc"] <= 1 and row["retain"]["n"] > 0
+        if trial_id != "baseline":
+            assert row["train_metrics"]["step"] == 12 and row["mlflow_run_id"]
+            assert (run_dir / "trials" / trial_id / "metrics.jsonl").exists()
+    assert "## Evaluation" in (run_dir / "results.md").read_text()
+    assert (run_dir / "results.csv").read_text().count("\n") == trials + 2
+    assert (run_dir / "report" / "report.html").exists() and (run_dir / "optuna.db").exists()
+
+    mlflow.set_tracking_uri(uri)
+    runs = mlflow.search_runs(experiment_names=["unlearn-tuner"])
+    parents = runs[runs["tags.mlflow.parentRunId"].isna()]
+    children = runs[runs["tags.mlflow.parentRunId"].notna()]
+    assert len(parents) == 1 and len(children) == trials
+    assert set(children["tags.mlflow.parentRunId"]) == set(parents["run_id"])
+    assert set(runs["status"]) == {"FINISHED"}
+    assert children["metrics.eval_forget_acc"].notna().all() and children["metrics.cb_loss"].notna().all()
+    history = mlflow.MlflowClient(uri).get_metric_history(children["run_id"].iloc[0], "loss")
+    assert [m.step for m in history] == [4, 8, 12]
+
+
+@pytest.mark.slow
+def test_search_end_to_end_sqlite(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_cli("--space", "kl_boundary", "--num-samples", "2", "--run-dir", str(run_dir), *SMALL, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    _check_run(run_dir, 2, f"sqlite:///{run_dir}/mlflow.db")
+    assert "mlflow ui --backend-store-uri sqlite:///" in result.stdout
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+                             "--backend-store-uri", f"sqlite:///{tmp_path}/server.db", "--workers", "1",
+                             "--default-artifact-root", str(tmp_path / "artifacts")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    uri = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+        except OSError:
+            time.sleep(0.5)
+    yield uri
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_search_logs_to_a_real_mlflow_server(tmp_path, mlflow_server):
+    run_dir = tmp_path / "run"
+    result = run_cli("--space", "seed_grid", "--run-dir", str(run_dir), "--mlflow-uri", mlflow_server, *SMALL,
+                     "--max-concurrent", "2", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    _check_run(run_dir, 6, mlflow_server)
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_of_the_driver(tmp_path):
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    driver = subprocess.Popen([sys.executable, "-m", "tuner.run", "--space", "kl_boundary", "--num-samples", "3",
+                               "--max-concurrent", "1", "--run-dir", str(run_dir), *SMALL], cwd=tmp_path, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 600
+    while time.time() < deadline and not _first_trial_done(run_dir):
+        time.sleep(1)
+    os.killpg(driver.pid, signal.SIGKILL)   # the driver and everything it started
+    driver.wait()
+    assert _first_trial_done(run_dir), "no trial finished before the kill"
+    result = run_cli("--resume", str(run_dir), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    _check_run(run_dir, 3, f"sqlite:///{run_dir}/mlflow.db")
+
+
+def _first_trial_done(run_dir: Path) -> bool:
+    path = run_dir / "results.jsonl"
+    return path.exists() and any(json.loads(line)["status"] == "done" and json.loads(line)["trial_id"] != "baseline"
+                                 for line in path.read_text().splitlines())
