@@ -8,14 +8,16 @@
     python -m cluster.submit stop JOB_ID
 
 The working directory uploaded with the job is the repository root (or --working-dir), without
-run directories, .git, caches, databases and files over 20 MiB. The job gets env_vars for
+run directories, .git, caches, databases and files over 20 MiB. The job's env_vars:
 HF_HUB_OFFLINE / HF_DATASETS_OFFLINE / HF_HOME (when set here or by --hf-offline),
-MLFLOW_TRACKING_URI (--mlflow-uri or set here) and RAY_TRAIN_HEALTH_CHECK_INTERVAL_S
-(--report-interval, default 0.5). The connection uses token auth: --token-path, else
-RAY_AUTH_TOKEN_PATH, else ~/.ray/auth_token (`sbatch cluster/slurm/ray_cluster.sbatch` prints
-its address and token path). --address defaults to RAY_API_SERVER_ADDRESS, else
-http://127.0.0.1:8265. Exit status: 0 job succeeded (or submitted with --no-wait), 1 job failed
-or was stopped, 2 bad input or the cluster refused / could not be reached.
+MLFLOW_TRACKING_URI (--mlflow-uri or set here), RAY_TRAIN_HEALTH_CHECK_INTERVAL_S
+(--report-interval, default 0.5), and RAY_OVERRIDE_JOB_RUNTIME_ENV=1 (a driver's own
+ray.init(runtime_env=...) setting the same keys then wins instead of failing).
+Token auth: --token-path, else RAY_AUTH_TOKEN_PATH, else ~/.ray/auth_token; the
+`sbatch cluster/slurm/ray_cluster.sbatch` job prints its address and token path. --address
+defaults to RAY_API_SERVER_ADDRESS, else http://127.0.0.1:8265. Exit status: 0 job succeeded
+(or submitted, with --no-wait), 1 job failed or was stopped, 2 bad input or the cluster refused
+or could not be reached.
 """
 
 from __future__ import annotations
@@ -148,6 +150,8 @@ def runtime_env(args: argparse.Namespace) -> dict[str, Any]:
     if args.mlflow_uri:
         env_vars["MLFLOW_TRACKING_URI"] = args.mlflow_uri
     env_vars["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"] = str(args.report_interval)
+    # a driver's own ray.init(runtime_env=...) may set the same keys: let it win instead of failing
+    env_vars["RAY_OVERRIDE_JOB_RUNTIME_ENV"] = "1"
     return {"working_dir": str(root), "excludes": excludes, "env_vars": env_vars}
 
 

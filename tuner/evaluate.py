@@ -1,8 +1,10 @@
 """Score a saved model (plus an optional LoRA adapter) with lm-eval and print the table.
 
+    python -m tuner.evaluate --preset miniworld [--adapter DIR]
     python -m tuner.evaluate --model PATH_OR_HUB_ID [--adapter DIR] [--data-root DIR] \\
         [--tasks wmdp_bio,mmlu_stem] [--batch-size 32] [--limit N] [--add-bos-token] [--json OUT]
 
+``--preset`` takes the model and task set of a training preset (the mini-world builds itself if needed).
 ``--data-root`` holds local data laid out like the Hub repos (``<root>/cais/wmdp``, ``<root>/cais/mmlu``;
 see ``tuner.tasks``) and switches the Hugging Face libraries offline. The first task is the forget task,
 the second the retain task. Bad input (a missing model, malformed data) prints one line and exits 2.
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -33,7 +36,9 @@ class EvalRequest:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m tuner.evaluate", description=__doc__.split("\n")[0])
-    p.add_argument("--model", required=True, help="model directory (save_pretrained) or Hub id")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--preset", help="a training preset's model and tasks (e.g. miniworld)")
+    target.add_argument("--model", help="model directory (save_pretrained) or Hub id")
     p.add_argument("--adapter", help="peft adapter directory applied on top of --model (not merged)")
     p.add_argument("--tasks", default="wmdp_bio,mmlu_stem", help="comma-separated: forget, retain, ...")
     p.add_argument("--data-root", help="local Hub-layout data (<root>/cais/wmdp, <root>/cais/mmlu); offline")
@@ -48,14 +53,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def resolve_model_and_tasks(args: argparse.Namespace) -> EvalRequest:
-    """Check the inputs and pick the task set: the one place to add presets (``--preset miniworld``)."""
+    """Check the inputs and pick the task set (a preset's, or ``--tasks`` on ``--model``)."""
+    if args.adapter and not (Path(args.adapter) / "adapter_config.json").is_file():
+        raise FileNotFoundError(f"adapter {args.adapter}/adapter_config.json not found; pass the directory "
+                                f"written by PeftModel.save_pretrained()")
+    if args.preset:
+        from trainables.model import model_source
+        from trainables.presets import load_preset
+        from tuner.tasks import offline_env, task_set_for
+
+        cfg = load_preset(args.preset, {"eval_data_root": args.data_root} if args.data_root else {})
+        for key, value in offline_env(cfg).items():
+            os.environ.setdefault(key, value)
+        return EvalRequest(model=model_source(cfg)[0], task_set=task_set_for(cfg), adapter=args.adapter,
+                           add_bos_token=cfg.add_bos_token if args.add_bos_token is None else args.add_bos_token)
     local = Path(args.model).expanduser()
     if not local.exists() and (args.model.startswith(("/", ".", "~")) or args.model.count("/") != 1):
         raise FileNotFoundError(f"model path {args.model} does not exist; pass a directory written by "
                                 f"save_pretrained() or a Hub id like org/name")
-    if args.adapter and not (Path(args.adapter) / "adapter_config.json").is_file():
-        raise FileNotFoundError(f"adapter {args.adapter}/adapter_config.json not found; pass the directory "
-                                f"written by PeftModel.save_pretrained()")
     names = tuple(t.strip() for t in args.tasks.split(",") if t.strip())
     if not names:
         raise ValueError("--tasks is empty; pass e.g. --tasks wmdp_bio,mmlu_stem")

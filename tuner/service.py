@@ -80,9 +80,9 @@ def _finish(ctx: SearchContext, tracker: Tracker) -> int:
     from tuner.report import render_report
 
     table = ResultsTable(ctx.path)
-    report = render_report(ctx.path, delta=ctx.delta)
+    report_dir = render_report(ctx.path, delta=ctx.delta)
     for path, name in ((table.jsonl, "results"), (table.csv, "results"), (table.md, "results"),
-                       (ctx.path / "run_config.json", "results"), (report.parent, "report")):
+                       (ctx.path / "run_config.json", "results"), (report_dir, "report")):
         tracker.log_artifacts(ctx.parent_run_id, Path(path), name)
     rows = table.rows()
     done = [r for r in rows if r.status == "done" and not r.is_baseline]
@@ -90,6 +90,7 @@ def _finish(ctx: SearchContext, tracker: Tracker) -> int:
     tracker.finish(ctx.parent_run_id)
     print("\n" + table.md.read_text())
     print(f"run directory : {ctx.path}\nresults       : {table.md}\n                {table.csv}\n"
-          f"                {table.jsonl}\nreport        : {report}\n                {report.with_suffix('.md')}\n"
+          f"                {table.jsonl}\nreport        : {report_dir / 'report.html'}\n"
+          f"                {report_dir / 'report.md'}\n"
           f"optuna study  : {ctx.path / 'optuna.db'}\nMLflow        : {ui_command(ctx.mlflow_uri)}")
     return 0

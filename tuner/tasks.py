@@ -157,8 +157,17 @@ def write_shadow_dir(root: Path, workdir: Path) -> Path:
 
 
 def _shadow(installed: Path, dataset_path: Path | None = None) -> str:
+    """``include:`` the installed YAML; set ``dataset_path`` and an Arrow cache private to this data root.
+
+    ``datasets`` keys its cache of a local dataset by directory name + config only (``wmdp/wmdp-bio/0.0.0/
+    <hash>``), so two data roots would silently share - and serve - each other's rows without ``cache_dir``.
+    """
     text = f"include: {json.dumps(str(installed))}\n"
-    return text + (f"dataset_path: {json.dumps(str(dataset_path))}\n" if dataset_path else "")
+    if dataset_path is None:
+        return text
+    cache = dataset_path.parents[1] / ".hf_datasets_cache"
+    return (text + f"dataset_path: {json.dumps(str(dataset_path))}\n"
+            f"dataset_kwargs:\n  cache_dir: {json.dumps(str(cache))}\n")
 
 
 def make_task_manager(task_set: TaskSet) -> Any:

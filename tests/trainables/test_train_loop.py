@@ -59,7 +59,8 @@ def _fit(cfg, storage: Path, name: str, workers: int, kill_after_checkpoint: boo
     trainer = make_trainer(cfg, name=name, storage=storage, workers=workers, evaluate=False, max_failures=1)
     killed: list[int] = []
     if kill_after_checkpoint:
-        threading.Thread(target=_kill_a_worker_after_first_checkpoint, args=(storage / name, killed), daemon=True).start()
+        watcher = threading.Thread(target=_kill_a_worker_after_first_checkpoint, args=(storage / name, killed))
+        watcher.start()
     result = trainer.fit()
     return result.return_value, killed
 

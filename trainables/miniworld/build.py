@@ -54,8 +54,8 @@ class MiniWorldConfig:
     num_heads: int = 4
     intermediate_size: int = 320
     lr: float = 6e-3
-    stage1_steps: int = 300        # retain domain only -> early checkpoint
-    stage2_steps: int = 450        # both domains -> base model
+    stage1_steps: int = 200        # retain domain only -> early checkpoint
+    stage2_steps: int = 600        # both domains -> base model
     batch: int = 64                # fact sentences per step (plus half as many QA documents)
     stage2_forget_share: float = 0.75  # stage 2 batches: new forget facts, plus retain replay
 
@@ -135,6 +135,8 @@ def _sha256(path: Path) -> str:
 
 
 def _build_into(root: Path, config: MiniWorldConfig, progress: Callable[[str, int, int], None]) -> None:
+    import torch
+
     from trainables.miniworld import pretrain as P
 
     facts = W.make_facts(config.seed, config.n_entities)
@@ -157,6 +159,8 @@ def _build_into(root: Path, config: MiniWorldConfig, progress: Callable[[str, in
                config.stage2_steps, "base"))
     model = P.new_model(tokenizer, config.hidden_size, config.num_layers, config.num_heads,
                         config.intermediate_size, config.seed)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a tiny model: one thread is as fast, and immune to oversubscribed cores
     for stage, facts_per_domain, steps, out in stages:
         sources = {kind: {d: encoded[kind][d] for d in facts_per_domain} for kind in encoded}
         batches = {"facts": facts_per_domain, "qa": {d: n // 2 for d, n in facts_per_domain.items()}}
@@ -164,6 +168,7 @@ def _build_into(root: Path, config: MiniWorldConfig, progress: Callable[[str, in
                    on_step=lambda i, loss, s=stage, n=steps: progress(s, i + 1, n))
         model.save_pretrained(root / out, safe_serialization=True)
         tokenizer.save_pretrained(root / out)
+    torch.set_num_threads(threads)
     files = sorted(p for p in root.rglob("*") if p.is_file())  # tasks/ is written after the move
     _write_json(root / "MANIFEST.json", {"files": {str(p.relative_to(root)): _sha256(p) for p in files}})
 
@@ -195,7 +200,9 @@ def _write_task_files(root: Path) -> None:
     (root / "tasks").mkdir(exist_ok=True)
     for task, (template, repo, config, description) in TASKS.items():
         lines = [f"include: {TEMPLATES_DIR / template}", f"task: {task}",
-                 f"dataset_path: {root / 'data' / 'cais' / repo}", f"dataset_name: {config}"]
+                 f"dataset_path: {root / 'data' / 'cais' / repo}", f"dataset_name: {config}",
+                 # datasets caches local data by directory + config name only: keep each world's apart
+                 "dataset_kwargs:", f"  cache_dir: {root / 'data' / '.hf_datasets_cache'}"]
         if repo == "mmlu":
             lines.append("fewshot_split: dev")
         if description:
