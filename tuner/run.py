@@ -39,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--workers-per-trial", type=int, default=1, help="Ray Train workers (DDP) per trial")
     ap.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPUs per Train worker (0 = CPU)")
     ap.add_argument("--address", help="Ray cluster to join (e.g. auto); default: start Ray in this process")
-    ap.add_argument("--run-dir", type=Path, help="output directory (default runs/{space}_{preset}_{timestamp})")
+    ap.add_argument("--run-dir", type=Path, help="output directory (default $RUN_ROOT or runs/, then "
+                    "{space}_{preset}_{timestamp})")
     ap.add_argument("--mlflow-uri", help="MLflow tracking URI (default sqlite:///<run_dir>/mlflow.db)")
     ap.add_argument("--experiment", default="unlearn-tuner", help="MLflow experiment name")
     ap.add_argument("--seed", type=int, default=0, help="sampler seed (the training seed is seed=...)")
@@ -65,7 +66,8 @@ def validate(args: argparse.Namespace) -> SearchContext:
     if not 0 < delta < 1:
         raise ConfigError(f"--delta is an accuracy fraction in (0, 1), e.g. 0.02 (got {delta})")
     _check_data(cfg)
-    run_dir = (args.run_dir or Path("runs") / f"{args.space}_{args.preset}_{time.strftime('%Y%m%d-%H%M%S')}")
+    default_root = Path(os.environ.get("RUN_ROOT", "runs"))  # the SLURM template exports a shared RUN_ROOT
+    run_dir = args.run_dir or default_root / f"{args.space}_{args.preset}_{time.strftime('%Y%m%d-%H%M%S')}"
     if run_dir.exists() and any(run_dir.iterdir()):
         raise ConfigError(f"run directory {run_dir} already exists; use --resume {run_dir} or another --run-dir")
     run_dir = run_dir.resolve()

@@ -8,6 +8,8 @@ their fixed points with Tune's ``grid_search``. ``Tuner.restore`` resumes either
 
 from __future__ import annotations
 
+import functools
+import os
 from typing import Any
 
 import optuna
@@ -22,16 +24,18 @@ from tuner.trial import OBJECTIVES, trial_driver
 EXPERIMENT = "search"
 
 
+def retain_constraint(trial: optuna.trial.FrozenTrial, baseline_retain: float | None, delta: float) -> list[float]:
+    """Optuna ``constraints_func``: ``baseline_retain - retain - delta`` (<= 0 is feasible); a module-level
+    function (bound with ``functools.partial``) so the searcher pickles into Tune's experiment state."""
+    if baseline_retain is None or not trial.values:
+        return [0.0]
+    return [baseline_retain - trial.values[OBJECTIVES.index("eval_retain_acc")] - delta]
+
+
 def make_sampler(name: str, seed: int, num_samples: int, baseline_retain: float | None,
                  delta: float) -> optuna.samplers.BaseSampler:
-    """A seeded Optuna sampler; the constraint value is ``baseline_retain - retain - delta`` (<= 0 is feasible).
-
-    Objective order is (forget, retain), as ``OBJECTIVES``.
-    """
-    def constraints(trial: optuna.trial.FrozenTrial) -> list[float]:
-        retain = trial.values[OBJECTIVES.index("eval_retain_acc")] if trial.values else 0.0
-        return [(baseline_retain - retain - delta) if baseline_retain is not None else 0.0]
-
+    """A seeded Optuna sampler with the "retain drop <= delta" constraint."""
+    constraints = functools.partial(retain_constraint, baseline_retain=baseline_retain, delta=delta)
     startup = max(4, num_samples // 3)
     if name == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed, constraints_func=constraints,
@@ -47,6 +51,8 @@ def trainable(ctx: SearchContext) -> Any:
 
 
 def make_tuner(ctx: SearchContext) -> tune.Tuner:
+    # training metrics stream into Tune every report; the objectives come only with the final one
+    os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
     space = get_space(ctx.space)
     param_space = space.tune_param_space(ctx.preset)
     if space.sampler == "grid":
@@ -73,5 +79,6 @@ def make_tuner(ctx: SearchContext) -> tune.Tuner:
 
 
 def restore_tuner(ctx: SearchContext) -> tune.Tuner:
+    os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
     return tune.Tuner.restore(str((ctx.path / "ray" / EXPERIMENT).resolve()), trainable=trainable(ctx),
                               resume_unfinished=True, resume_errored=True)

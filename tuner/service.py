@@ -26,8 +26,12 @@ def run_search(ctx: SearchContext, resume: bool) -> int:
     ctx.path.mkdir(parents=True, exist_ok=True)
     cfg = ctx.trial_config({})
     miniworld(cfg)
-    ray.init(address=ctx.address, ignore_reinit_error=True, include_dashboard=False,
-             runtime_env={"env_vars": worker_env(offline_env(cfg))})
+    env = worker_env(offline_env(cfg))
+    for key, value in env.items():
+        os.environ.setdefault(key, value)
+    in_ray_job = "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ  # `ray job submit` set the job's env already
+    ray.init(address=ctx.address, ignore_reinit_error=True, dashboard_host="127.0.0.1",
+             runtime_env=None if in_ray_job else {"env_vars": env})
     if not ctx.max_concurrent:
         ctx.max_concurrent = _fit_concurrency(ray.cluster_resources(), ctx)
     tracker = _open_parent(ctx, resume)
@@ -36,6 +40,8 @@ def run_search(ctx: SearchContext, resume: bool) -> int:
     baseline = score_baseline(ctx)
     ctx.baseline_retain_acc = baseline.retain.acc if baseline.retain else None
     ctx.save()
+    tracker.log_metrics(ctx.parent_run_id, {"baseline_forget_acc": baseline.forget.acc,
+                                            "baseline_retain_acc": baseline.retain.acc})
     print(f"baseline: forget {baseline.forget.acc:.4f}  retain {baseline.retain.acc:.4f}", flush=True)
 
     tuner = restore_tuner(ctx) if resume and (ctx.path / "ray" / "search").exists() else make_tuner(ctx)

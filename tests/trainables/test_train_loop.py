@@ -54,7 +54,7 @@ def _fit(cfg, storage: Path, name: str, workers: int, kill_after_checkpoint: boo
 
     from trainables.launch import make_trainer
 
-    ray.init(ignore_reinit_error=True, include_dashboard=False, num_cpus=2,
+    ray.init(ignore_reinit_error=True, dashboard_host="127.0.0.1", num_cpus=2,
              runtime_env={"env_vars": {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.2"}})
     trainer = make_trainer(cfg, name=name, storage=storage, workers=workers, evaluate=False, max_failures=1)
     killed: list[int] = []

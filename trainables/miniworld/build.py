@@ -54,8 +54,8 @@ class MiniWorldConfig:
     num_heads: int = 4
     intermediate_size: int = 320
     lr: float = 6e-3
-    stage1_steps: int = 200        # retain domain only -> early checkpoint
-    stage2_steps: int = 600        # both domains -> base model
+    stage1_steps: int = 300        # retain domain only -> early checkpoint
+    stage2_steps: int = 560        # both domains -> base model
     batch: int = 64                # fact sentences per step (plus half as many QA documents)
     stage2_forget_share: float = 0.75  # stage 2 batches: new forget facts, plus retain replay
 
