@@ -61,7 +61,7 @@ class TrainConfig:
     # --- losses ------------------------------------------------------------------------------------------
     target_layers: tuple[int, ...] = (1, 2)   # block outputs the remove / L2 losses read
     remove_variant: str = "cos"               # cos: ReLU(cos) vs adapters-off; checkpoint: MSE vs early ckpt
-    checkpoint_model: str = ""                # the early checkpoint for remove_variant=checkpoint
+    checkpoint_model: str = ""                # early checkpoint for remove_variant=checkpoint (mini-world: built)
     checkpoint_revision: str | None = None
     retain_l2: bool = True                    # l2_weight in {0, 1}
     retain_coef: float = 5.0
@@ -202,8 +202,8 @@ def validate(cfg: TrainConfig) -> None:
         need(getattr(cfg, name) >= 0, name, "must be >= 0")
     need(cfg.dtype in DTYPES, "dtype", f"must be one of {DTYPES}")
     need(cfg.remove_variant in REMOVE_VARIANTS, "remove_variant", f"must be one of {REMOVE_VARIANTS}")
-    need(cfg.remove_variant != "checkpoint" or bool(cfg.checkpoint_model), "checkpoint_model",
-         "remove_variant=checkpoint needs the early checkpoint's HF id or path")
+    need(cfg.remove_variant != "checkpoint" or bool(cfg.checkpoint_model) or cfg.model in MINIWORLD_MODELS,
+         "checkpoint_model", "remove_variant=checkpoint needs the early checkpoint's HF id or path")
     need(cfg.schedule in SCHEDULES, "schedule", f"must be one of {SCHEDULES}")
     need(cfg.lr_schedule in LR_SCHEDULES, "lr_schedule", f"must be one of {LR_SCHEDULES}")
     need(cfg.eval_tasks in EVAL_TASK_SETS, "eval_tasks", f"must be one of {EVAL_TASK_SETS}")

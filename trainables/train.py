@@ -93,7 +93,8 @@ def _run_with_ray(cfg, out: Path, workers: int, gpus: float) -> tuple[dict, Path
     from tuner.tasks import offline_env
 
     miniworld(cfg)  # build the mini-world once, here, before the workers ask for it
-    ray.init(ignore_reinit_error=True, dashboard_host="127.0.0.1", runtime_env={"env_vars": worker_env(offline_env(cfg))})
+    ray.init(ignore_reinit_error=True, dashboard_host="127.0.0.1",
+             runtime_env={"env_vars": worker_env(offline_env(cfg))})
     trainer = make_trainer(cfg, name="train", storage=out / "ray", workers=workers, use_gpu=gpus > 0,
                            callbacks=[ProgressLine()])
     result = trainer.fit()
