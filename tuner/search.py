@@ -53,6 +53,7 @@ def trainable(ctx: SearchContext) -> Any:
 def make_tuner(ctx: SearchContext) -> tune.Tuner:
     # training metrics stream into Tune every report; the objectives come only with the final one
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the classic live table honours metric_columns
     space = get_space(ctx.space)
     param_space = space.tune_param_space(ctx.preset)
     if space.sampler == "grid":
@@ -73,12 +74,13 @@ def make_tuner(ctx: SearchContext) -> tune.Tuner:
         run_config=tune.RunConfig(name=EXPERIMENT, storage_path=str((ctx.path / "ray").resolve()),
                                   failure_config=tune.FailureConfig(max_failures=1), verbose=1,
                                   progress_reporter=tune.CLIReporter(
-                                      metric_columns=["step", "loss", "cb_loss", "retain_kl_loss",
-                                                      *OBJECTIVES], max_report_frequency=30)),
+                                      metric_columns=["step", "loss", "cb_loss", "retain_kl_loss", "forget_acc",
+                                                      *OBJECTIVES], max_report_frequency=30, max_column_length=12)),
     )
 
 
 def restore_tuner(ctx: SearchContext) -> tune.Tuner:
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     return tune.Tuner.restore(str((ctx.path / "ray" / EXPERIMENT).resolve()), trainable=trainable(ctx),
                               resume_unfinished=True, resume_errored=True)

@@ -7,12 +7,17 @@
 from __future__ import annotations
 
 import json
+import os
 import random
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
+
+from tuner.tasks import OFFLINE_ENV, TaskSet
 
 MMLU_STEM_SUBJECTS = (
     "abstract_algebra", "anatomy", "astronomy", "college_biology", "college_chemistry",
@@ -133,3 +138,20 @@ def peft_result(tiny_lm: tuple[Any, Any], tiny_peft: tuple[Any, Path], task_set:
     from tuner.eval_stage import evaluate_model
 
     return evaluate_model(tiny_peft[0], tiny_lm[1], task_set, batch_size=16)
+
+
+@pytest.fixture
+def lm_eval_cli() -> Any:
+    """``lm_eval run`` in a subprocess, offline, on a task set's include dir; returns its results JSON."""
+    return run_lm_eval_cli
+
+
+def run_lm_eval_cli(model_args: str, task_set: TaskSet, out: Path) -> dict[str, Any]:
+    """``lm_eval run`` in a subprocess, offline, on the same shadow task dir; its results JSON."""
+    cmd = [sys.executable, "-m", "lm_eval", "run", "--model", "hf", "--model_args", model_args,
+           "--device", "cpu", "--batch_size", "16", "--tasks", ",".join(task_set.tasks),
+           "--include_path", str(task_set.include_path), "--output_path", str(out)]
+    proc = subprocess.run(cmd, cwd=out, env={**os.environ, **OFFLINE_ENV}, capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(next(out.rglob("results_*.json")).read_text())

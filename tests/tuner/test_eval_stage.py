@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import random
 import socket
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +15,7 @@ import torch
 
 from tuner.eval_stage import evaluate_model, format_eval_table, json_safe, scores_from_results
 from tuner.schema import EvalResult, TaskScore
-from tuner.tasks import OFFLINE_ENV, TaskSet
+from tuner.tasks import TaskSet
 
 
 def test_scores_every_task_and_group(base_result: EvalResult) -> None:
@@ -126,22 +123,11 @@ def test_format_eval_table() -> None:
     assert len(format_eval_table(result(0.25, 0.235)).splitlines()) == 5
 
 
-def run_lm_eval_cli(model_args: str, task_set: TaskSet, out: Path) -> dict[str, Any]:
-    """``lm_eval run`` in a subprocess, offline, on the same shadow task dir; its results JSON."""
-    cmd = [sys.executable, "-m", "lm_eval", "run", "--model", "hf", "--model_args", model_args,
-           "--device", "cpu", "--batch_size", "16", "--tasks", ",".join(task_set.tasks),
-           "--include_path", str(task_set.include_path), "--output_path", str(out)]
-    proc = subprocess.run(cmd, cwd=out, env={**os.environ, **OFFLINE_ENV}, capture_output=True, text=True,
-                          timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(next(out.rglob("results_*.json")).read_text())
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("variant", ["base", "add_bos_token", "peft"])
 def test_scores_equal_lm_eval_cli(variant: str, tiny_lm: Any, tiny_model_dir: Path, tiny_peft: Any,
                                   task_set: TaskSet, base_result: EvalResult, peft_result: EvalResult,
-                                  tmp_path: Path) -> None:
+                                  tmp_path: Path, lm_eval_cli: Any) -> None:
     model_args = f"pretrained={tiny_model_dir},dtype=float32"
     ours = base_result
     if variant == "add_bos_token":
@@ -151,7 +137,7 @@ def test_scores_equal_lm_eval_cli(variant: str, tiny_lm: Any, tiny_model_dir: Pa
     elif variant == "peft":
         model_args += f",peft={tiny_peft[1]}"
         ours = peft_result
-    cli = run_lm_eval_cli(model_args, task_set, tmp_path)
+    cli = lm_eval_cli(model_args, task_set, tmp_path)
     assert set(ours.scores) == set(cli["results"])
     for name, score in ours.scores.items():
         theirs = cli["results"][name]

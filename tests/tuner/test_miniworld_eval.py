@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from trainables.miniworld import build as B
@@ -24,3 +25,18 @@ def test_two_worlds_are_scored_on_their_own_questions(tmp_path):
         assert {score.n for score in result.scores.values()} == {n_entities * 4 // 2}
         assert set(result.scores) == set(B.TASKS)
         assert result.forget_task == B.FORGET_TASK and result.retain_task == B.RETAIN_TASK
+
+
+@pytest.mark.slow
+def test_miniworld_scores_equal_lm_eval_cli(tmp_path, lm_eval_cli):
+    """Our in-memory scores == ``lm_eval run --include_path <world>/tasks`` on the saved base model."""
+    world = B.build_world(TINY, root=tmp_path)
+    model = AutoModelForCausalLM.from_pretrained(world.base_model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(world.tokenizer_dir)
+    ours = evaluate_model(model, tokenizer, miniworld_task_set(world), add_bos_token=True)
+    cli = lm_eval_cli(f"pretrained={world.base_model_dir},dtype=float32,add_bos_token=True",
+                          miniworld_task_set(world), tmp_path)
+    assert set(ours.scores) == set(cli["results"])
+    for name, score in ours.scores.items():
+        assert score.acc == pytest.approx(cli["results"][name]["acc,none"], abs=1e-4), name
+        assert score.stderr == pytest.approx(cli["results"][name]["acc_stderr,none"], abs=1e-4), name
