@@ -42,11 +42,13 @@ def test_in_process_reports_every_metric_and_checkpoints(tmp_path):
         assert match and torch.equal(match[0], tensor)
 
 
-def test_remove_coef_zero_does_not_move_the_adapter():
-    """At LoRA init KL and L2 are at their minimum with zero gradient: no remove pressure, no change."""
-    final = run_in_process(load_preset("miniworld-small", {**SMALL, "remove_coef": 0}), evaluate=False)
-    assert final["history"][-1]["retain_kl_loss"] == pytest.approx(0.0, abs=1e-6)
-    assert final["history"][-1]["cos_sim_mean"] == pytest.approx(1.0, abs=1e-5)
+def test_without_remove_pressure_the_model_stays_put():
+    """At LoRA init KL is at its minimum: with remove_coef 0 only float noise moves the adapter (KL ~ 0,
+    cos ~ 1), while remove pressure reroutes the forget representations (cos drops)."""
+    still = run_in_process(load_preset("miniworld-small", {**SMALL, "steps": 20, "remove_coef": 0}), evaluate=False)
+    moved = run_in_process(load_preset("miniworld-small", {**SMALL, "steps": 20, "remove_coef": 20}), evaluate=False)
+    assert still["retain_kl_loss"] < 1e-2 and still["cos_sim_mean"] > 0.99
+    assert moved["cos_sim_mean"] < still["cos_sim_mean"] - 0.05
 
 
 def _fit(cfg, storage: Path, name: str, workers: int, kill_after_checkpoint: bool = False):
