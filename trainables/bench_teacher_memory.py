@@ -18,7 +18,7 @@ same above ``memory_allocated()`` after imports. The parent prints a Markdown ta
 copy / disabled, and checks that both variants compute the same loss (same seed, same batches) at every step
 (at step 0 LoRA B is zero, so student == teacher and the loss is exactly 1 = cos 1 + KL 0 in both; the
 later steps, after optimizer updates, are the informative part). The defaults (~220M params, fp32) keep the
-weights the largest item and a CPU run to about a minute on one thread.
+weights the largest item and a whole CPU run (both children, one thread each) under two minutes.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ import argparse
 import contextlib
 import copy
 import json
-import math
 import os
 import resource
 import subprocess
@@ -48,7 +47,7 @@ MIB = 2**20
 
 
 def _memory(device: str, peak: bool) -> int:
-    """Bytes: peak (or, on CUDA, current) allocated memory; on CPU the peak RSS so far."""
+    """Bytes: CUDA peak (or current) allocated memory; on CPU the peak RSS so far (≈ current right after imports)."""
     if device == "cuda":
         return torch.cuda.max_memory_allocated() if peak else torch.cuda.memory_allocated()
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
@@ -128,9 +127,8 @@ def compare(args: argparse.Namespace) -> None:
     disabled, copied = rows["disabled"], rows["copy"]
     print(f"\nratio copy / disabled: {peak_name} {copied['peak'] / disabled['peak']:.2f}x, "
           f"above baseline {copied['above'] / disabled['above']:.2f}x")
-    same = all(math.isclose(a, b, rel_tol=1e-5, abs_tol=1e-6)
-               for a, b in zip(disabled["losses"], copied["losses"], strict=True))
     gap = max(abs(a - b) for a, b in zip(disabled["losses"], copied["losses"], strict=True))
+    same = gap <= 1e-5  # the losses are O(1)
     print(f"step-0 loss: disabled {disabled['losses'][0]:.6f}, copy {copied['losses'][0]:.6f}; all {args.steps} "
           f"step losses {'match' if same else 'DIFFER'} (max |diff| {gap:.1e}): {disabled['losses']}")
     if not same:
