@@ -83,9 +83,12 @@ def test_two_workers_match_one_worker_with_the_same_global_batch(tmp_path):
     base = {"steps": 6, "log_every": 1, "per_device_batch": 8}
     one, _ = _fit(load_preset("miniworld-small", {**base, "grad_accum": 2}), tmp_path, "one", workers=1)
     two, _ = _fit(load_preset("miniworld-small", base), tmp_path, "two", workers=2)
-    for a, b in zip(one["history"], two["history"], strict=True):
-        assert a["step"] == b["step"]
-        assert abs(a["loss"] - b["loss"]) <= 1e-3 * max(abs(a["loss"]), 1e-8), (a, b)
+    relative = [abs(a["loss"] - b["loss"]) / max(abs(a["loss"]), 1e-8)
+                for a, b in zip(one["history"], two["history"], strict=True)]
+    print(f"1 worker x accum 2 vs 2 workers: max relative loss difference {max(relative):.2e} over "
+          f"{len(relative)} logged steps")
+    assert [h["step"] for h in one["history"]] == [h["step"] for h in two["history"]]
+    assert max(relative) <= 1e-3
 
 
 @pytest.mark.slow
@@ -94,5 +97,7 @@ def test_killed_worker_resumes_from_checkpoint_with_the_same_result(tmp_path):
     clean, _ = _fit(cfg, tmp_path, "clean", workers=1)
     faulty, killed = _fit(cfg, tmp_path, "faulty", workers=1, kill_after_checkpoint=True)
     assert killed, "no Train worker was found to kill"
+    print(f"killed worker pid {killed[0]}; final clean vs resumed: "
+          + ", ".join(f"{k} {clean[k]:.6g}/{faulty[k]:.6g}" for k in ("loss", "cb_loss", "retain_kl_loss")))
     for key in ("loss", "cb_loss", "retain_kl_loss", "retain_l2_loss", "forget_acc", "retain_acc"):
         assert faulty[key] == pytest.approx(clean[key], rel=1e-5, abs=1e-7), key
