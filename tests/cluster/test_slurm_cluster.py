@@ -239,8 +239,11 @@ def test_tuner_run_search_via_job_submit(ray_cluster, slurm):
     )
     assert r.returncode == 0, r.stdout[-5000:] + r.stderr[-3000:]
     print(f"\ntuner.run via cluster.submit: {wall:.1f} s")
-    rows = [json.loads(line) for line in (run_dir / "results.jsonl").read_text().splitlines() if line.strip()]
-    assert len(rows) == 2, rows
+    from tuner.results import ResultsTable
+
+    rows = ResultsTable(run_dir).rows()  # the last line per trial: the baseline, then one row per trial
+    assert [r.trial_id for r in rows][0] == "baseline" and len(rows) == 3, rows
+    assert {r.status for r in rows} == {"done"} and all(r.scored for r in rows), rows
     import mlflow
 
     mlflow.set_tracking_uri(f"sqlite:///{run_dir}/mlflow.db")
