@@ -95,8 +95,10 @@ def _finish(ctx: SearchContext, tracker: Tracker) -> int:
     tracker.log_metrics(ctx.parent_run_id, {"trials": len(rows) - 1, "trials_done": len(done)})
     tracker.finish(ctx.parent_run_id)
     print("\n" + table.md.read_text())
+    study = ctx.path / "optuna.db"  # sampled spaces only; grid spaces run their points without Optuna
     print(f"run directory : {ctx.path}\nresults       : {table.md}\n                {table.csv}\n"
           f"                {table.jsonl}\nreport        : {report_dir / 'report.html'}\n"
           f"                {report_dir / 'report.md'}\n"
-          f"optuna study  : {ctx.path / 'optuna.db'}\nMLflow        : {ui_command(ctx.mlflow_uri)}")
+          + (f"optuna study  : {study}\n" if study.exists() else "")
+          + f"MLflow        : {ui_command(ctx.mlflow_uri)}")
     return 0
