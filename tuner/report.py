@@ -50,7 +50,7 @@ class ReportInputError(Exception):
 
 @dataclass(frozen=True)
 class RunData:
-    """What a run directory holds: trials by trial id, the baseline row, curves, config."""
+    """What a run directory holds: trials in order of first appearance, the baseline row, curves, config."""
 
     trials: list[TrialRow]
     baseline: TrialRow | None

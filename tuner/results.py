@@ -47,7 +47,7 @@ class ResultsTable:
             _atomic_write(self.md, to_markdown(rows))
 
     def rows(self) -> list[TrialRow]:
-        """Latest row per trial: the baseline first, then trials by trial id (Tune numbers them in order)."""
+        """Latest row per trial: the baseline first, then trials in order of first appearance."""
         return _latest(self.jsonl.read_text()) if self.jsonl.exists() else []
 
     def get(self, trial_id: str) -> TrialRow | None:
@@ -61,7 +61,7 @@ def _latest(text: str) -> list[TrialRow]:
             row = TrialRow.from_dict(json.loads(line))
             latest[row.trial_id] = row
     baseline = [latest.pop(BASELINE_ID)] if BASELINE_ID in latest else []
-    return baseline + sorted(latest.values(), key=lambda row: row.trial_id)
+    return baseline + list(latest.values())
 
 
 def _atomic_write(path: Path, text: str) -> None:

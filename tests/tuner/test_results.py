@@ -17,14 +17,13 @@ def _score(task, acc):
 
 def test_rows_last_wins_and_baseline_first(tmp_path):
     table = ResultsTable(tmp_path)
-    table.write(TrialRow("t2", "queued", params={"retain_coef": 3.0, "remove_coef": 5.0}))
     table.write(TrialRow("t1", "queued", params={"retain_coef": 1.0, "remove_coef": 3.0}))
     table.write(TrialRow("baseline", "done", forget=_score("bio", 0.9), retain=_score("stem", 1.0)))
     table.write(TrialRow("t1", "done", params={"retain_coef": 1.0, "remove_coef": 3.0},
                          train_metrics={"cb_loss": 0.2}, forget=_score("bio", 0.3), retain=_score("stem", 0.95)))
     rows = table.rows()
-    assert [r.trial_id for r in rows] == ["baseline", "t1", "t2"] and rows[1].status == "done"
-    assert len(table.jsonl.read_text().splitlines()) == 4
+    assert [r.trial_id for r in rows] == ["baseline", "t1"] and rows[1].status == "done"
+    assert len(table.jsonl.read_text().splitlines()) == 3
     parsed = list(csv.DictReader(io.StringIO(table.csv.read_text())))
     assert abs(float(parsed[1]["forget_delta"]) - (0.3 - 0.9)) < 1e-12
     md = table.md.read_text()
