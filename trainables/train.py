@@ -87,8 +87,9 @@ def main(argv: list[str] | None = None) -> int:
 def _run_with_ray(cfg, out: Path, workers: int, gpus: float) -> tuple[dict, Path]:
     import ray
 
-    from trainables.launch import ProgressLine, make_trainer
+    from trainables.launch import make_trainer
     from trainables.model import miniworld
+    from trainables.progress import ProgressLine
     from tuner.service import worker_env
     from tuner.tasks import offline_env
 

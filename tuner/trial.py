@@ -19,7 +19,8 @@ from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
 
 from search_spaces import get_space
-from trainables.launch import ProgressLine, make_trainer
+from trainables.launch import make_trainer
+from trainables.progress import ProgressLine
 from trainables.train_loop import evaluate_base_per_worker
 from tuner.context import SearchContext
 from tuner.results import ResultsTable
