@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 import time
@@ -58,10 +57,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     out = (args.out or Path("runs") / f"train_{time.strftime('%Y%m%d-%H%M%S')}").resolve()
-    from tuner.tasks import offline_env
+    from tuner.tasks import offline_env, set_offline_env
 
-    for key, value in offline_env(cfg).items():  # before anything imports datasets
-        os.environ.setdefault(key, value)
+    set_offline_env(offline_env(cfg))  # before anything imports datasets
 
     from tuner.eval_stage import format_eval_table
     from tuner.schema import EvalResult

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -63,8 +62,7 @@ def resolve_model_and_tasks(args: argparse.Namespace) -> EvalRequest:
         from tuner.tasks import offline_env, task_set_for
 
         cfg = load_preset(args.preset, {"eval_data_root": args.data_root} if args.data_root else {})
-        for key, value in offline_env(cfg).items():
-            os.environ.setdefault(key, value)
+        set_offline_env(offline_env(cfg))
         return EvalRequest(model=model_source(cfg)[0], task_set=task_set_for(cfg), adapter=args.adapter,
                            add_bos_token=cfg.add_bos_token if args.add_bos_token is None else args.add_bos_token)
     local = Path(args.model).expanduser()

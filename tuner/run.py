@@ -114,10 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    from tuner.tasks import offline_env
+    from tuner.tasks import offline_env, set_offline_env
 
-    for key, value in offline_env(ctx.trial_config({})).items():  # before anything imports datasets
-        os.environ.setdefault(key, value)
+    set_offline_env(offline_env(ctx.trial_config({})))  # before anything imports datasets
     from tuner.service import run_search
 
     return run_search(ctx, resume=bool(args.resume))

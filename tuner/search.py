@@ -50,10 +50,14 @@ def trainable(ctx: SearchContext) -> Any:
     return tune.with_resources(tune.with_parameters(trial_driver, ctx=ctx), {"cpu": 0, "memory": 1 << 20})
 
 
-def make_tuner(ctx: SearchContext) -> tune.Tuner:
+def _set_tune_env() -> None:
     # training metrics stream into Tune every report; the objectives come only with the final one
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the classic live table honours metric_columns
+
+
+def make_tuner(ctx: SearchContext) -> tune.Tuner:
+    _set_tune_env()
     space = get_space(ctx.space)
     param_space = space.tune_param_space(ctx.preset)
     if space.sampler == "grid":
@@ -80,7 +84,6 @@ def make_tuner(ctx: SearchContext) -> tune.Tuner:
 
 
 def restore_tuner(ctx: SearchContext) -> tune.Tuner:
-    os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    _set_tune_env()
     return tune.Tuner.restore(str((ctx.path / "ray" / EXPERIMENT).resolve()), trainable=trainable(ctx),
                               resume_unfinished=True, resume_errored=True)

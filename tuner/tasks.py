@@ -31,6 +31,8 @@ from typing import Any
 
 import yaml
 
+from trainables.config import MINIWORLD_MODELS
+
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_UPDATE_DOWNLOAD_COUNTS": "0"}
 MMLU_STEM_TAG = "mmlu_stem_tasks"
 # lm-eval's MMLU has ``fewshot_split: dev``: building the task needs that split even at 0-shot.
@@ -61,12 +63,13 @@ class TaskSet:
         return cls(**{**d, "tasks": tuple(d["tasks"])})
 
 
-def set_offline_env() -> None:
-    """``HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 HF_UPDATE_DOWNLOAD_COUNTS=0`` unless already set.
+def set_offline_env(env: Mapping[str, str] = OFFLINE_ENV) -> None:
+    """Set ``env`` (default ``HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 HF_UPDATE_DOWNLOAD_COUNTS=0``) unless set.
 
-    ``datasets`` reads these at import time, so call this before anything imports ``datasets`` or ``lm_eval``.
+    ``datasets`` reads these at import time, so call this before anything imports ``datasets`` or ``lm_eval``;
+    ``set_offline_env(offline_env(cfg))`` sets what one run config needs.
     """
-    for key, value in OFFLINE_ENV.items():
+    for key, value in env.items():
         os.environ.setdefault(key, value)
 
 
@@ -123,7 +126,7 @@ def task_set_for(cfg: Any) -> TaskSet:
 
 def offline_env(cfg: Any) -> dict[str, str]:
     """HF switches a run with this config needs before ``datasets`` is imported (also for Ray workers)."""
-    if cfg.model in ("miniworld", "miniworld-small"):
+    if cfg.model in MINIWORLD_MODELS:
         return dict(OFFLINE_ENV)
     if cfg.eval_data_root:
         return {"HF_DATASETS_OFFLINE": "1", "HF_UPDATE_DOWNLOAD_COUNTS": "0"}
