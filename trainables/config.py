@@ -47,6 +47,7 @@ class DataSpec:
 class TrainConfig:
     # --- model -----------------------------------------------------------------------------------------
     model: str = "miniworld"                  # miniworld | miniworld-small | HF id | local path
+    world_seed: int = 0                       # mini-world models only: which seeded world (each cached apart)
     revision: str | None = None
     architecture: str = "llama"               # key of trainables.architectures.ARCHITECTURES
     num_layers: int = 4                       # the model's decoder blocks (checked against its config)
@@ -58,6 +59,7 @@ class TrainConfig:
     lora_target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
                                             "down_proj")
     lora_layers: tuple[int, ...] = (0, 1, 2)
+    lora_init_std: float = 0.0                # lora_B ~ N(0, std) seeded by `seed`; 0 = peft's zeros
     # --- losses ------------------------------------------------------------------------------------------
     target_layers: tuple[int, ...] = (1, 2)   # block outputs the remove / L2 losses read
     remove_variant: str = "cos"               # cos: ReLU(cos) vs adapters-off; checkpoint: MSE vs early ckpt
@@ -191,7 +193,8 @@ def validate(cfg: TrainConfig) -> None:
 
     need(cfg.architecture in ARCHITECTURES, "architecture", f"must be one of {sorted(ARCHITECTURES)}")
     arch = cfg.arch
-    for name in ("retain_coef", "remove_coef", "beta_kl", "lr", "lora_dropout", "weight_decay"):
+    for name in ("retain_coef", "remove_coef", "beta_kl", "lr", "lora_dropout", "weight_decay", "lora_init_std",
+                 "world_seed"):
         need(getattr(cfg, name) >= 0, name, "must be >= 0")
     need(cfg.lora_dropout < 1, "lora_dropout", "must be < 1")
     need(cfg.kl_temperature > 0, "kl_temperature", "must be > 0")

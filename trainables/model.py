@@ -21,9 +21,9 @@ def miniworld(cfg: TrainConfig):
     """The built (cached) mini-world for a mini-world config, else None."""
     if cfg.model not in MINIWORLD_MODELS:
         return None
-    from trainables.miniworld.build import PRESETS, build_world
+    from trainables.miniworld.build import build_world, world_config
 
-    return build_world(PRESETS[cfg.model])
+    return build_world(world_config(cfg.model, cfg.world_seed))
 
 
 def model_source(cfg: TrainConfig, early: bool = False) -> tuple[str, str | None]:
@@ -64,11 +64,25 @@ def load_base_model(cfg: TrainConfig, device: torch.device, early: bool = False)
 
 
 def add_lora(model: torch.nn.Module, cfg: TrainConfig) -> PeftModel:
-    """LoRA (r, alpha, dropout) on ``lora_target_modules`` of blocks ``lora_layers``; B starts at zero."""
+    """LoRA (r, alpha, dropout) on ``lora_target_modules`` of blocks ``lora_layers``.
+
+    peft starts B at zero, so student == teacher at step 0, where both the cos remove loss and the KL
+    retain loss have zero gradient: training then starts from float rounding noise, which differs between
+    CPU kernels and machines. ``lora_init_std > 0`` draws B ~ N(0, std) from a generator seeded by ``seed``:
+    the same small, deterministic push away from that stationary point on every machine.
+    """
     lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout, bias="none",
                       target_modules=list(cfg.lora_target_modules), layers_to_transform=list(cfg.lora_layers),
                       task_type="CAUSAL_LM")
-    return get_peft_model(model, lora)
+    peft_model = get_peft_model(model, lora)
+    if cfg.lora_init_std > 0:
+        generator = torch.Generator().manual_seed(cfg.seed)
+        with torch.no_grad():
+            for name, param in peft_model.named_parameters():
+                if "lora_B" in name:
+                    noise = torch.randn(param.shape, generator=generator, dtype=torch.float32)
+                    param.copy_(noise.to(param.dtype) * cfg.lora_init_std)
+    return peft_model
 
 
 def load_frozen(cfg: TrainConfig, device: torch.device, early: bool) -> torch.nn.Module:

@@ -3,7 +3,8 @@
     load_preset("deep-ignorance", {"retain_coef": 10})
 
 * ``miniworld`` / ``miniworld-small``: the synthetic CPU benchmark (trainables.miniworld), with the
-  set-up measured in miniworld-notes §3: constant coefficients, KL-only retain, 60 steps, lr 1e-3.
+  set-up measured in miniworld-notes §3: constant coefficients, KL-only retain, 60 steps, lr 1e-3, and a
+  small seeded lora_B init (``lora_init_std``) so that results do not depend on the CPU's kernels.
 * ``deep-ignorance``: EleutherAI's KL-retain checkpoint-transfer run (seed 002, algorithm.md §3.2):
   LoRA r16 on the GPT-NeoX projections, target layers 5..30, lr 1e-3, 1024 examples, global batch 32,
   KL-only retain, remove = MSE to the pretraining-stage checkpoint. LoRA covers all 32 blocks
@@ -22,6 +23,10 @@ WMDP_BIO_REMOVE = DataSpec(source="hf", path="Unlearning/WMDP-Bio-Remove-Dataset
                            text_fields=("title", "abstract", "text"))
 WIKITEXT = DataSpec(source="hf", path="EleutherAI/wikitext_document_level", name="wikitext-103-raw-v1",
                     split="train", text_fields=("page",), shuffle_seed=42)
+# lora_B ~ N(0, 1e-3): trials start from the same deterministic push on every machine. With peft's zeros the
+# first steps follow float rounding noise, and the AVX2 and AVX-512 kernel paths ended 10 forget points apart
+# at the same seed_grid point; with this init they agreed to the last question (README, "The mini-world").
+MINIWORLD_LORA_INIT_STD = 1e-3
 LLAMA_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 _REAL_COMMON: dict[str, Any] = dict(
@@ -30,8 +35,9 @@ _REAL_COMMON: dict[str, Any] = dict(
 )
 
 PRESETS: dict[str, TrainConfig] = {
-    "miniworld": TrainConfig(schedule="constant", retain_l2=False),
-    "miniworld-small": TrainConfig(model="miniworld-small", schedule="constant", retain_l2=False, steps=40),
+    "miniworld": TrainConfig(schedule="constant", retain_l2=False, lora_init_std=MINIWORLD_LORA_INIT_STD),
+    "miniworld-small": TrainConfig(model="miniworld-small", schedule="constant", retain_l2=False, steps=40,
+                                   lora_init_std=MINIWORLD_LORA_INIT_STD),
     "deep-ignorance": TrainConfig(
         **_REAL_COMMON,
         model="EleutherAI/deep-ignorance-unfiltered", architecture="gpt_neox", num_layers=32,

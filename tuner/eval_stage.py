@@ -73,7 +73,8 @@ def evaluate_model(model: torch.nn.Module, tokenizer: Any, task_set: TaskSet, *,
         if primary not in scores:
             raise ValueError(f"lm-eval reported no 'acc,none' for {primary!r}; got {sorted(scores)}")
     return EvalResult(scores=scores, forget_task=task_set.forget_task, retain_task=task_set.retain_task,
-                      raw=raw, seconds=seconds)
+                      raw=raw, seconds=seconds, alt_format=task_set.alt_format,
+                      alt_forget_task=task_set.alt_forget_task, alt_retain_task=task_set.alt_retain_task)
 
 
 def scores_from_results(res: dict[str, Any]) -> dict[str, TaskScore]:

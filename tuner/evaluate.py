@@ -1,6 +1,6 @@
 """Score a saved model (plus an optional LoRA adapter) with lm-eval and print the table.
 
-    python -m tuner.evaluate --preset miniworld [--adapter DIR]
+    python -m tuner.evaluate --preset miniworld [--world-seed 1] [--adapter DIR]
     python -m tuner.evaluate --model PATH_OR_HUB_ID [--adapter DIR] [--data-root DIR] \\
         [--tasks wmdp_bio,mmlu_stem] [--batch-size 32] [--limit N] [--add-bos-token] [--json OUT]
 
@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     target.add_argument("--preset", help="a training preset's model and tasks (e.g. miniworld)")
     target.add_argument("--model", help="model directory (save_pretrained) or Hub id")
     p.add_argument("--adapter", help="peft adapter directory applied on top of --model (not merged)")
+    p.add_argument("--world-seed", type=int, default=0, help="with a mini-world --preset: which world (default 0)")
     p.add_argument("--tasks", default="wmdp_bio,mmlu_stem", help="comma-separated: forget, retain, ...")
     p.add_argument("--data-root", help="local Hub-layout data (<root>/cais/wmdp, <root>/cais/mmlu); offline")
     p.add_argument("--batch-size", type=int, default=32)
@@ -61,7 +62,8 @@ def resolve_model_and_tasks(args: argparse.Namespace) -> EvalRequest:
         from trainables.presets import load_preset
         from tuner.tasks import offline_env, task_set_for
 
-        cfg = load_preset(args.preset, {"eval_data_root": args.data_root} if args.data_root else {})
+        overrides = {"eval_data_root": args.data_root} if args.data_root else {}
+        cfg = load_preset(args.preset, {**overrides, "world_seed": args.world_seed})
         set_offline_env(offline_env(cfg))
         return EvalRequest(model=model_source(cfg)[0], task_set=task_set_for(cfg), adapter=args.adapter,
                            add_bos_token=cfg.add_bos_token if args.add_bos_token is None else args.add_bos_token)

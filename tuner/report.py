@@ -122,6 +122,7 @@ def _tables(data: RunData, a: BoundaryAnalysis) -> list[Table]:
     params = _keys([t.params for t in rows], FEATURES)
     metric_keys = _keys(list(metrics.values()), CURVE_METRICS)
     base = data.baseline if data.baseline and data.baseline.scored else None
+    alt = next((t.alt_format for t in rows if t.alt_format), "")
     notes = {t: ["tied"] for t in a.tied} | ({a.recommended: ["recommended"]} if a.recommended else {})
     results = []
     for t in rows:
@@ -133,9 +134,10 @@ def _tables(data: RunData, a: BoundaryAnalysis) -> list[Table]:
                         *(_cell(metrics[t.trial_id].get(k)) for k in metric_keys),
                         _acc(t.forget), _delta(t.forget, base and base.forget, t.is_baseline),
                         _acc(t.retain), _delta(t.retain, base and base.retain, t.is_baseline),
+                        *((_acc(t.forget_alt), _acc(t.retain_alt)) if alt else ()),
                         "" if p is None else f"{p:.2f}", note])
     header = ["trial", "state", "status", *params, *metric_keys, "forget %", "Δ forget", "retain %",
-              "Δ retain", "P(harmless)", "note"]
+              "Δ retain", *((f"forget % ({alt})", f"retain % ({alt})") if alt else ()), "P(harmless)", "note"]
     tables = [("Results", header, results)]
     failed = [[t.trial_id, t.status, t.error[:300]] for t in rows if t.trial_id in a.unscored]
     if failed:

@@ -86,6 +86,7 @@ def to_csv(rows: list[TrialRow]) -> str:
     base = rows[0] if rows and rows[0].trial_id == BASELINE_ID else None
     header = (["trial_id", "status"] + params + list(TRAIN_COLUMNS) + [
         "forget_acc", "forget_stderr", "forget_delta", "retain_acc", "retain_stderr", "retain_delta",
+        "alt_format", "forget_alt_acc", "forget_alt_stderr", "retain_alt_acc", "retain_alt_stderr",
         "train_seconds", "eval_seconds", "mlflow_run_id", "adapter_path", "error"])
     out = io.StringIO()
     writer = csv.writer(out)
@@ -95,6 +96,9 @@ def to_csv(rows: list[TrialRow]) -> str:
         for score, base_score in ((r.forget, base and base.forget), (r.retain, base and base.retain)):
             delta = _delta(score, base_score)
             scores += [score.acc if score else "", score.stderr if score else "", "" if delta is None else delta]
+        scores.append(r.alt_format)
+        for score in (r.forget_alt, r.retain_alt):
+            scores += [score.acc if score else "", score.stderr if score else ""]
         writer.writerow([r.trial_id, r.status] + [r.params.get(p, "") for p in params]
                         + [r.train_metrics.get(c, "") for c in TRAIN_COLUMNS] + scores
                         + [r.train_seconds, r.eval_seconds, r.mlflow_run_id, r.adapter_path, r.error])
@@ -126,14 +130,18 @@ def to_markdown(rows: list[TrialRow]) -> str:
         if r.trial_id != BASELINE_ID:
             cells = [_num(r.params.get(p)) for p in params] + [_num(r.train_metrics.get(c)) for c in TRAIN_COLUMNS]
             lines.append(f"| {r.trial_id} | " + " | ".join(cells) + f" | {r.status} |")
+    alt = next((r.alt_format for r in rows if r.alt_format), "")
+    alt_header = f" forget ({alt}) | retain ({alt}) |" if alt else ""
     lines += ["", f"## Evaluation (accuracy % ± stderr; forget = {forget_task} ↓, retain = {retain_task} ↑)", "",
-              "| trial | " + " | ".join(params) + " | forget | Δ forget | retain | Δ retain | status | error |",
-              "|---" * (len(params) + 7) + "|"]
+              "| trial | " + " | ".join(params) + " | forget | Δ forget | retain | Δ retain |" + alt_header
+              + " status | error |",
+              "|---" * (len(params) + 7 + (2 if alt else 0)) + "|"]
     for r in rows:
         cells = ["base" if r.trial_id == BASELINE_ID else _num(r.params.get(p)) for p in params]
+        alt_cells = f" {_pct(r.forget_alt)} | {_pct(r.retain_alt)} |" if alt else ""
         lines.append(f"| {r.trial_id} | " + " | ".join(cells) + f" | {_pct(r.forget)} | "
                      f"{_signed(_delta(r.forget, base and base.forget)) if r.trial_id != BASELINE_ID else '–'} | "
                      f"{_pct(r.retain)} | "
-                     f"{_signed(_delta(r.retain, base and base.retain)) if r.trial_id != BASELINE_ID else '–'} | "
-                     f"{r.status} | {r.error.splitlines()[0][:80] if r.error else ''} |")
+                     f"{_signed(_delta(r.retain, base and base.retain)) if r.trial_id != BASELINE_ID else '–'} |"
+                     + alt_cells + f" {r.status} | {r.error.splitlines()[0][:80] if r.error else ''} |")
     return "\n".join(lines) + "\n"

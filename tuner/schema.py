@@ -46,13 +46,19 @@ class TaskScore:
 
 @dataclass(frozen=True)
 class EvalResult:
-    """Scores of one model on a task set; ``raw`` is lm-eval's result dict made JSON-safe."""
+    """Scores of one model on a task set; ``raw`` is lm-eval's result dict made JSON-safe.
+
+    ``alt_*``: the same questions in a second prompt format (the mini-world's letter prompt), if any.
+    """
 
     scores: dict[str, TaskScore]
     forget_task: str
     retain_task: str
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
     seconds: float = 0.0
+    alt_format: str = ""
+    alt_forget_task: str = ""
+    alt_retain_task: str = ""
 
     @property
     def forget(self) -> TaskScore:
@@ -62,9 +68,18 @@ class EvalResult:
     def retain(self) -> TaskScore:
         return self.scores[self.retain_task]
 
+    @property
+    def alt_forget(self) -> TaskScore | None:
+        return self.scores.get(self.alt_forget_task)
+
+    @property
+    def alt_retain(self) -> TaskScore | None:
+        return self.scores.get(self.alt_retain_task)
+
     def to_dict(self, with_raw: bool = True) -> dict[str, Any]:
         d = {"scores": {k: v.to_dict() for k, v in self.scores.items()}, "forget_task": self.forget_task,
-             "retain_task": self.retain_task, "seconds": self.seconds}
+             "retain_task": self.retain_task, "seconds": self.seconds, "alt_format": self.alt_format,
+             "alt_forget_task": self.alt_forget_task, "alt_retain_task": self.alt_retain_task}
         if with_raw:
             d["raw"] = self.raw
         return d
@@ -73,7 +88,8 @@ class EvalResult:
     def from_dict(cls, d: dict[str, Any]) -> EvalResult:
         return cls(scores={k: TaskScore.from_dict(v) for k, v in d["scores"].items()},
                    forget_task=d["forget_task"], retain_task=d["retain_task"], raw=d.get("raw", {}),
-                   seconds=float(d.get("seconds", 0.0)))
+                   seconds=float(d.get("seconds", 0.0)), alt_format=d.get("alt_format", ""),
+                   alt_forget_task=d.get("alt_forget_task", ""), alt_retain_task=d.get("alt_retain_task", ""))
 
 
 @dataclass
@@ -82,7 +98,9 @@ class TrialRow:
 
     ``params`` holds the searched hyper-parameters (retain_coef, remove_coef, beta_kl, ...);
     ``train_metrics`` the training metrics at the final step (loss, cb_loss, retain_kl_loss, ...);
-    ``forget`` / ``retain`` the primary eval scores; ``extra_scores`` any other task reported.
+    ``forget`` / ``retain`` the primary eval scores; ``forget_alt`` / ``retain_alt`` the same questions in
+    the second prompt format ``alt_format`` (the mini-world's letter prompt); ``extra_scores`` every other
+    task reported.
     """
 
     trial_id: str
@@ -91,6 +109,9 @@ class TrialRow:
     train_metrics: dict[str, float] = field(default_factory=dict)
     forget: TaskScore | None = None
     retain: TaskScore | None = None
+    forget_alt: TaskScore | None = None
+    retain_alt: TaskScore | None = None
+    alt_format: str = ""
     extra_scores: dict[str, TaskScore] = field(default_factory=dict)
     error: str = ""
     train_seconds: float = 0.0
@@ -112,15 +133,16 @@ class TrialRow:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d["forget"] = self.forget.to_dict() if self.forget else None
-        d["retain"] = self.retain.to_dict() if self.retain else None
+        for key in ("forget", "retain", "forget_alt", "retain_alt"):
+            score = getattr(self, key)
+            d[key] = score.to_dict() if score else None
         d["extra_scores"] = {k: v.to_dict() for k, v in self.extra_scores.items()}
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrialRow:
         d = dict(d)
-        for key in ("forget", "retain"):
+        for key in ("forget", "retain", "forget_alt", "retain_alt"):
             d[key] = TaskScore.from_dict(d[key]) if d.get(key) else None
         d["extra_scores"] = {k: TaskScore.from_dict(v) for k, v in d.get("extra_scores", {}).items()}
         return cls(**d)

@@ -54,6 +54,9 @@ class TaskSet:
     include_path: str | None = None
     include_defaults: bool = True
     offline: bool = False
+    alt_format: str = ""            # a second prompt format of the same questions, reported beside the primary
+    alt_forget_task: str = ""
+    alt_retain_task: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "tasks": list(self.tasks)}
@@ -108,11 +111,12 @@ def real_task_set(data_root: str | os.PathLike[str] | None = None,
 
 def miniworld_task_set(world: Any) -> TaskSet:
     """The mini-world's four tasks (cloze = the primary scores; letter = the exact WMDP/MMLU prompt)."""
-    from trainables.miniworld import FORGET_TASK, RETAIN_TASK, TASKS
+    from trainables.miniworld import ALT_FORGET_TASK, ALT_RETAIN_TASK, FORGET_TASK, RETAIN_TASK, TASKS
 
     validate_hub_layout(world.data_root)
     return TaskSet(name="miniworld", tasks=tuple(TASKS), forget_task=FORGET_TASK, retain_task=RETAIN_TASK,
-                   include_path=str(world.tasks_dir), include_defaults=False, offline=True)
+                   include_path=str(world.tasks_dir), include_defaults=False, offline=True, alt_format="letter",
+                   alt_forget_task=ALT_FORGET_TASK, alt_retain_task=ALT_RETAIN_TASK)
 
 
 def task_set_for(cfg: Any) -> TaskSet:

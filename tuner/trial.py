@@ -105,10 +105,8 @@ def _record(ctx: SearchContext, trial_id: str, final: dict[str, Any], adapter: P
                                "adapter_path": str(adapter) if adapter else ""}
     if evaluation is not None:
         (out / "lm_eval.json").write_text(json.dumps(evaluation.raw, indent=1, default=str))
-        changes.update(forget=evaluation.forget, retain=evaluation.retain, eval_seconds=evaluation.seconds,
-                       train_seconds=seconds - evaluation.seconds,
-                       extra_scores={k: v for k, v in evaluation.scores.items()
-                                     if k not in (evaluation.forget_task, evaluation.retain_task)})
+        changes.update(**_scores(evaluation), eval_seconds=evaluation.seconds,
+                       train_seconds=seconds - evaluation.seconds)
         tracker.log_metrics(run_id, {"eval_forget_acc": evaluation.forget.acc, "eval_retain_acc": evaluation.retain.acc,
                                      **{f"eval_{k}_acc": v.acc for k, v in evaluation.scores.items()}},
                             step=int(final.get("step", 0)))
@@ -119,6 +117,14 @@ def _record(ctx: SearchContext, trial_id: str, final: dict[str, Any], adapter: P
     row = _update(ctx, trial_id, **changes)
     tracker.finish(run_id)
     return row
+
+
+def _scores(evaluation: EvalResult) -> dict[str, Any]:
+    """The ``TrialRow`` score fields of one evaluation: primary, second format, every other task."""
+    named = (evaluation.forget_task, evaluation.retain_task, evaluation.alt_forget_task, evaluation.alt_retain_task)
+    return {"forget": evaluation.forget, "retain": evaluation.retain, "forget_alt": evaluation.alt_forget,
+            "retain_alt": evaluation.alt_retain, "alt_format": evaluation.alt_format,
+            "extra_scores": {k: v for k, v in evaluation.scores.items() if k not in named}}
 
 
 def _objectives(row: TrialRow, ctx: SearchContext) -> dict[str, float]:
@@ -141,9 +147,7 @@ def score_baseline(ctx: SearchContext) -> TrialRow:
     evaluation = EvalResult.from_dict(trainer.fit().return_value["eval"])
     (ctx.path / "trials" / BASELINE_ID).mkdir(parents=True, exist_ok=True)
     (ctx.path / "trials" / BASELINE_ID / "lm_eval.json").write_text(json.dumps(evaluation.raw, default=str))
-    row = TrialRow(BASELINE_ID, status="done", forget=evaluation.forget, retain=evaluation.retain,
-                   extra_scores={k: v for k, v in evaluation.scores.items()
-                                 if k not in (evaluation.forget_task, evaluation.retain_task)},
-                   eval_seconds=evaluation.seconds, train_seconds=time.time() - start - evaluation.seconds)
+    row = TrialRow(BASELINE_ID, status="done", **_scores(evaluation), eval_seconds=evaluation.seconds,
+                   train_seconds=time.time() - start - evaluation.seconds)
     ResultsTable(ctx.path).write(row)
     return row

@@ -74,6 +74,8 @@ def test_wrong_depth_in_local_config_is_named(tmp_path):
     ({"model": "x/y", "eval_tasks": "real", "forget.source": "file", "retain.source": "file",
       "remove_variant": "checkpoint", "checkpoint_model": ""}, "checkpoint_model"),
     ({"lr": "fast"}, "lr"),
+    ({"lora_init_std": -0.1}, "lora_init_std"),
+    ({"world_seed": -1}, "world_seed"),
     ({"not_a_field": 1}, "not_a_field"),
     ({"forget.bogus": 1}, "forget.bogus"),
 ])

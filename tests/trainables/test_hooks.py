@@ -134,3 +134,24 @@ def test_bad_layer_index_and_unknown_model():
         pass
     with pytest.raises(ValueError, match="cannot find decoder blocks"):
         get_decoder_layers(torch.nn.Linear(2, 2))
+
+
+def test_lora_init_std_is_a_seeded_push_away_from_the_adapters_off_model():
+    """``lora_init_std``: B ~ N(0, std) from ``seed`` (same on every call); 0 keeps peft's zeros (output unchanged)."""
+    from trainables.config import TrainConfig
+    from trainables.model import add_lora
+
+    def lora_b(cfg):
+        model = add_lora(tiny_llama(), cfg)
+        return model, torch.cat([p.flatten() for n, p in model.named_parameters() if "lora_B" in n])
+
+    ids = torch.randint(0, 64, (2, 8), generator=torch.Generator().manual_seed(0))
+    base = tiny_llama()(ids).logits
+    zero_model, zero = lora_b(TrainConfig())
+    assert torch.count_nonzero(zero) == 0 and torch.equal(zero_model(ids).logits, base)
+    pushed_model, pushed = lora_b(TrainConfig(lora_init_std=1e-3, seed=3))
+    assert pushed.std().item() == pytest.approx(1e-3, rel=0.1)
+    assert torch.equal(pushed, lora_b(TrainConfig(lora_init_std=1e-3, seed=3))[1])
+    assert not torch.equal(pushed, lora_b(TrainConfig(lora_init_std=1e-3, seed=4))[1])
+    relative_change = ((pushed_model(ids).logits - base).norm() / base.norm()).item()
+    assert 0 < relative_change < 0.1

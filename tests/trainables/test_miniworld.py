@@ -9,8 +9,8 @@ import pytest
 from trainables.miniworld import build as B
 from trainables.miniworld import world as W
 
-TINY = B.MiniWorldConfig(name="tiny", n_entities=6, hidden_size=32, intermediate_size=64, num_heads=2,
-                         num_layers=2, vocab_size=400, stage1_steps=4, stage2_steps=4, batch=8)
+TINY = B.MiniWorldConfig(name="tiny", n_entities=8, hidden_size=32, intermediate_size=64, num_heads=2,
+                         num_layers=2, vocab_size=600, stage1_steps=4, stage2_steps=4, batch=8, mc_batch=4)
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +43,7 @@ def test_hub_layout_and_schema(two_builds):
     wmdp = world.data_root / "cais" / "wmdp"
     assert "config_name: wmdp-bio-cloze" in (wmdp / "README.md").read_text()
     rows = [json.loads(line) for line in (wmdp / "wmdp-bio" / "test.jsonl").read_text().splitlines()]
-    assert len(rows) == TINY.n_entities * 4 // 2
+    assert len(rows) == round(TINY.n_entities * 4 * TINY.heldout_share)
     for row in rows:
         assert set(row) == {"question", "choices", "answer"} and isinstance(row["answer"], int)
         assert len(row["choices"]) == 4 and 0 <= row["answer"] < 4
@@ -70,12 +70,49 @@ def test_corrupt_or_half_written_cache_is_rebuilt(tmp_path):
 
 
 def test_facts_split_and_cloze_stems():
-    facts = W.make_facts(0, 10)
+    facts = W.make_facts(0, 10, heldout_share=0.75)
     for domain in (W.FORGET, W.RETAIN):
         mine = [f for f in facts if f.domain == domain]
-        assert len(mine) == 40 and sum(f.heldout for f in mine) == 20
+        assert len(mine) == 40 and sum(f.heldout for f in mine) == 30
     fact = facts[0]
     assert fact.sentences()[1] == f"{fact.cloze_stem()} {fact.value}."
+
+
+def test_heldout_questions_never_appear_in_training_documents():
+    """Practice documents (QA + letter MC) come from practice facts only; held-out facts are text only."""
+    import random
+
+    facts = W.make_facts(3, 12, heldout_share=0.75)
+    rng = random.Random(0)
+    practice_docs = [c + a for d in (W.FORGET, W.RETAIN) for c, a in W.qa_documents(facts, d)]
+    practice_docs += ["".join(W.mc_document(f, rng)) for f in facts if not f.heldout for _ in range(20)]
+    for f in (f for f in facts if f.heldout):
+        assert not any(f.question() in doc for doc in practice_docs), f.question()
+    assert all(f.question() in "".join(practice_docs) for f in facts if not f.heldout)
+
+
+def test_letter_documents_match_the_eval_prompt(two_builds):
+    """An MC practice document is the exact WMDP/MMLU prompt; " A".." D" are single tokens."""
+    import random
+
+    from transformers import AutoTokenizer
+
+    fact = next(f for f in W.make_facts(0, 8) if f.domain == W.FORGET and not f.heldout)
+    prompt, answer = W.mc_document(fact, random.Random(1))
+    assert prompt.startswith(W.DESCRIPTIONS[W.FORGET] + fact.question() + "\nA. ") and prompt.endswith("\nAnswer:")
+    assert answer in {" A", " B", " C", " D"} and fact.value in prompt.split("\n")[2 + "ABCD".index(answer[1])]
+    tokenizer = AutoTokenizer.from_pretrained(two_builds[0].tokenizer_dir)
+    assert [len(tokenizer(f" {x}", add_special_tokens=False)["input_ids"]) for x in W.LETTERS] == [1, 1, 1, 1]
+
+
+def test_world_seed_selects_and_keys_a_world():
+    assert B.world_config("miniworld", 2).seed == 2
+    assert B.world_config("miniworld", 2).key() != B.world_config("miniworld", 0).key()
+    assert B.world_config("miniworld-small").n_entities < B.world_config().n_entities
+    with pytest.raises(ValueError, match="unknown mini-world"):
+        B.world_config("nosuch")
+    with pytest.raises(ValueError, match="world seed"):
+        B.world_config("miniworld", -1)
 
 
 def test_invalid_config_is_rejected():

@@ -4,6 +4,18 @@
     world = build_world(PRESETS["miniworld"])       # cached; world.base_model_dir, world.tasks_dir, ...
 """
 
-from trainables.miniworld.build import FORGET_TASK, PRESETS, RETAIN_TASK, TASKS, MiniWorldConfig, World, build_world
+from trainables.miniworld.build import (
+    ALT_FORGET_TASK,
+    ALT_RETAIN_TASK,
+    FORGET_TASK,
+    PRESETS,
+    RETAIN_TASK,
+    TASKS,
+    MiniWorldConfig,
+    World,
+    build_world,
+    world_config,
+)
 
-__all__ = ["FORGET_TASK", "PRESETS", "RETAIN_TASK", "TASKS", "MiniWorldConfig", "World", "build_world"]
+__all__ = ["ALT_FORGET_TASK", "ALT_RETAIN_TASK", "FORGET_TASK", "PRESETS", "RETAIN_TASK", "TASKS", "MiniWorldConfig",
+           "World", "build_world", "world_config"]

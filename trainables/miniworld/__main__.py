@@ -1,7 +1,7 @@
 """Build the mini-world (cached) and print its score table: base model and early checkpoint.
 
-    python -m trainables.miniworld                  # default world (~0.9M-parameter Llama, 80 questions/domain)
-    python -m trainables.miniworld --preset miniworld-small
+    python -m trainables.miniworld                  # default world (~0.9M-parameter Llama, 360 questions/domain)
+    python -m trainables.miniworld --preset miniworld-small --world-seed 1
 """
 
 from __future__ import annotations
@@ -12,13 +12,19 @@ import time
 
 from tqdm import tqdm
 
-from trainables.miniworld.build import PRESETS, build_world
+from trainables.miniworld.build import PRESETS, build_world, world_config
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m trainables.miniworld", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--preset", default="miniworld", choices=sorted(PRESETS))
+    ap.add_argument("--preset", default="miniworld", choices=sorted(PRESETS), help="world size")
+    ap.add_argument("--world-seed", type=int, default=0, help="which seeded world (default 0); each is cached apart")
     args = ap.parse_args(argv)
+    try:
+        config = world_config(args.preset, args.world_seed)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
 
     start, bars = time.time(), {}
 
@@ -28,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         if step == total:
             bar.close()
 
-    world = build_world(PRESETS[args.preset], progress=progress)
+    world = build_world(config, progress=progress)
     print(f"world: {world.root}  (ready in {time.time() - start:.1f}s)")
 
     from tuner.tasks import set_offline_env

@@ -22,15 +22,16 @@ import fcntl
 import hashlib
 import json
 import os
+import random
 import shutil
 import tempfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 from trainables.miniworld import world as W
 
-BUILD_VERSION = 2  # bump when the build procedure changes in a way the config does not capture
+BUILD_VERSION = 3  # bump when the build procedure changes in a way the config does not capture
 TEMPLATES_DIR = Path(__file__).parent / "tasks"
 TASKS = {  # task name -> (template, Hub repo dir, config name, description)
     "miniworld_bio": ("_letter_template_yaml", "wmdp", "wmdp-bio", W.DESCRIPTIONS[W.FORGET]),
@@ -38,7 +39,8 @@ TASKS = {  # task name -> (template, Hub repo dir, config name, description)
     "miniworld_stem": ("_letter_template_yaml", "mmlu", "materials_science", W.DESCRIPTIONS[W.RETAIN]),
     "miniworld_stem_cloze": ("_cloze_template_yaml", "mmlu", "materials_science_cloze", ""),
 }
-FORGET_TASK, RETAIN_TASK = "miniworld_bio_cloze", "miniworld_stem_cloze"
+FORGET_TASK, RETAIN_TASK = "miniworld_bio_cloze", "miniworld_stem_cloze"  # primary scores (README: why)
+ALT_FORGET_TASK, ALT_RETAIN_TASK = "miniworld_bio", "miniworld_stem"     # the exact WMDP / MMLU letter prompt
 
 
 @dataclass(frozen=True)
@@ -46,17 +48,21 @@ class MiniWorldConfig:
     """Everything that determines a world; its hash names the cache directory."""
 
     name: str = "miniworld"
-    seed: int = 0
-    n_entities: int = 40           # per domain; 4 facts each, half held out -> 80 questions per domain
-    vocab_size: int = 1024
+    seed: int = 0                  # the world seed: facts, held-out split, initial weights, batches
+    n_entities: int = 112          # per domain, 4 facts each
+    heldout_share: float = 0.75    # -> 336 held-out questions per domain; the rest are practice facts
+    vocab_size: int = 2048         # large enough that (nearly) every entity name is one token
     hidden_size: int = 128         # 4 layers x 128 hidden x 320 MLP, tied embeddings: ~0.9M parameters
     num_layers: int = 4
     num_heads: int = 4
     intermediate_size: int = 320
-    lr: float = 6e-3
-    stage1_steps: int = 300        # retain domain only -> early checkpoint
-    stage2_steps: int = 560        # both domains -> base model
-    batch: int = 64                # fact sentences per step (plus half as many QA documents)
+    lr: float = 6e-3               # peak; warmup, then cosine to 0 in each stage
+    stage1_steps: int = 600        # retain domain only -> early checkpoint
+    stage2_steps: int = 800        # both domains -> base model
+    batch: int = 64                # fact sentences per step
+    qa_batch: int = 32             # QA documents per step: they speed up memorisation of every fact
+                                   # several-fold, held-out ones included (measured: 97 % vs 69 % cloze)
+    mc_batch: int = 16             # fresh letter-format multiple-choice documents per step
     stage2_forget_share: float = 0.75  # stage 2 batches: new forget facts, plus retain replay
 
     def __post_init__(self) -> None:
@@ -66,9 +72,9 @@ class MiniWorldConfig:
                 raise ValueError(f"miniworld config: {f.name} must be > 0 (got {value})")
         if self.n_entities < 4:
             raise ValueError(f"miniworld config: n_entities must be >= 4 (got {self.n_entities})")
-        if not 0 < self.stage2_forget_share < 1:
-            raise ValueError(f"miniworld config: stage2_forget_share must be in (0, 1) "
-                             f"(got {self.stage2_forget_share})")
+        for name in ("heldout_share", "stage2_forget_share"):
+            if not 0 < getattr(self, name) < 1:
+                raise ValueError(f"miniworld config: {name} must be in (0, 1) (got {getattr(self, name)})")
 
     def key(self) -> str:
         blob = json.dumps({"build_version": BUILD_VERSION, **asdict(self)}, sort_keys=True)
@@ -77,8 +83,18 @@ class MiniWorldConfig:
 
 PRESETS = {
     "miniworld": MiniWorldConfig(),
-    "miniworld-small": MiniWorldConfig(name="miniworld-small", n_entities=16, stage1_steps=150, stage2_steps=250),
+    "miniworld-small": MiniWorldConfig(name="miniworld-small", n_entities=16, vocab_size=1024, stage1_steps=150,
+                                       stage2_steps=250),
 }
+
+
+def world_config(name: str = "miniworld", seed: int = 0) -> MiniWorldConfig:
+    """A named size (``miniworld`` | ``miniworld-small``) with its world seed; unknown names list the valid ones."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown mini-world {name!r}; choose one of {sorted(PRESETS)}")
+    if seed < 0:
+        raise ValueError(f"world seed must be >= 0 (got {seed})")
+    return replace(PRESETS[name], seed=seed)
 
 
 @dataclass(frozen=True)
@@ -139,38 +155,65 @@ def _build_into(root: Path, config: MiniWorldConfig, progress: Callable[[str, in
 
     from trainables.miniworld import pretrain as P
 
-    facts = W.make_facts(config.seed, config.n_entities)
+    facts = W.make_facts(config.seed, config.n_entities, config.heldout_share)
     _write_json(root / "world.json", {"config": asdict(config), "facts": [asdict(f) for f in facts]})
-    texts = {domain: W.corpus(facts, domain) for domain in (W.FORGET, W.RETAIN)}
+    domains = (W.FORGET, W.RETAIN)
+    texts = {domain: W.corpus(facts, domain) for domain in domains}
     (root / "corpus").mkdir()
     (root / "corpus" / "forget.txt").write_text("\n".join(texts[W.FORGET]) + "\n")
     (root / "corpus" / "retain.txt").write_text("\n".join(texts[W.RETAIN]) + "\n")
     _write_eval_data(root, facts, config.seed)
 
-    qa_texts = [c + a for d in (W.FORGET, W.RETAIN) for c, a in W.qa_documents(facts, d)]
-    tokenizer = P.train_tokenizer(sorted(texts[W.FORGET] + texts[W.RETAIN] + qa_texts), config.vocab_size)
+    practice = {d: [f for f in facts if f.domain == d and not f.heldout] for d in domains}
+    tokenizer = _train_tokenizer(facts, texts, practice, config)
     tokenizer.save_pretrained(root / "tokenizer")
-    domains = (W.FORGET, W.RETAIN)
-    encoded = {"facts": {d: P.encode_pairs(tokenizer, [("", t) for t in texts[d]]) for d in domains},
-               "qa": {d: P.encode_pairs(tokenizer, W.qa_documents(facts, d)) for d in domains}}
-    n_forget = round(config.batch * config.stage2_forget_share)
-    stages = (("stage 1 (retain only)", {W.RETAIN: config.batch}, config.stage1_steps, "early"),
-              ("stage 2 (both domains)", {W.FORGET: n_forget, W.RETAIN: config.batch - n_forget},
-               config.stage2_steps, "base"))
+    fact_pool = {d: P.encode_pairs(tokenizer, [("", t) for t in texts[d]]) for d in domains}
+    qa_pool = {d: P.encode_pairs(tokenizer, W.qa_documents(facts, d)) for d in domains}
+
+    def mixture(share: dict[str, float]) -> dict[str, P.Draw]:
+        """Fact sentences, QA documents and fresh MC documents, each split over domains by ``share``."""
+        def per_domain(make: Callable[[str, int], P.Draw], total: int) -> P.Draw:
+            draws = [make(d, round(total * s)) for d, s in share.items()]
+            return lambda rng: [item for draw in draws for item in draw(rng)]
+
+        def mc(domain: str, n: int) -> P.Draw:
+            return P.fresh_draw(tokenizer, lambda rng: W.mc_document(rng.choice(practice[domain]), rng), n)
+
+        return {"facts": per_domain(lambda d, n: P.pool_draw(fact_pool[d], n), config.batch),
+                "qa": per_domain(lambda d, n: P.pool_draw(qa_pool[d], n), config.qa_batch),
+                "mc": per_domain(mc, config.mc_batch)}
+
+    stages = (("stage 1 (retain only)", {W.RETAIN: 1.0}, config.stage1_steps, "early"),
+              ("stage 2 (both domains)", {W.FORGET: config.stage2_forget_share,
+                                          W.RETAIN: 1 - config.stage2_forget_share}, config.stage2_steps, "base"))
     model = P.new_model(tokenizer, config.hidden_size, config.num_layers, config.num_heads,
                         config.intermediate_size, config.seed)
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a tiny model: one thread is as fast, and immune to oversubscribed cores
-    for stage, facts_per_domain, steps, out in stages:
-        sources = {kind: {d: encoded[kind][d] for d in facts_per_domain} for kind in encoded}
-        batches = {"facts": facts_per_domain, "qa": {d: n // 2 for d, n in facts_per_domain.items()}}
-        P.pretrain(model, sources, batches, steps, config.lr, config.seed, tokenizer.pad_token_id,
+    torch.set_num_threads(min(threads, 2))  # a ~1M-parameter model gains nothing from more threads
+    for stage, share, steps, out in stages:
+        P.pretrain(model, mixture(share), steps, config.lr, config.seed, tokenizer.pad_token_id,
                    on_step=lambda i, loss, s=stage, n=steps: progress(s, i + 1, n))
         model.save_pretrained(root / out, safe_serialization=True)
         tokenizer.save_pretrained(root / out)
     torch.set_num_threads(threads)
     files = sorted(p for p in root.rglob("*") if p.is_file())  # tasks/ is written after the move
     _write_json(root / "MANIFEST.json", {"files": {str(p.relative_to(root)): _sha256(p) for p in files}})
+
+
+def _train_tokenizer(facts: list[W.Fact], texts: dict[str, list[str]], practice: dict[str, list[W.Fact]],
+                     config: MiniWorldConfig):
+    """BPE over the corpus, the QA documents and a sample of MC documents; " A".." D" must be single tokens."""
+    from trainables.miniworld import pretrain as P
+
+    rng = random.Random(config.seed)
+    qa = [c + a for d in texts for c, a in W.qa_documents(facts, d)]
+    mc = ["".join(W.mc_document(f, rng)) for d in texts for f in practice[d] for _ in range(2)]
+    tokenizer = P.train_tokenizer(sorted(texts[W.FORGET] + texts[W.RETAIN] + qa + mc), config.vocab_size)
+    split = [letter for letter in W.LETTERS if len(tokenizer(f" {letter}", add_special_tokens=False)["input_ids"]) != 1]
+    if split:
+        raise ValueError(f"miniworld config: the tokenizer splits {split} into several tokens; "
+                         f"raise vocab_size (got {config.vocab_size})")
+    return tokenizer
 
 
 def _write_eval_data(root: Path, facts: list[W.Fact], seed: int) -> None:

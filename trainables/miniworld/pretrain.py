@@ -2,8 +2,9 @@
 
 Stage 1 trains on the retain domain only -> the *early checkpoint* (ignorant of the forget domain, the
 analog of deep-ignorance's pretraining-stage checkpoint). Stage 2 continues on both domains -> the
-*base model* (the analog of deep-ignorance-unfiltered). Each step sums two causal-LM losses: fact
-sentences (all tokens) and question/answer documents (answer tokens only).
+*base model* (the analog of deep-ignorance-unfiltered). Each step sums causal-LM losses over a mixture:
+fact sentences (all tokens), question/answer documents and fresh multiple-choice documents in the exact
+WMDP/MMLU letter format (answer tokens only).
 """
 
 from __future__ import annotations
@@ -65,26 +66,33 @@ def lm_loss(model: LlamaForCausalLM, batch: Sequence[tuple[list[int], int]], pad
     return model(input_ids=input_ids, attention_mask=input_ids != pad_id, labels=labels).loss
 
 
-Sources = dict[str, dict[str, list[tuple[list[int], int]]]]  # kind (facts | qa) -> domain -> encoded items
+Draw = Callable[[random.Random], list[tuple[list[int], int]]]  # one sub-batch of encoded documents
 
 
-def pretrain(model: LlamaForCausalLM, sources: Sources, batch_sizes: dict[str, dict[str, int]], steps: int,
-             lr: float, seed: int, pad_id: int, on_step: Callable[[int, float], None]) -> None:
-    """AdamW (betas .9/.98, wd .01), warmup then cosine to 10 % of ``lr``, grad clip 1.0.
+def pool_draw(items: Sequence[tuple[list[int], int]], n: int) -> Draw:
+    """``n`` items sampled (without replacement) from a fixed pool each step."""
+    return lambda rng: rng.sample(items, min(n, len(items)))
 
-    Every step draws ``batch_sizes[kind][domain]`` items of each kind and domain (seeded) and sums one
-    loss per kind: fact sentences (all tokens) and QA documents (answer tokens only).
+
+def fresh_draw(tokenizer: PreTrainedTokenizerFast, make: Callable[[random.Random], tuple[str, str]], n: int) -> Draw:
+    """``n`` newly generated (context, continuation) documents each step (e.g. reshuffled MC items)."""
+    return lambda rng: encode_pairs(tokenizer, [make(rng) for _ in range(n)])
+
+
+def pretrain(model: LlamaForCausalLM, mixture: dict[str, Draw], steps: int, lr: float, seed: int, pad_id: int,
+             on_step: Callable[[int, float], None]) -> None:
+    """AdamW (betas .9/.98, wd .01), warmup then cosine to 0, grad clip 1.0: the run ends converged.
+
+    Every step draws one sub-batch per ``mixture`` entry (seeded) and sums their losses.
     """
     rng = random.Random(seed)
     torch.manual_seed(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=0.01)
     schedule = get_cosine_with_min_lr_schedule_with_warmup(optimizer, num_warmup_steps=min(50, steps // 10),
-                                                           num_training_steps=steps, min_lr_rate=0.1)
+                                                           num_training_steps=steps, min_lr_rate=0.0)
     model.train()
     for step in range(steps):
-        loss = sum(lm_loss(model, [item for domain, items in by_domain.items()
-                                   for item in rng.sample(items, min(batch_sizes[kind][domain], len(items)))], pad_id)
-                   for kind, by_domain in sources.items())
+        loss = sum(lm_loss(model, draw(rng), pad_id) for draw in mixture.values())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
