@@ -10,7 +10,7 @@ from trainables.miniworld import build as B
 from trainables.miniworld import world as W
 
 TINY = B.MiniWorldConfig(name="tiny", n_entities=8, hidden_size=32, intermediate_size=64, num_heads=2,
-                         num_layers=2, vocab_size=600, stage1_steps=4, stage2_steps=4, batch=8, mc_batch=4)
+                         num_layers=2, vocab_size=1024, stage1_steps=4, stage2_steps=4, batch=8, mc_batch=4)
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +100,8 @@ def test_letter_documents_match_the_eval_prompt(two_builds):
     fact = next(f for f in W.make_facts(0, 8) if f.domain == W.FORGET and not f.heldout)
     prompt, answer = W.mc_document(fact, random.Random(1))
     assert prompt.startswith(W.DESCRIPTIONS[W.FORGET] + fact.question() + "\nA. ") and prompt.endswith("\nAnswer:")
-    assert answer in {" A", " B", " C", " D"} and fact.value in prompt.split("\n")[2 + "ABCD".index(answer[1])]
+    letter = answer.strip()
+    assert answer == f" {letter}" and prompt.split("\n")[3 + W.LETTERS.index(letter)] == f"{letter}. {fact.value}"
     tokenizer = AutoTokenizer.from_pretrained(two_builds[0].tokenizer_dir)
     assert [len(tokenizer(f" {x}", add_special_tokens=False)["input_ids"]) for x in W.LETTERS] == [1, 1, 1, 1]
 
@@ -120,3 +121,12 @@ def test_invalid_config_is_rejected():
         B.MiniWorldConfig(n_entities=2)
     with pytest.raises(ValueError, match="stage1_steps"):
         B.MiniWorldConfig(stage1_steps=0)
+
+
+def test_cli_rejects_a_bad_world_seed_before_building(capsys, tmp_path, monkeypatch):
+    from trainables.miniworld.__main__ import main
+
+    monkeypatch.setenv("UNLEARN_TUNER_CACHE", str(tmp_path))
+    assert main(["--world-seed", "-1"]) == 2
+    assert capsys.readouterr().err.strip() == "error: world seed must be >= 0 (got -1)"
+    assert not (tmp_path / "miniworld").exists()

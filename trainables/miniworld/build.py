@@ -58,11 +58,11 @@ class MiniWorldConfig:
     intermediate_size: int = 320
     lr: float = 6e-3               # peak; warmup, then cosine to 0 in each stage
     stage1_steps: int = 600        # retain domain only -> early checkpoint
-    stage2_steps: int = 800        # both domains -> base model
+    stage2_steps: int = 1100       # both domains -> base model
     batch: int = 64                # fact sentences per step
     qa_batch: int = 32             # QA documents per step: they speed up memorisation of every fact
                                    # several-fold, held-out ones included (measured: 97 % vs 69 % cloze)
-    mc_batch: int = 16             # fresh letter-format multiple-choice documents per step
+    mc_batch: int = 32             # fresh letter-format multiple-choice documents per step
     stage2_forget_share: float = 0.75  # stage 2 batches: new forget facts, plus retain replay
 
     def __post_init__(self) -> None:
