@@ -10,7 +10,8 @@
 
   through a directory of "shadow" YAMLs (lmeval-notes §3): each one ``include:``s the installed task YAML by
   absolute path and changes only ``dataset_path`` and the ``datasets`` cache_dir, which is keyed by the data's
-  content (``data_digest``), so a root edited in place is re-read, never served from a stale cache. The CLI accepts the same directory:
+  content (``data_digest``), so a root edited in place is re-read, never served from a stale cache.
+  The CLI accepts the same directory:
   ``lm_eval run --model hf --tasks wmdp_bio,mmlu_stem --include_path <task_set.include_path>``.
 
 ``validate_hub_layout(root)`` checks such data before lm-eval runs; lm-eval itself fails late or silently.

@@ -50,7 +50,8 @@ def test_resume_applies_a_new_address(tmp_path, capsys):
 @pytest.mark.parametrize(("edit", "needle"), [
     (lambda text: text.replace('"seed"', '"se\x01ed"'), "not valid JSON (Invalid control character"),
     (lambda text: json.dumps({**json.loads(text), "colour": "red"}), "unknown field(s) ['colour']"),
-    (lambda text: json.dumps({k: v for k, v in json.loads(text).items() if k != "space"}), "missing field(s) ['space']"),
+    (lambda text: json.dumps({k: v for k, v in json.loads(text).items() if k != "space"}),
+     "missing field(s) ['space']"),
     (lambda text: json.dumps({**json.loads(text), "train_config": {**json.loads(text)["train_config"], "lr": -1}}),
      "config field 'lr': must be >= 0"),
 ])

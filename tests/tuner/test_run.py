@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parents[2]
 SMALL = ["--preset", "miniworld-small", "steps=12", "log_every=4", "per_device_batch=16"]
 
 
-def run_cli(*args: str, cwd: Path, timeout: int = 900, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def run_cli(*args: str, cwd: Path, timeout: int = 900,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     return subprocess.run([sys.executable, "-m", "tuner.run", *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=timeout)
