@@ -130,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     print(format_eval_table(result))
     print(f"\nforget {result.forget_task}, retain {result.retain_task}; {result.seconds:.1f} s")
     if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)  # checked writable before the model loaded
         args.json.write_text(json.dumps(result.to_dict(), indent=1) + "\n")
     return 0
 

@@ -21,7 +21,7 @@ from tuner.tasks import (
     validate_hub_layout,
 )
 
-N_ROWS = 20 + 19 * (3 + 2)  # wmdp-bio test + 19 MMLU subjects x (test + dev), see conftest.write_hub_root
+N_ROWS = 20 + 75 + 19 * 2  # wmdp-bio test + 19 MMLU subjects' test (3-5 each) + dev (2 each); conftest.write_hub_root
 
 
 @pytest.fixture
