@@ -28,6 +28,8 @@ def relocate_store(db: Path, old_dir: Path, new_dir: Path) -> int:
     MLflow keeps absolute ``file://`` artifact locations per experiment and run, and has no API to change
     them, so this rewrites the ``experiments.artifact_location`` and ``runs.artifact_uri`` prefixes in place.
     """
+    if not Path(db).is_file():  # the search stopped before MLflow was opened: nothing to point elsewhere
+        return 0
     old, new = Path(old_dir).as_uri(), Path(new_dir).as_uri()
     changed = 0
     with sqlite3.connect(db) as con:

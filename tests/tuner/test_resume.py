@@ -89,6 +89,9 @@ def test_relocated_store_writes_artifacts_into_the_new_directory(tmp_path):
     (tmp_path / "note.txt").write_text("x")
     Tracker(default_uri(new), tracker.experiment_id, tracker.parent_run_id).log_artifacts(child, tmp_path / "note.txt")
     assert list(new.glob(f"mlartifacts/{child}/artifacts/note.txt")) and not old.exists()
+    (tmp_path / "empty").mkdir()
+    assert relocate_store(tmp_path / "empty" / "mlflow.db", old, new) == 0  # never opened: nothing to do
+    assert list((tmp_path / "empty").iterdir()) == []
 
 
 @pytest.fixture
