@@ -4,7 +4,8 @@ Order matters and is the whole design (ARCHITECTURE.md §2): Ray and the cluster
 created before it passes), the run directory with ``run_config.json`` (resumable from then on), assets once
 (the mini-world is built here, before any worker asks for it), the parent run, the baseline row, then
 ``Tuner.fit()`` (or ``Tuner.restore`` on ``--resume``), then the boundary report and the summary. A failure
-after the directory exists marks the MLflow parent run FAILED and prints the resume command.
+after the directory exists marks the MLflow parent run FAILED and prints the resume command; a SIGTERM stops
+the search cleanly (``tuner.interrupt``): runs KILLED, unfinished trials re-run by ``--resume``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from trainables.config import ConfigError
 from tuner.context import SearchContext, default_uri
+from tuner.interrupt import SearchInterrupted, SigtermHandler, record_interrupt
 from tuner.results import ResultsTable
 from tuner.tracking import Tracker, relocate_store, ui_command
 
@@ -50,7 +52,7 @@ def run_search(ctx: SearchContext, resume: bool) -> int:
     if not ctx.max_concurrent:
         ctx.max_concurrent = _fit_concurrency(resources, ctx)
     ctx.save()  # from here on the directory is resumable
-    tracker = None
+    tracker, sigterm = None, SigtermHandler().install()
     try:
         miniworld(cfg)  # build the mini-world once, here, before any worker asks for it
         tracker = _open_parent(ctx)
@@ -62,10 +64,13 @@ def run_search(ctx: SearchContext, resume: bool) -> int:
                                                 "baseline_retain_acc": baseline.retain.acc})
         print(f"baseline: forget {baseline.forget.acc:.4f}  retain {baseline.retain.acc:.4f}", flush=True)
         tuner = restore_tuner(ctx) if resume and (ctx.path / "ray" / "search").exists() else make_tuner(ctx)
-        tuner.fit()
-        return _finish(ctx, tracker)
+        with sigterm.tune():
+            tuner.fit()
+        return record_interrupt(ctx, tracker) if sigterm.received else _finish(ctx, tracker)
+    except SearchInterrupted:
+        return record_interrupt(ctx, tracker)
     except Exception as err:
-        return _failed(ctx, tracker, err)
+        return record_interrupt(ctx, tracker) if sigterm.received else _failed(ctx, tracker, err)
 
 
 def _failed(ctx: SearchContext, tracker: Tracker | None, err: Exception) -> int:

@@ -178,3 +178,44 @@ def _first_trial_done(run_dir: Path) -> bool:
     path = run_dir / "results.jsonl"
     return path.exists() and any(json.loads(line)["status"] == "done" and json.loads(line)["trial_id"] != "baseline"
                                  for line in path.read_text().splitlines())
+
+
+@pytest.mark.slow
+def test_sigterm_stops_cleanly_and_resume_runs_every_trial_once(tmp_path):
+    """SIGTERM to the driver (what the sbatch template forwards at --time): the driver exits 143 within the
+    grace, unfinished trials are marked for re-run, no MLflow run is left RUNNING; --resume completes the
+    search with every trial once in the table and in MLflow."""
+    import mlflow
+
+    run_dir, uri = tmp_path / "run", f"sqlite:///{tmp_path / 'run'}/mlflow.db"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    driver = subprocess.Popen([sys.executable, "-m", "tuner.run", "--space", "kl_boundary", "--num-samples", "3",
+                               "--max-concurrent", "1", "--run-dir", str(run_dir), *SMALL], cwd=tmp_path, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.time() + 600
+    while time.time() < deadline and not _first_trial_done(run_dir):
+        time.sleep(1)
+    assert _first_trial_done(run_dir), "no trial finished before the signal"
+    sent = time.monotonic()
+    driver.send_signal(signal.SIGTERM)
+    try:
+        stderr = driver.communicate(timeout=60)[1]
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)  # whatever is left of the process group
+    grace = time.monotonic() - sent
+    rows = {}
+    for line in (run_dir / "results.jsonl").read_text().splitlines():
+        rows[json.loads(line)["trial_id"]] = json.loads(line)
+    statuses = {row["status"] for row in rows.values()}
+    mlflow.set_tracking_uri(uri)
+    runs = mlflow.search_runs(experiment_names=["unlearn-tuner"])
+    print(f"\nSIGTERM -> exit {driver.returncode} in {grace:.1f} s; rows {sorted(statuses)}; "
+          f"MLflow {sorted(runs['status'])}")
+    assert driver.returncode == 143 and grace < 60, stderr[-3000:]
+    assert f"continue with: python -m tuner.run --resume {run_dir}" in stderr
+    assert statuses <= {"done", "interrupted"} and "RUNNING" not in set(runs["status"])
+    assert runs[runs["tags.mlflow.parentRunId"].isna()]["status"].tolist() == ["KILLED"]
+
+    result = run_cli("--resume", str(run_dir), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    _check_run(run_dir, 3, uri)
