@@ -69,8 +69,10 @@ class SearchContext:
         required = {f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING}
         if not isinstance(data, dict) or set(data) - known or required - set(data):
             found = set(data) if isinstance(data, dict) else set()
-            raise ConfigError(f"{path}: unknown field(s) {sorted(found - known)}, missing field(s) "
-                              f"{sorted(required - found)}; was it written by another version of unlearn-tuner?")
+            problems = [f"{what} field(s) {sorted(names)}" for what, names in
+                        (("unknown", found - known), ("missing", required - found)) if names]
+            raise ConfigError(f"{path}: {', '.join(problems) or 'not a JSON object'}; was it written by another "
+                              f"version of unlearn-tuner?")
         ctx = cls(**data)
         try:
             ctx.trial_config({})

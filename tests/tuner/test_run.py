@@ -189,20 +189,23 @@ def test_sigterm_stops_cleanly_and_resume_runs_every_trial_once(tmp_path):
 
     run_dir, uri = tmp_path / "run", f"sqlite:///{tmp_path / 'run'}/mlflow.db"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    driver = subprocess.Popen([sys.executable, "-m", "tuner.run", "--space", "kl_boundary", "--num-samples", "3",
-                               "--max-concurrent", "1", "--run-dir", str(run_dir), *SMALL], cwd=tmp_path, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    deadline = time.time() + 600
-    while time.time() < deadline and not _first_trial_done(run_dir):
-        time.sleep(1)
-    assert _first_trial_done(run_dir), "no trial finished before the signal"
-    sent = time.monotonic()
-    driver.send_signal(signal.SIGTERM)
+    log = tmp_path / "driver.log"
+    with open(log, "w") as out:
+        driver = subprocess.Popen([sys.executable, "-m", "tuner.run", "--space", "kl_boundary", "--num-samples", "3",
+                                   "--max-concurrent", "1", "--run-dir", str(run_dir), *SMALL], cwd=tmp_path,
+                                  env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        stderr = driver.communicate(timeout=60)[1]
+        deadline = time.time() + 600
+        while time.time() < deadline and not _first_trial_done(run_dir):
+            time.sleep(1)
+        assert _first_trial_done(run_dir), "no trial finished before the signal"
+        sent = time.monotonic()
+        driver.send_signal(signal.SIGTERM)
+        driver.wait(timeout=60)
+        grace = time.monotonic() - sent
     finally:
         os.killpg(driver.pid, signal.SIGKILL)  # whatever is left of the process group
-    grace = time.monotonic() - sent
+    stderr = log.read_text()
     rows = {}
     for line in (run_dir / "results.jsonl").read_text().splitlines():
         rows[json.loads(line)["trial_id"]] = json.loads(line)
