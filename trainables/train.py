@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         out = (args.out or Path("runs") / f"train_{time.strftime('%Y%m%d-%H%M%S')}").resolve()
         check_writable_dir(out, "--out")
         set_offline_env(offline_env(cfg))  # before anything imports datasets
-        check_train_run(cfg, 0.0 if args.in_process else args.gpus_per_worker, args.workers, None)
+        check_train_run(cfg, args.gpus_per_worker, args.workers, None, ray=not args.in_process)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

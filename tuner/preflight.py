@@ -110,9 +110,10 @@ def check_ray_address(address: str | None, timeout: float = 3.0) -> None:
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
     except OSError as e:
-        raise ConfigError(f"{source} {target}: no Ray cluster answers at {host}:{port} "
-                          f"({e.strerror or e}); start it (ray start --head) or drop --address to start "
-                          f"Ray in this process") from None
+        fix = ("start it (ray start --head) or drop --address to start Ray in this process" if source == "--address"
+               else "start that cluster, or pass --address local to start Ray in this process")
+        raise ConfigError(f"{source} {target}: no Ray cluster answers at {host}:{port} ({e.strerror or e}); "
+                          f"{fix}") from None
 
 
 def check_mlflow_uri(uri: str, tries: int = 2, timeout: float = 3.0) -> None:
@@ -229,12 +230,14 @@ def check_tasks(task_set: Any) -> None:
                           f"see `lm_eval ls tasks{where}`")
 
 
-def check_train_run(cfg: TrainConfig, gpus_per_worker: float, workers: int, address: str | None) -> None:
-    """What a training run needs besides a valid config: cache, cluster, GPUs, offline assets."""
+def check_train_run(cfg: TrainConfig, gpus_per_worker: float, workers: int, address: str | None,
+                    ray: bool = True) -> None:
+    """What a training run needs besides a valid config: cache, cluster (``ray``), GPUs, offline assets."""
     check_cache_dir(cfg)
-    check_ray_address(address)
-    if ray_target(address)[0] is None:
-        check_gpus(gpus_per_worker, workers, local_gpus(), "this machine")
+    if ray:
+        check_ray_address(address)
+        if ray_target(address)[0] is None:
+            check_gpus(gpus_per_worker, workers, local_gpus(), "this machine")
     check_offline_assets(cfg)
 
 

@@ -25,6 +25,12 @@ from tuner.preflight import (
 )
 
 
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def _one_line(err: pytest.ExceptionInfo[ConfigError], *needles: str) -> None:
     message = str(err.value)
     assert "\n" not in message and all(n in message for n in needles), message
@@ -83,6 +89,17 @@ def test_ray_address_needs_a_listener(monkeypatch):
     with pytest.raises(ConfigError) as err:
         check_ray_address("nonsense")
     _one_line(err, "expected host:port")
+
+
+def test_a_stale_ray_start_file_is_named(monkeypatch, tmp_path):
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path))
+    (tmp_path / "ray").mkdir()
+    (tmp_path / "ray" / "ray_current_cluster").write_text(f"127.0.0.1:{_closed_port()}\n")
+    with pytest.raises(ConfigError) as err:
+        check_ray_address(None, timeout=1)  # ray.init() would join the last `ray start` cluster
+    _one_line(err, str(tmp_path / "ray" / "ray_current_cluster"), "--address local")
+    check_ray_address("local")
 
 
 def test_ray_target_follows_ray_s_own_order(monkeypatch, tmp_path):
