@@ -201,6 +201,7 @@ def validate(cfg: TrainConfig) -> None:
     for name in ("lora_r", "lora_alpha", "kl_chunk_size", "per_device_batch", "grad_accum", "max_length",
                  "log_every", "eval_batch_size", "num_layers", "epochs", "max_grad_norm"):
         need(getattr(cfg, name) > 0, name, "must be > 0")
+    need(cfg.max_length >= 2, "max_length", "must be >= 2 (BOS plus at least one text token)")
     for name in ("steps", "warmup_steps", "num_examples", "checkpoint_every", "eval_limit"):
         need(getattr(cfg, name) >= 0, name, "must be >= 0")
     need(cfg.dtype in DTYPES, "dtype", f"must be one of {DTYPES}")

@@ -19,6 +19,8 @@ from pathlib import Path
 
 from trainables.config import ConfigError
 from trainables.presets import PRESETS, load_preset
+from tuner.preflight import check_ranges, check_train_run, check_writable_dir
+from tuner.tasks import offline_env, set_offline_env
 
 
 def parse_overrides(items: list[str]) -> dict[str, str]:
@@ -51,15 +53,14 @@ def main(argv: list[str] | None = None) -> int:
             if getattr(args, flag) is not None:
                 overrides[flag] = getattr(args, flag)
         cfg = load_preset(args.preset, overrides)
-        if args.workers < 1:
-            raise ConfigError("--workers must be >= 1")
+        check_ranges({"--workers": args.workers, "--gpus-per-worker": args.gpus_per_worker})
+        out = (args.out or Path("runs") / f"train_{time.strftime('%Y%m%d-%H%M%S')}").resolve()
+        check_writable_dir(out, "--out")
+        set_offline_env(offline_env(cfg))  # before anything imports datasets
+        check_train_run(cfg, args.gpus_per_worker, args.workers, None, ray=not args.in_process)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    out = (args.out or Path("runs") / f"train_{time.strftime('%Y%m%d-%H%M%S')}").resolve()
-    from tuner.tasks import offline_env, set_offline_env
-
-    set_offline_env(offline_env(cfg))  # before anything imports datasets
 
     from tuner.eval_stage import format_eval_table
     from tuner.schema import EvalResult

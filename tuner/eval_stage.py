@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from tuner.preflight import check_tasks
 from tuner.schema import EvalResult, TaskScore
 from tuner.tasks import TaskSet, make_task_manager, set_offline_env
 
@@ -48,12 +49,8 @@ def evaluate_model(model: torch.nn.Module, tokenizer: Any, task_set: TaskSet, *,
     from lm_eval.evaluator import evaluate
     from lm_eval.models.huggingface import HFLM
 
+    check_tasks(task_set)
     task_manager = make_task_manager(task_set)
-    unknown = [t for t in task_set.tasks if t not in task_manager.all_tasks]
-    if unknown:
-        where = f" --include_path {task_set.include_path}" if task_set.include_path else ""
-        raise ValueError(f"unknown lm-eval task(s) {unknown} in task set {task_set.name!r}; "
-                         f"see `lm_eval ls tasks{where}`")
     start = time.perf_counter()
     with _restored_state(model), _eval_tokenizer(tokenizer, add_bos_token):
         lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, add_bos_token=add_bos_token)

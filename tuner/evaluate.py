@@ -7,7 +7,8 @@
 ``--preset`` takes the model and task set of a training preset (the mini-world builds itself if needed).
 ``--data-root`` holds local data laid out like the Hub repos (``<root>/cais/wmdp``, ``<root>/cais/mmlu``;
 see ``tuner.tasks``) and switches the Hugging Face libraries offline. The first task is the forget task,
-the second the retain task. Bad input (a missing model, malformed data) prints one line and exits 2.
+the second the retain task. Bad input (a missing model, malformed data, an unknown task, a bad range, an
+unwritable ``--json``) prints one line and exits 2, before the model loads.
 """
 
 from __future__ import annotations
@@ -20,6 +21,15 @@ from pathlib import Path
 from typing import Any
 
 from tuner.eval_stage import evaluate_model, format_eval_table
+from tuner.preflight import (
+    check_cache_dir,
+    check_model_files,
+    check_offline_assets,
+    check_ranges,
+    check_tasks,
+    check_writable_file,
+    env_flag,
+)
 from tuner.tasks import TaskSet, real_task_set, set_offline_env
 
 
@@ -65,12 +75,16 @@ def resolve_model_and_tasks(args: argparse.Namespace) -> EvalRequest:
         overrides = {"eval_data_root": args.data_root} if args.data_root else {}
         cfg = load_preset(args.preset, {**overrides, "world_seed": args.world_seed})
         set_offline_env(offline_env(cfg))
+        check_cache_dir(cfg)
+        check_offline_assets(cfg)
         return EvalRequest(model=model_source(cfg)[0], task_set=task_set_for(cfg), adapter=args.adapter,
                            add_bos_token=cfg.add_bos_token if args.add_bos_token is None else args.add_bos_token)
     local = Path(args.model).expanduser()
     if not local.exists() and (args.model.startswith(("/", ".", "~")) or args.model.count("/") != 1):
         raise FileNotFoundError(f"model path {args.model} does not exist; pass a directory written by "
                                 f"save_pretrained() or a Hub id like org/name")
+    if not local.exists() and env_flag("HF_HUB_OFFLINE"):
+        check_model_files(args.model, None, "--model ")
     names = tuple(t.strip() for t in args.tasks.split(",") if t.strip())
     if not names:
         raise ValueError("--tasks is empty; pass e.g. --tasks wmdp_bio,mmlu_stem")
@@ -104,16 +118,21 @@ def main(argv: list[str] | None = None) -> int:
         set_offline_env()  # before transformers / datasets are imported
     limit = int(args.limit) if args.limit and args.limit >= 1 else args.limit
     try:
+        check_ranges({"--limit": args.limit, "--batch-size": args.batch_size})
+        if args.json:
+            check_writable_file(args.json, "--json")
         request = resolve_model_and_tasks(args)
+        check_tasks(request.task_set)  # before the model loads
         model, tokenizer = load_model(request.model, request.adapter, args.device, args.dtype)
         result = evaluate_model(model, tokenizer, request.task_set, batch_size=args.batch_size, limit=limit,
                                 add_bos_token=request.add_bos_token)
-    except (ValueError, OSError) as e:  # DataError is a ValueError; a failed model load an OSError
+    except (ValueError, OSError) as e:  # ConfigError, DataError are ValueErrors; a failed model load an OSError
         print(f"error: {str(e).strip().splitlines()[0]}", file=sys.stderr)
         return 2
     print(format_eval_table(result))
     print(f"\nforget {result.forget_task}, retain {result.retain_task}; {result.seconds:.1f} s")
     if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)  # checked writable before the model loaded
         args.json.write_text(json.dumps(result.to_dict(), indent=1) + "\n")
     return 0
 

@@ -21,8 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from trainables.config import ConfigError
 from tuner.boundary import BoundaryAnalysis, analyse
 from tuner.boundary_fit import FEATURES
+from tuner.preflight import check_ranges
 from tuner.report_plots import CURVE_METRICS, STATE_STYLE, curves_png, harmless_map_png, tradeoff_png
 from tuner.schema import BASELINE_ID, TaskScore, TrialRow
 
@@ -237,8 +239,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="one-sided test confidence (default: run_config.json, else 0.95)")
     args = parser.parse_args(argv)
     try:
+        check_ranges({"--delta": args.delta, "--confidence": args.confidence})
         out = render_report(args.run_dir, args.delta, args.confidence)
-    except ReportInputError as e:
+    except (ReportInputError, ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
     print(out / "report.html")

@@ -10,6 +10,8 @@
 Every trial trains LoRA adapters in Ray Train workers, is scored with lm-eval in those workers, and
 lands in ``<run_dir>/results.{jsonl,csv,md}`` and MLflow (a parent run per search, a child per trial).
 The end prints the table, the boundary report and the command that opens the MLflow dashboard.
+Everything a search needs is checked before Ray starts (``tuner.preflight``): bad input prints one ``error:``
+line and exits 2, leaving nothing behind. ``--resume`` takes no other flag but ``--address``.
 """
 
 from __future__ import annotations
@@ -21,11 +23,12 @@ import sys
 import time
 from pathlib import Path
 
-from search_spaces import DEFAULT_SPACE, SPACES, describe_spaces, get_space
+from search_spaces import DEFAULT_SPACE, SPACES, SearchSpace, describe_spaces, get_space
 from trainables.config import ConfigError, TrainConfig
 from trainables.presets import PRESETS, load_preset
 from trainables.train import parse_overrides
-from tuner.context import SearchContext
+from tuner.context import SearchContext, default_uri
+from tuner.preflight import check_ranges, check_search
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,25 +57,20 @@ def build_parser() -> argparse.ArgumentParser:
 def validate(args: argparse.Namespace) -> SearchContext:
     """Everything checked before anything is created or started; raises ConfigError."""
     space = get_space(args.space)
-    cfg = load_preset(args.preset, parse_overrides(args.overrides))
+    overrides = parse_overrides(args.overrides)
+    cfg = load_preset(args.preset, overrides)
+    _check_overrides(space, cfg, overrides)
     space.validate_against(cfg)
-    for flag, value, low in (("--num-samples", args.num_samples, 1), ("--max-concurrent", args.max_concurrent, 1),
-                             ("--workers-per-trial", args.workers_per_trial, 1)):
-        if value is not None and value < low:
-            raise ConfigError(f"{flag} must be >= {low} (got {value})")
-    if args.gpus_per_worker < 0:
-        raise ConfigError(f"--gpus-per-worker must be >= 0 (got {args.gpus_per_worker})")
     delta = space.constraint_delta if args.delta is None else args.delta
-    if not 0 < delta < 1:
-        raise ConfigError(f"--delta is an accuracy fraction in (0, 1), e.g. 0.02 (got {delta})")
+    check_ranges({"--num-samples": args.num_samples, "--max-concurrent": args.max_concurrent,
+                  "--workers-per-trial": args.workers_per_trial, "--gpus-per-worker": args.gpus_per_worker,
+                  "--delta": delta})
     _check_data(cfg)
     default_root = Path(os.environ.get("RUN_ROOT", "runs"))  # the SLURM template exports a shared RUN_ROOT
     run_dir = args.run_dir or default_root / f"{args.space}_{args.preset}_{time.strftime('%Y%m%d-%H%M%S')}"
-    if run_dir.exists() and any(run_dir.iterdir()):
+    if run_dir.is_dir() and any(run_dir.iterdir()):
         raise ConfigError(f"run directory {run_dir} already exists; use --resume {run_dir} or another --run-dir")
     run_dir = run_dir.resolve()
-    from tuner.tracking import default_uri
-
     return SearchContext(
         run_dir=str(run_dir), space=args.space, preset=args.preset, train_config=cfg.to_dict(),
         fixed=dict(space.fixed_for(args.preset)), num_samples=args.num_samples or space.num_samples_for(args.preset),
@@ -80,6 +78,37 @@ def validate(args: argparse.Namespace) -> SearchContext:
         gpus_per_worker=args.gpus_per_worker, seed=args.seed, delta=delta,
         mlflow_uri=args.mlflow_uri or default_uri(run_dir), experiment=args.experiment, address=args.address,
         git_commit=_git_commit())
+
+
+def _check_overrides(space: SearchSpace, cfg: TrainConfig, overrides: dict[str, str]) -> None:
+    """A key=value the space searches or fixes would be silently replaced in every trial: reject it."""
+    family = space.family(cfg)
+    searched = {p.name for p in family.params} | {k for point in family.grid for k in point}
+    for key, value in overrides.items():
+        if key in searched or key in family.fixed:
+            how = "searches" if key in searched else f"fixes ({key}={family.fixed[key]!r})"
+            raise ConfigError(f"override {key}={value}: search space {space.name!r} {how} {key}; drop the "
+                              f"override, or pick a --space that leaves it alone (see --list-spaces)")
+
+
+def resume_context(args: argparse.Namespace, parser: argparse.ArgumentParser) -> SearchContext:
+    """The stored search of ``--resume``, wherever its directory now is. Only ``--address`` may change (a
+    requeued job gets a new cluster); any other flag would be ignored, so it is an error."""
+    defaults = vars(parser.parse_args([]))
+    ignored = [f"--{key.replace('_', '-')}" for key, value in vars(args).items()
+               if key not in ("resume", "address", "overrides") and value != defaults[key]] + args.overrides
+    if ignored:
+        raise ConfigError(f"--resume continues the search its run_config.json describes, so {' '.join(ignored)} "
+                          f"would be ignored; drop {'it' if len(ignored) == 1 else 'them'} (only --address may "
+                          f"change), or start a new search with --run-dir")
+    ctx = SearchContext.load(args.resume)
+    get_space(ctx.space)
+    if "moved_from" in ctx.extra:
+        print(f"resume: the run directory moved from {ctx.extra['moved_from']}; continuing in {ctx.run_dir}")
+    if args.address is not None and args.address != ctx.address:
+        print(f"resume: --address {args.address} replaces the stored address {ctx.address}")
+        ctx.address = args.address
+    return ctx
 
 
 def _check_data(cfg: TrainConfig) -> None:
@@ -100,23 +129,20 @@ def _git_commit() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.list_spaces:
         print(describe_spaces())
         return 0
+    from tuner.tasks import offline_env, set_offline_env
+
     try:
-        if args.resume:
-            if not (args.resume / "run_config.json").is_file():
-                raise ConfigError(f"--resume {args.resume}: no run_config.json there; is it a run directory?")
-            ctx = SearchContext.load(args.resume)
-        else:
-            ctx = validate(args)
+        ctx = resume_context(args, parser) if args.resume else validate(args)
+        set_offline_env(offline_env(ctx.trial_config({})))  # before anything imports datasets
+        check_search(ctx)
     except (ConfigError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    from tuner.tasks import offline_env, set_offline_env
-
-    set_offline_env(offline_env(ctx.trial_config({})))  # before anything imports datasets
     from tuner.service import run_search
 
     return run_search(ctx, resume=bool(args.resume))

@@ -17,7 +17,8 @@ from typing import Any
 
 CHANCE_ACCURACY = 0.25  # 4-choice multiple choice (WMDP, MMLU and the mini-world)
 
-TRIAL_STATUSES = ("queued", "training", "evaluating", "done", "diverged", "failed")
+TRIAL_STATUSES = ("queued", "training", "evaluating", "done", "diverged", "failed",
+                  "interrupted")  # interrupted: stopped by SIGTERM, re-run by --resume
 BASELINE_ID = "baseline"
 
 

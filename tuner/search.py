@@ -18,6 +18,7 @@ from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
 from search_spaces import get_space
+from tuner import constrained_samplers as samplers
 from tuner.context import SearchContext
 from tuner.trial import OBJECTIVES, trial_driver
 
@@ -38,12 +39,12 @@ def make_sampler(name: str, seed: int, num_samples: int, baseline_retain: float 
     constraints = functools.partial(retain_constraint, baseline_retain=baseline_retain, delta=delta)
     startup = max(4, num_samples // 3)
     if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed, constraints_func=constraints,
-                                             population_size=max(4, num_samples // 3))
+        return samplers.NSGAIISampler(seed=seed, constraints_func=constraints,
+                                      population_size=max(4, num_samples // 3))
     if name == "gp":
-        return optuna.samplers.GPSampler(seed=seed, constraints_func=constraints, n_startup_trials=startup)
-    return optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=startup,
-                                      constraints_func=constraints)
+        return samplers.GPSampler(seed=seed, constraints_func=constraints, n_startup_trials=startup)
+    return samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=startup,
+                               constraints_func=constraints)
 
 
 def trainable(ctx: SearchContext) -> Any:

@@ -1,52 +1,91 @@
 """One search from a validated ``SearchContext``: Ray, MLflow parent, baseline, Tune, report, summary.
 
-Order matters and is the whole design (ARCHITECTURE.md §2): assets once (the mini-world is built here,
-before any worker asks for it), the parent run and ``run_config.json``, the baseline row, then
-``Tuner.fit()`` (or ``Tuner.restore`` on ``--resume``), then the boundary report and the summary.
+Order matters and is the whole design (ARCHITECTURE.md §2): Ray and the cluster's GPU check (nothing is
+created before it passes), the run directory with ``run_config.json`` (resumable from then on), assets once
+(the mini-world is built here, before any worker asks for it), the parent run, the baseline row, then
+``Tuner.fit()`` (or ``Tuner.restore`` on ``--resume``), then the boundary report and the summary. A failure
+after the directory exists marks the MLflow parent run FAILED and prints the resume command; a SIGTERM stops
+the search cleanly (``tuner.interrupt``): runs KILLED, unfinished trials re-run by ``--resume``.
 """
 
 from __future__ import annotations
 
 import os
+import sys
+import traceback
 from pathlib import Path
 
-from tuner.context import SearchContext
+from trainables.config import ConfigError
+from tuner.context import SearchContext, default_uri
+from tuner.interrupt import SearchInterrupted, SigtermHandler, record_interrupt
 from tuner.results import ResultsTable
-from tuner.tracking import Tracker, ui_command
+from tuner.tracking import Tracker, relocate_store, ui_command
 
 
 def run_search(ctx: SearchContext, resume: bool) -> int:
     import ray
 
     from trainables.model import miniworld
+    from tuner.preflight import check_gpus
     from tuner.search import make_tuner, restore_tuner
     from tuner.tasks import offline_env
     from tuner.trial import score_baseline
 
-    ctx.path.mkdir(parents=True, exist_ok=True)
     cfg = ctx.trial_config({})
-    miniworld(cfg)
     env = worker_env(offline_env(cfg))
     for key, value in env.items():
         os.environ.setdefault(key, value)
     in_ray_job = "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ  # `ray job submit` set the job's env already
     ray.init(address=ctx.address, ignore_reinit_error=True, dashboard_host="127.0.0.1",
              runtime_env=None if in_ray_job else {"env_vars": env})
+    resources = ray.cluster_resources()
+    try:  # a cluster's GPUs are known only now; nothing is created yet
+        check_gpus(ctx.gpus_per_worker, ctx.workers_per_trial, resources.get("GPU", 0), "the Ray cluster")
+    except ConfigError as err:
+        ray.shutdown()
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    ctx.path.mkdir(parents=True, exist_ok=True)
+    moved_from = ctx.extra.pop("moved_from", None)
+    if moved_from and ctx.mlflow_uri == default_uri(ctx.path):
+        relocate_store(ctx.path / "mlflow.db", Path(moved_from), ctx.path)
     if not ctx.max_concurrent:
-        ctx.max_concurrent = _fit_concurrency(ray.cluster_resources(), ctx)
-    tracker = _open_parent(ctx, resume)
-    ctx.save()
+        ctx.max_concurrent = _fit_concurrency(resources, ctx)
+    ctx.save()  # from here on the directory is resumable
+    tracker, sigterm = None, SigtermHandler().install()
+    try:
+        miniworld(cfg)  # build the mini-world once, here, before any worker asks for it
+        tracker = _open_parent(ctx)
+        ctx.save()
+        baseline = score_baseline(ctx)
+        ctx.baseline_retain_acc = baseline.retain.acc if baseline.retain else None
+        ctx.save()
+        tracker.log_metrics(ctx.parent_run_id, {"baseline_forget_acc": baseline.forget.acc,
+                                                "baseline_retain_acc": baseline.retain.acc})
+        print(f"baseline: forget {baseline.forget.acc:.4f}  retain {baseline.retain.acc:.4f}", flush=True)
+        tuner = restore_tuner(ctx) if resume and (ctx.path / "ray" / "search").exists() else make_tuner(ctx)
+        with sigterm.tune():
+            tuner.fit()
+        return record_interrupt(ctx, tracker) if sigterm.received else _finish(ctx, tracker)
+    except SearchInterrupted:
+        return record_interrupt(ctx, tracker)
+    except Exception as err:
+        return record_interrupt(ctx, tracker) if sigterm.received else _failed(ctx, tracker, err)
 
-    baseline = score_baseline(ctx)
-    ctx.baseline_retain_acc = baseline.retain.acc if baseline.retain else None
-    ctx.save()
-    tracker.log_metrics(ctx.parent_run_id, {"baseline_forget_acc": baseline.forget.acc,
-                                            "baseline_retain_acc": baseline.retain.acc})
-    print(f"baseline: forget {baseline.forget.acc:.4f}  retain {baseline.retain.acc:.4f}", flush=True)
 
-    tuner = restore_tuner(ctx) if resume and (ctx.path / "ray" / "search").exists() else make_tuner(ctx)
-    tuner.fit()
-    return _finish(ctx, tracker)
+def _failed(ctx: SearchContext, tracker: Tracker | None, err: Exception) -> int:
+    """A search that stopped after its directory exists: traceback, parent run FAILED, resumable directory."""
+    traceback.print_exc()
+    if tracker is not None:
+        try:
+            tracker.finish(ctx.parent_run_id, failed=True)
+        except Exception as mlflow_err:  # the store itself may be what failed
+            print(f"warning: cannot mark the MLflow parent run FAILED: {mlflow_err}", file=sys.stderr)
+    ctx.save()
+    first = (str(err).strip().splitlines() or [""])[0]
+    print(f"error: the search stopped ({type(err).__name__}: {first}); the run directory is kept, continue with: "
+          f"python -m tuner.run --resume {ctx.path}", file=sys.stderr)
+    return 1
 
 
 def worker_env(extra: dict[str, str]) -> dict[str, str]:
@@ -67,12 +106,12 @@ def _fit_concurrency(resources: dict[str, float], ctx: SearchContext) -> int:
     return max(1, int(resources.get("CPU", 1) // ctx.workers_per_trial))
 
 
-def _open_parent(ctx: SearchContext, resume: bool) -> Tracker:
+def _open_parent(ctx: SearchContext) -> Tracker:
     tracker = Tracker.open(ctx.mlflow_uri, ctx.experiment, run_name=ctx.path.name,
                            artifact_root=ctx.path / "mlartifacts",
-                           parent_run_id=ctx.parent_run_id if resume else None,
+                           parent_run_id=ctx.parent_run_id or None,
                            tags={"space": ctx.space, "preset": ctx.preset, "git_commit": ctx.git_commit})
-    if not resume:
+    if not ctx.parent_run_id:  # a new search, or one that stopped before its parent run existed
         ctx.parent_run_id = tracker.parent_run_id
         tracker.log_params(ctx.parent_run_id, {"space": ctx.space, "preset": ctx.preset, "seed": ctx.seed,
                                                "delta": ctx.delta, "num_samples": ctx.num_samples,

@@ -9,7 +9,9 @@
       <root>/cais/mmlu/<subject>/{test,dev}.jsonl  (or ``.parquet``, as ``hf download`` gives them)
 
   through a directory of "shadow" YAMLs (lmeval-notes §3): each one ``include:``s the installed task YAML by
-  absolute path and changes only ``dataset_path``. The CLI accepts the same directory:
+  absolute path and changes only ``dataset_path`` and the ``datasets`` cache_dir, which is keyed by the data's
+  content (``data_digest``), so a root edited in place is re-read, never served from a stale cache.
+  The CLI accepts the same directory:
   ``lm_eval run --model hf --tasks wmdp_bio,mmlu_stem --include_path <task_set.include_path>``.
 
 ``validate_hub_layout(root)`` checks such data before lm-eval runs; lm-eval itself fails late or silently.
@@ -104,8 +106,10 @@ def real_task_set(data_root: str | os.PathLike[str] | None = None,
     if data_root is None:
         return TaskSet(**kwargs)
     root = Path(data_root).resolve()
-    validate_hub_layout(root, {"cais/wmdp": ["wmdp-bio"], "cais/mmlu": list(mmlu_stem_yamls())})
-    shadow = write_shadow_dir(root, Path(workdir) if workdir else root / ".lmeval_tasks")
+    configs = {"cais/wmdp": ["wmdp-bio"], "cais/mmlu": list(mmlu_stem_yamls())}
+    validate_hub_layout(root, configs)
+    cache = root / ".hf_datasets_cache" / data_digest(root, configs)
+    shadow = write_shadow_dir(root, Path(workdir) if workdir else root / ".lmeval_tasks", cache)
     return TaskSet(**kwargs, include_path=str(shadow), include_defaults=False, offline=True)
 
 
@@ -137,13 +141,14 @@ def offline_env(cfg: Any) -> dict[str, str]:
     return {}
 
 
-def write_shadow_dir(root: Path, workdir: Path) -> Path:
-    """Write the shadow YAMLs into ``workdir/<content hash>`` (tmp dir + rename, so never half-written)."""
+def write_shadow_dir(root: Path, workdir: Path, cache: Path) -> Path:
+    """Write the shadow YAMLs into ``workdir/<content hash>`` (tmp dir + rename, so never half-written);
+    ``cache`` is the ``datasets`` cache_dir they name (``data_digest`` of the data, so edits are re-read)."""
     real = lm_eval_tasks_dir()
-    files = {"wmdp_bio.yaml": _shadow(real / "wmdp" / "wmdp_bio.yaml", root / "cais" / "wmdp"),
+    files = {"wmdp_bio.yaml": _shadow(real / "wmdp" / "wmdp_bio.yaml", root / "cais" / "wmdp", cache),
              "_mmlu_stem.yaml": _shadow(real / "mmlu" / "default" / "_mmlu_stem.yaml")}
     for path in mmlu_stem_yamls().values():
-        files[path.name] = _shadow(path, root / "cais" / "mmlu")
+        files[path.name] = _shadow(path, root / "cais" / "mmlu", cache)
     digest = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:12]
     out = workdir / f"wmdp_mmlu_stem-{digest}"
     if out.is_dir():
@@ -163,18 +168,32 @@ def write_shadow_dir(root: Path, workdir: Path) -> Path:
     return out
 
 
-def _shadow(installed: Path, dataset_path: Path | None = None) -> str:
-    """``include:`` the installed YAML; set ``dataset_path`` and an Arrow cache private to this data root.
+def _shadow(installed: Path, dataset_path: Path | None = None, cache: Path | None = None) -> str:
+    """``include:`` the installed YAML; set ``dataset_path`` and an Arrow cache private to this data content.
 
-    ``datasets`` keys its cache of a local dataset by directory name + config only (``wmdp/wmdp-bio/0.0.0/
-    <hash>``), so two data roots would silently share - and serve - each other's rows without ``cache_dir``.
+    ``datasets`` keys its cache of a local dataset by directory name + config, not by the files' content
+    (``wmdp/wmdp-bio/0.0.0/<hash>``): two data roots, or one root edited in place, would silently serve the
+    old rows. ``cache`` is keyed by ``data_digest``, so it changes whenever the data does.
     """
     text = f"include: {json.dumps(str(installed))}\n"
-    if dataset_path is None:
+    if dataset_path is None or cache is None:
         return text
-    cache = dataset_path.parents[1] / ".hf_datasets_cache"
     return (text + f"dataset_path: {json.dumps(str(dataset_path))}\n"
             f"dataset_kwargs:\n  cache_dir: {json.dumps(str(cache))}\n")
+
+
+def data_digest(root: Path, configs: Mapping[str, Iterable[str]]) -> str:
+    """sha256 over each repo's README and the data files of ``configs``: relative name, size and content."""
+    digest = hashlib.sha256()
+    for repo, names in sorted(configs.items()):
+        readme = root / repo / "README.md"
+        listed = _readme_configs(readme)
+        files = {readme} | {path for name in names for patterns in listed[name].values() for pattern in patterns
+                            for path in (root / repo).glob(pattern)}
+        for path in sorted(files):
+            digest.update(f"{path.relative_to(root)}\0{path.stat().st_size}\0".encode())
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()[:16]
 
 
 def make_task_manager(task_set: TaskSet) -> Any:
@@ -211,6 +230,7 @@ def validate_hub_layout(data_root: str | os.PathLike[str],
     for repo, wanted in configs.items():
         readme = root / repo / "README.md"
         listed = _readme_configs(readme)
+        _check_one_format(root / repo, readme, listed)
         for name in list(wanted) or list(listed):
             if name not in listed:
                 raise DataError(f"{readme}: field 'configs' has no config_name {name!r}")
@@ -228,12 +248,26 @@ def validate_hub_layout(data_root: str | os.PathLike[str],
     return rows
 
 
+def _check_one_format(repo: Path, readme: Path, listed: dict[str, dict[str, list[str]]]) -> None:
+    """``datasets`` loads every config of a repo with the builder of its first config (json or parquet)."""
+    formats: dict[str, str] = {}  # suffix -> first config that uses it
+    for name, splits in listed.items():
+        for path in (p for patterns in splits.values() for pattern in patterns for p in repo.glob(pattern)):
+            formats.setdefault(path.suffix, name)
+    if len(formats) > 1:
+        (first, first_cfg), (other, other_cfg) = list(formats.items())[:2]
+        raise DataError(f"{readme}: configs mix file formats ({first} in {first_cfg!r}, {other} in {other_cfg!r}); "
+                        f"`datasets` reads a whole repo with one builder, so store every config as {first}")
+
+
 def _readme_configs(readme: Path) -> dict[str, dict[str, list[str]]]:
-    """``{config_name: {split: [path pattern, ...]}}`` from a Hub README's YAML front matter."""
+    """``{config_name: {split: [path pattern, ...]}}`` from a Hub README's YAML front matter, split off the
+    way ``datasets`` does it: the first line is ``---`` and the block ends at the next line that is ``---``."""
     if not readme.is_file():
         raise DataError(f"{readme}: file missing (a Hub-style repo needs a README.md with 'configs:')")
-    parts = readme.read_text().split("---")
-    front = yaml.safe_load(parts[1]) if len(parts) >= 3 and not parts[0].strip() else None
+    lines = readme.read_text().splitlines()
+    end = lines.index("---", 1) if lines[:1] == ["---"] and "---" in lines[1:] else 0
+    front = yaml.safe_load("\n".join(lines[1:end])) if end else None
     if not isinstance(front, dict) or not isinstance(front.get("configs"), list):
         raise DataError(f"{readme}: field 'configs' missing from the '---' YAML front matter")
     out: dict[str, dict[str, list[str]]] = {}

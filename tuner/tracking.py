@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import re
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -21,8 +22,26 @@ from mlflow.tracking import MlflowClient
 SECRET = re.compile(r"token|secret|password|api_key|credential", re.IGNORECASE)
 
 
-def default_uri(run_dir: Path) -> str:
-    return f"sqlite:///{Path(run_dir).resolve()}/mlflow.db"
+def relocate_store(db: Path, old_dir: Path, new_dir: Path) -> int:
+    """Point a moved run directory's sqlite store at its new artifact folder; returns the rows changed.
+
+    MLflow keeps absolute ``file://`` artifact locations per experiment and run, and has no API to change
+    them, so this rewrites the ``experiments.artifact_location`` and ``runs.artifact_uri`` prefixes in place.
+    """
+    if not Path(db).is_file():  # the search stopped before MLflow was opened: nothing to point elsewhere
+        return 0
+    old, new = Path(old_dir).as_uri(), Path(new_dir).as_uri()
+    changed = 0
+    with sqlite3.connect(db) as con:
+        for table, column, key in (("experiments", "artifact_location", "experiment_id"),
+                                   ("runs", "artifact_uri", "run_uuid")):
+            rows = con.execute(f"SELECT {key}, {column} FROM {table}").fetchall()
+            for row_id, value in rows:
+                if value and (value == old or value.startswith(old + "/")):
+                    con.execute(f"UPDATE {table} SET {column} = ? WHERE {key} = ?", (new + value[len(old):], row_id))
+                    changed += 1
+    con.close()
+    return changed
 
 
 def ui_command(uri: str) -> str:

@@ -3,8 +3,10 @@ by `slurm_local.sh` in a fresh /tmp/slt-* directory, with two fake nodes n1, n2 
 and a Ray cluster started in it by `cluster/slurm/ray_cluster.sbatch`.
 
 The Debian packages (slurmctld slurmd slurm-client munge) are apt-get installed when missing;
-that needs root. Teardown cancels our jobs, stops only the daemons of our directory (pid
-files) and removes the directory, Ray's temp dirs included.
+that needs root. The jobs find `ray` and `python` in the bin directory of the interpreter running
+the tests (first on PATH), so `.venv/bin/python -m pytest` works without activating the venv.
+Teardown cancels our jobs, stops only the daemons of our directory (pid files) and removes the
+directory, Ray's temp dirs included.
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ import re
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,6 +47,17 @@ def pytest_terminal_summary(terminalreporter) -> None:
 def timings() -> dict[str, str]:
     """Measurements to print in the terminal summary (and with -s as they happen)."""
     return _TIMINGS
+
+
+def interpreter_env(env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` with this interpreter's bin directory (not resolved: a venv's python is a symlink) first on PATH."""
+    return {**env, "PATH": os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", os.defpath)])}
+
+
+@pytest.fixture(scope="session")
+def job_env() -> dict[str, str]:
+    """The environment the SLURM daemons and jobs get: this one, with this interpreter's tools first."""
+    return interpreter_env(os.environ)
 
 
 def _install_slurm() -> None:
@@ -181,12 +195,12 @@ class Slurm:
 
 
 @pytest.fixture(scope="session")
-def slurm() -> Iterator[Slurm]:
+def slurm(job_env: dict[str, str]) -> Iterator[Slurm]:
     if os.geteuid() != 0:
         pytest.skip("the local SLURM needs root (slurmd, munged)")
     _install_slurm()
     base = tempfile.mkdtemp(prefix="slt-", dir="/tmp")  # short: munge / Ray socket paths
-    env = dict(os.environ, SLURM_LOCAL_BASE=base, SLURM_LOCAL_NODES="2")
+    env = dict(job_env, SLURM_LOCAL_BASE=base, SLURM_LOCAL_NODES="2")
     t0 = time.monotonic()
     r = subprocess.run(["bash", str(SCRIPT), "start"], env=env, capture_output=True, text=True, timeout=120)
     try:

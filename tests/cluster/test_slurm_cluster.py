@@ -183,6 +183,7 @@ def test_job_submit_overhead_vs_direct_driver(ray_cluster, slurm, timings):
     print(f"\n{msg}")
 
 
+@pytest.mark.slow
 def test_job_api_rejects_requests_without_the_token(ray_cluster):
     url = ray_cluster.address + "/api/jobs/"
     token = Path(ray_cluster.token_path).read_text().strip()
@@ -194,6 +195,7 @@ def test_job_api_rejects_requests_without_the_token(ray_cluster):
     assert oct(ray_cluster.job_dir.stat().st_mode & 0o777) == "0o700"
 
 
+@pytest.mark.slow
 def test_submit_with_a_wrong_token_fails_cleanly(ray_cluster, tmp_path):
     wrong = tmp_path / "token"
     wrong.write_text("f" * 64)
@@ -208,6 +210,7 @@ def test_submit_with_a_wrong_token_fails_cleanly(ray_cluster, tmp_path):
     assert not [j for j in jobs if "must not run" in j.entrypoint]
 
 
+@pytest.mark.slow
 def test_dashboard_listens_on_localhost_only(ray_cluster):
     port = int(ray_cluster.info["RAY_DASHBOARD_PORT"])
     listening = [c.laddr.ip for c in psutil.net_connections("tcp") if c.status == "LISTEN" and c.laddr.port == port]

@@ -67,6 +67,7 @@ def test_wrong_depth_in_local_config_is_named(tmp_path):
 @pytest.mark.parametrize("overrides, field", [
     ({"retain_coef": -1}, "retain_coef"),
     ({"kl_temperature": 0}, "kl_temperature"),
+    ({"max_length": 1}, "max_length"),
     ({"target_layers": "1,7"}, "target_layers"),
     ({"lora_layers": "0,4"}, "lora_layers"),
     ({"lora_target_modules": "q_proj,query_key_value"}, "lora_target_modules"),

@@ -1,4 +1,5 @@
-"""The unlearning loop: in-process smoke + checkpoint round-trip; under Ray: DDP equivalence and fault recovery."""
+"""The unlearning loop in-process: metrics, checkpoint restore, the objective, the checkpoint variant, divergence,
+lr schedules; under Ray: DDP equivalence and fault recovery."""
 
 from __future__ import annotations
 
@@ -13,7 +14,13 @@ import psutil
 import pytest
 import torch
 
+from trainables import losses
+from trainables.checkpoint import load_checkpoint
+from trainables.hooks import capture_block_outputs
+from trainables.losses import checkpoint_remove_loss
+from trainables.model import load_frozen
 from trainables.presets import load_preset
+from trainables.schedules import coefficients
 from trainables.train_loop import METRICS, Unlearner, run_in_process
 
 SMALL = {"steps": 6, "log_every": 2, "per_device_batch": 8}
@@ -27,19 +34,118 @@ def test_in_process_reports_every_metric_and_checkpoints(tmp_path):
         assert set(METRICS) <= set(row) and all(math.isfinite(row[k]) for k in METRICS)
     assert (tmp_path / "adapter" / "adapter_model.safetensors").exists()
 
-    resumed = Unlearner(cfg, in_ray=False)
-    resumed.setup()
-    from trainables.checkpoint import load_checkpoint
 
-    assert load_checkpoint(tmp_path, resumed.model, resumed.optimizer, resumed.scheduler) == 6
-    from safetensors.torch import load_file
+def _trainable(model: torch.nn.Module) -> list[tuple[str, torch.nn.Parameter]]:
+    return [(name, p) for name, p in model.named_parameters() if p.requires_grad]
 
-    saved = load_file(str(tmp_path / "adapter" / "adapter_model.safetensors"))
-    live = {k: v for k, v in resumed.model.state_dict().items() if "lora_" in k}
-    assert len(saved) == len(live) > 0
-    for key, tensor in saved.items():
-        match = [v for k, v in live.items() if k.replace(".default", "") == key]
-        assert match and torch.equal(match[0], tensor)
+
+def test_checkpoint_restores_weights_optimizer_and_scheduler(tmp_path):
+    """A fresh run that loads the checkpoint holds what the saving run held: LoRA weights, AdamW moments and
+    step counts, the scheduler's position (linear decay after warmup) and the step to continue from."""
+    cfg = load_preset("miniworld-small", {**SMALL, "lr_schedule": "linear", "warmup_steps": 2})
+    run = Unlearner(cfg, in_ray=False, out_dir=tmp_path)
+    run.setup()
+    run.train()
+    fresh = Unlearner(cfg, in_ray=False)
+    fresh.setup()
+    assert load_checkpoint(tmp_path, fresh.model, fresh.optimizer, fresh.scheduler) == 6
+    trained, restored = _trainable(run.model), _trainable(fresh.model)
+    assert [n for n, _ in trained] == [n for n, _ in restored]
+    assert any(p.abs().sum() > 0 for n, p in trained if "lora_B" in n)  # training moved B off its zero init
+    for (name, p_run), (_, p_fresh) in zip(trained, restored, strict=True):
+        assert torch.equal(p_fresh, p_run), name
+        saved, loaded = run.optimizer.state[p_run], fresh.optimizer.state[p_fresh]
+        assert sorted(loaded) == sorted(saved) == ["exp_avg", "exp_avg_sq", "step"], name
+        for key, value in saved.items():
+            assert torch.equal(torch.as_tensor(loaded[key]), torch.as_tensor(value)), (name, key)
+    assert fresh.scheduler.state_dict() == run.scheduler.state_dict()
+    assert fresh.scheduler.last_epoch == 6 and fresh.scheduler.get_last_lr() == run.scheduler.get_last_lr()
+    assert [g["lr"] for g in fresh.optimizer.param_groups] == [g["lr"] for g in run.optimizer.param_groups]
+
+
+def _perturbed(cfg) -> Unlearner:
+    """An Unlearner whose LoRA B is random, so student and teacher differ (KL, L2 > 0) from the first step."""
+    unlearner = Unlearner(cfg, in_ray=False)
+    unlearner.setup()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for name, p in unlearner.model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0.0, 0.1)
+    return unlearner
+
+
+@pytest.mark.parametrize("overrides", [
+    {"retain_l2": True, "beta_kl": 0.5, "schedule": "eleuther"},
+    {"retain_l2": False, "beta_kl": 1.0, "schedule": "paper", "remove_variant": "checkpoint"},
+], ids=["cos+l2+kl", "checkpoint+kl"])
+def test_loss_is_the_documented_objective(overrides):
+    """loss = c_rm * L_remove + c_ret * (retain_l2 * L_l2 + beta_kl * L_kl), c_* from the schedule."""
+    cfg = load_preset("miniworld-small", {**SMALL, **overrides, "retain_coef": 3.0, "remove_coef": 2.0})
+    unlearner = _perturbed(cfg)
+    loss, m, _ = unlearner._loss_step(3, 0)
+    c_rm, c_ret = coefficients(cfg.schedule, 3, unlearner.total_steps, 2.0, 3.0)
+    kl_part = c_ret * cfg.beta_kl * m["retain_kl_loss"]
+    assert m["cb_loss"] > 0 and m["retain_l2_loss"] > 0 and kl_part > 1e-4 * loss.item()  # >> the tolerance
+    assert (m["coef_remove"], m["coef_retain"]) == pytest.approx((c_rm, c_ret))
+    assert loss.item() == pytest.approx(c_rm * m["cb_loss"] + c_ret * (
+        float(cfg.retain_l2) * m["retain_l2_loss"] + cfg.beta_kl * m["retain_kl_loss"]), rel=1e-6)
+
+
+def test_checkpoint_variant_removes_toward_the_early_checkpoint():
+    """At LoRA init the student is the base model: cb_loss is the masked MSE between the base model's and the
+    early checkpoint's block outputs on the forget batch, computed here independently."""
+    cfg = load_preset("miniworld-small", {**SMALL, "remove_variant": "checkpoint"})
+    unlearner = Unlearner(cfg, in_ray=False)
+    unlearner.setup()
+    reference = unlearner.reference
+    assert reference is not None and not reference.training
+    assert not any(p.requires_grad for p in reference.parameters())
+    ids, mask = unlearner.forget.batch(unlearner.forget_sampler.indices(0))
+    layers = list(cfg.target_layers)
+    hidden = []
+    for early in (False, True):
+        model = load_frozen(cfg, torch.device("cpu"), early=early)
+        with torch.no_grad(), capture_block_outputs(model, layers) as held:
+            model(input_ids=ids, attention_mask=mask)
+        hidden.append([held[layer] for layer in layers])
+    expected = checkpoint_remove_loss(hidden[0], hidden[1], mask).item()
+    _, metrics, _ = unlearner._loss_step(0, 0)
+    assert expected > 1e-3 and metrics["cb_loss"] == pytest.approx(expected, rel=1e-4)
+
+
+def test_non_finite_loss_ends_the_run_as_diverged(monkeypatch):
+    """A NaN at the third step: no optimizer step with it, a finite 'diverged' result, the last report kept."""
+    real, calls = losses.kl_retain_loss, []
+
+    def nan_from_the_third_call(*args, **kwargs):
+        calls.append(1)
+        out = real(*args, **kwargs)
+        return out * float("nan") if len(calls) >= 3 else out
+
+    monkeypatch.setattr(losses, "kl_retain_loss", nan_from_the_third_call)
+    unlearner = Unlearner(load_preset("miniworld-small", {**SMALL, "log_every": 1}), in_ray=False)
+    unlearner.setup()
+    final = unlearner.train()
+    assert final["diverged"] == 1 and final["step"] == 2 and len(calls) == 3
+    assert final["retain_kl_loss"] == 1e9 and all(math.isfinite(v) for v in final.values())
+    assert [h["step"] for h in unlearner.history] == [1, 2, 2] and unlearner.history[-1]["diverged"] == 1
+    assert all(torch.isfinite(p).all() for _, p in _trainable(unlearner.model))
+
+
+@pytest.mark.parametrize(("schedule", "factor"), [
+    ("constant", lambda k: min(1.0, k / 2)),
+    ("linear", lambda k: k / 2 if k < 2 else (6 - k) / 4),
+    ("cosine", lambda k: k / 2 if k < 2 else 0.5 * (1 + math.cos(math.pi * (k - 2) / 4))),
+])
+def test_lr_schedule_with_warmup(schedule, factor):
+    """The lr after optimizer step k (1..6) with 2 warmup steps: transformers' schedules, ramp from 0."""
+    cfg = load_preset("miniworld-small", {**SMALL, "log_every": 1, "lr": 1e-3, "lr_schedule": schedule,
+                                          "warmup_steps": 2})
+    unlearner = Unlearner(cfg, in_ray=False)
+    unlearner.setup()
+    unlearner.train()
+    assert [h["lr"] for h in unlearner.history] == pytest.approx([1e-3 * factor(k) for k in range(1, 7)])
 
 
 def test_without_remove_pressure_the_model_stays_put():

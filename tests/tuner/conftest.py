@@ -2,6 +2,7 @@
 
     write_hub_root(root)  ->  root/cais/wmdp/{README.md, wmdp-bio/test.jsonl}
                               root/cais/mmlu/{README.md, <19 STEM subjects>/{test,dev}.jsonl}
+                              (test: 3, 4 or 5 questions per subject, 75 in all; dev: 2 each)
 """
 
 from __future__ import annotations
@@ -55,8 +56,9 @@ def write_hub_root(root: Path, n_bio: int = 20, n_test: int = 3, n_dev: int = 2,
         return [_question(rng, subject) for _ in range(n)]
 
     _write_repo(root / "cais" / "wmdp", {"wmdp-bio": {"test": rows("biology", n_bio)}})
-    _write_repo(root / "cais" / "mmlu", {s: {"test": rows(s, n_test), "dev": rows(s, n_dev)}
-                                         for s in MMLU_STEM_SUBJECTS})
+    # unequal subject sizes (n_test + 0, 1, 2, ...): the group's size-weighted mean differs from the plain mean
+    _write_repo(root / "cais" / "mmlu", {s: {"test": rows(s, n_test + i % 3), "dev": rows(s, n_dev)}
+                                         for i, s in enumerate(MMLU_STEM_SUBJECTS)})
     return root
 
 

@@ -21,10 +21,12 @@ from tuner.tasks import TaskSet
 def test_scores_every_task_and_group(base_result: EvalResult) -> None:
     scores = base_result.scores
     assert len(scores) == 2 + 19 and base_result.forget is scores["wmdp_bio"]
-    assert (scores["wmdp_bio"].n, scores["mmlu_stem"].n, scores["mmlu_anatomy"].n) == (20, 57, 3)
+    assert (scores["wmdp_bio"].n, scores["mmlu_stem"].n, scores["mmlu_anatomy"].n) == (20, 75, 4)
     assert (scores["wmdp_bio"].version, scores["mmlu_stem"].version) == ("1", "2")
     subtasks = [s for name, s in scores.items() if name.startswith("mmlu_") and name != "mmlu_stem"]
     weighted = sum(s.acc * s.n for s in subtasks) / sum(s.n for s in subtasks)
+    unweighted = sum(s.acc for s in subtasks) / len(subtasks)
+    assert len({s.n for s in subtasks}) == 3 and abs(weighted - unweighted) > 0.005  # the check can tell them apart
     assert base_result.retain.acc == pytest.approx(weighted)  # lm-eval's size-weighted group mean
     assert base_result.raw["results"]["wmdp_bio"]["acc,none"] == base_result.forget.acc
     assert EvalResult.from_dict(json.loads(json.dumps(base_result.to_dict()))) == base_result

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+import tuner.evaluate
 from tuner.evaluate import main
 from tuner.schema import EvalResult
 
@@ -21,7 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 def test_cli_scores_saved_model_with_adapter(tiny_model_dir: Path, tiny_peft: Any, hub_root: Path,
                                              peft_result: EvalResult, tmp_path: Path,
                                              capsys: pytest.CaptureFixture[str]) -> None:
-    out = tmp_path / "result.json"
+    out = tmp_path / "new" / "result.json"  # its folder is created
     rc = main(["--model", str(tiny_model_dir), "--adapter", str(tiny_peft[1]), "--data-root", str(hub_root),
                "--batch-size", "16", "--json", str(out)])
     assert rc == 0
@@ -43,13 +44,22 @@ BAD = {
     "missing adapter": (["--adapter", "/nonexistent/adapter"], "adapter /nonexistent/adapter/adapter_config"),
     "malformed data": (["--break-data"], "wmdp-bio/test.jsonl:1: field 'answer' is the string"),
     "unknown task": (["--tasks", "wmdp_chem"], "unknown lm-eval task(s) ['wmdp_chem']"),
+    "negative limit": (["--limit", "-5"], "--limit must be > 0 (got -5)"),
+    "zero batch size": (["--batch-size", "0"], "--batch-size must be >= 1 (got 0)"),
+    "unwritable json": (["--json", "/proc/no-such-dir/out.json"], "--json /proc/no-such-dir/out.json: directory"),
+    "json is a directory": (["--json", "/tmp"], "--json /tmp is a directory"),
 }
+
+
+def _must_not_load(*args: Any) -> None:
+    raise AssertionError("bad input must be reported before the model loads")
 
 
 @pytest.mark.parametrize("case", BAD, ids=list(BAD))
 def test_bad_input_exits_2_with_one_line(case: str, tiny_model_dir: Path, hub_root: Path, tmp_path: Path,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+                                         capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     extra, message = BAD[case]
+    monkeypatch.setattr(tuner.evaluate, "load_model", _must_not_load)
     root = Path(shutil.copytree(hub_root, tmp_path / "root"))
     if extra == ["--break-data"]:
         _break_answer(root)

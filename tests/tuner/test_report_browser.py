@@ -79,6 +79,7 @@ def _chromium(tmp_path: Path, *args: str) -> str:
     return proc.stdout
 
 
+@pytest.mark.slow  # installs Debian's Chromium (root, network) on first use
 def test_report_renders_in_chromium(tmp_path: Path) -> None:
     page = render_report(_run_dir(tmp_path / "run")) / "report.html"
     check = tmp_path / "check.html"

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import multiprocessing
+import time
 
 from tuner.results import ResultsTable
 from tuner.schema import TaskScore, TrialRow
@@ -31,16 +32,47 @@ def test_rows_last_wins_and_baseline_first(tmp_path):
     assert TrialRow.from_dict(json.loads(table.jsonl.read_text().splitlines()[-1])) == rows[1]
 
 
-def _writer(run_dir, i):
+def _writer(run_dir, i, barrier):
+    barrier.wait()  # every process starts its write at the same moment
     ResultsTable(run_dir).write(TrialRow(f"t{i}", "done", params={"i": i}))
 
 
-def test_concurrent_writers_lose_nothing(tmp_path):
+def test_concurrent_writers_lose_nothing(tmp_path, monkeypatch):
+    """8 processes write at once, each slowed for 0.3 s between reading the table and replacing it: only the
+    lock keeps them from writing back what they read, without each other's rows."""
+    to_dict = TrialRow.to_dict
+
+    def slow_to_dict(row):
+        time.sleep(0.3)
+        return to_dict(row)
+
+    monkeypatch.setattr(TrialRow, "to_dict", slow_to_dict)  # forked writers inherit it
     ctx = multiprocessing.get_context("fork")
-    procs = [ctx.Process(target=_writer, args=(tmp_path, i)) for i in range(8)]
+    barrier = ctx.Barrier(8)
+    procs = [ctx.Process(target=_writer, args=(tmp_path, i, barrier)) for i in range(8)]
     for p in procs:
         p.start()
     for p in procs:
         p.join()
+    assert [p.exitcode for p in procs] == [0] * 8
     assert sorted(r.trial_id for r in ResultsTable(tmp_path).rows()) == sorted(f"t{i}" for i in range(8))
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_a_reader_never_sees_a_half_written_file(tmp_path):
+    """Each file is replaced whole: a reader that opened it before a write reads the complete old version
+    (a file rewritten in place would change, or come up empty, under it), and the new version is complete."""
+    table = ResultsTable(tmp_path)
+    table.write(TrialRow("t1", "queued", params={"retain_coef": 1.0}))
+    paths = (table.jsonl, table.csv, table.md)
+    old = {path: path.read_text() for path in paths}
+    readers = {path: open(path) for path in paths}
+    try:
+        table.write(TrialRow("t2", "queued", params={"retain_coef": 2.0}))
+        for path, reader in readers.items():
+            assert reader.read() == old[path], path.name
+    finally:
+        for reader in readers.values():
+            reader.close()
+    assert [r.trial_id for r in table.rows()] == ["t1", "t2"] and "| t2 |" in table.md.read_text()
     assert not list(tmp_path.glob(".*.tmp"))

@@ -18,25 +18,58 @@ ROOT = Path(__file__).resolve().parents[2]
 SMALL = ["--preset", "miniworld-small", "steps=12", "log_every=4", "per_device_batch=16"]
 
 
-def run_cli(*args: str, cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+def run_cli(*args: str, cwd: Path, timeout: int = 900,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     return subprocess.run([sys.executable, "-m", "tuner.run", *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=timeout)
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["--space", "no_such_space"], "unknown search space 'no_such_space'"),
-    (["retain_coef=-1"], "retain_coef"),
-    (["--num-samples", "0"], "--num-samples"),
-    (["forget.source=file", "forget.path=/nonexistent/forget.jsonl"], "/nonexistent/forget.jsonl"),
-    (["--preset", "gpt-5"], "unknown preset"),
-])
-def test_bad_input_exits_nonzero_with_one_line_and_no_run_dir(tmp_path, args, needle):
-    result = run_cli(*args, "--run-dir", str(tmp_path / "run"), cwd=tmp_path, timeout=120)
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # nothing listens once the socket is closed
+
+
+BAD_INPUT = {  # case: (arguments, extra environment, what the one error line must say)
+    "unknown space": (["--space", "no_such_space"], {}, "unknown search space 'no_such_space'"),
+    "negative coefficient": (["retain_coef=-1"], {}, "retain_coef"),
+    "no samples": (["--num-samples", "0"], {}, "--num-samples must be >= 1"),
+    "missing data file": (["forget.source=file", "forget.path=/nonexistent/forget.jsonl"], {},
+                          "/nonexistent/forget.jsonl"),
+    "unknown preset": (["--preset", "gpt-5"], {}, "unknown preset"),
+    "delta out of range": (["--delta", "5"], {}, "--delta must be in (0, 1) (got 5)"),
+    "searched key overridden": (["retain_coef=5"], {}, "search space 'kl_boundary' searches retain_coef"),
+    "fixed key overridden": (["--space", "seed_grid", "beta_kl=0.5"], {},
+                             "search space 'seed_grid' fixes (beta_kl=1.0) beta_kl"),
+    "unreachable cluster": (["--address", f"127.0.0.1:{_closed_port()}"], {}, "no Ray cluster answers"),
+    "unreachable MLflow": (["--mlflow-uri", f"http://127.0.0.1:{_closed_port()}"], {}, "no MLflow server answers"),
+    "GPUs that do not exist": (["--gpus-per-worker", "1"], {"CUDA_VISIBLE_DEVICES": ""},
+                               "needs 1 GPU(s), but this machine has 0"),
+    "offline without weights": (["--preset", "deep-ignorance"], {"HF_HUB_OFFLINE": "1"},
+                                "model=EleutherAI/deep-ignorance-unfiltered: no config.json + weights"),
+    "unusable cache": ([], {"UNLEARN_TUNER_CACHE": "/proc/no-such-dir/cache"}, "(UNLEARN_TUNER_CACHE) is not usable"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_INPUT, ids=list(BAD_INPUT))
+def test_bad_input_exits_nonzero_with_one_line_and_no_run_dir(tmp_path, case):
+    args, env, needle = BAD_INPUT[case]
+    result = run_cli("--preset", "miniworld-small", *args, "--run-dir", str(tmp_path / "run"), cwd=tmp_path,
+                     timeout=120, env=env)
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and needle in lines[0] and lines[0].startswith("error: "), result.stderr
-    assert not (tmp_path / "run").exists() and not (tmp_path / "runs").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no run dir, no runs/, nothing else
+
+
+@pytest.mark.parametrize("run_dir, needle", [("file", "is not a directory"),
+                                             ("/proc/no-such-dir/run", "cannot write in /proc")])
+def test_unusable_run_dir_is_one_line(tmp_path, run_dir, needle):
+    (tmp_path / "file").write_text("x")
+    result = run_cli("--preset", "miniworld-small", "--run-dir", run_dir, cwd=tmp_path, timeout=120)
+    assert result.returncode == 2 and result.stderr.startswith("error: run directory ") and needle in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and sorted(p.name for p in tmp_path.iterdir()) == ["file"]
 
 
 def test_list_spaces(tmp_path):
@@ -145,3 +178,54 @@ def _first_trial_done(run_dir: Path) -> bool:
     path = run_dir / "results.jsonl"
     return path.exists() and any(json.loads(line)["status"] == "done" and json.loads(line)["trial_id"] != "baseline"
                                  for line in path.read_text().splitlines())
+
+
+@pytest.mark.slow
+def test_sigterm_stops_cleanly_and_resume_runs_every_trial_once(tmp_path):
+    """SIGTERM to the driver (what the sbatch template forwards at --time): the driver exits 143 within the
+    grace, unfinished trials are marked for re-run, no MLflow run is left RUNNING; --resume completes the
+    search with every trial once in the table and in MLflow."""
+    import mlflow
+
+    run_dir, uri = tmp_path / "run", f"sqlite:///{tmp_path / 'run'}/mlflow.db"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    log = tmp_path / "driver.log"
+    with open(log, "w") as out:
+        driver = subprocess.Popen([sys.executable, "-m", "tuner.run", "--space", "kl_boundary", "--num-samples", "3",
+                                   "--max-concurrent", "1", "--run-dir", str(run_dir), *SMALL], cwd=tmp_path,
+                                  env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.time() + 900
+        while time.time() < deadline and not (_first_trial_done(run_dir) and _a_trial_running(run_dir)):
+            time.sleep(0.2)
+        assert _first_trial_done(run_dir) and _a_trial_running(run_dir), "no trial to interrupt"
+        sent = time.monotonic()
+        driver.send_signal(signal.SIGTERM)
+        driver.wait(timeout=60)
+        grace = time.monotonic() - sent
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)  # whatever is left of the process group
+    stderr = log.read_text()
+    rows = {}
+    for line in (run_dir / "results.jsonl").read_text().splitlines():
+        rows[json.loads(line)["trial_id"]] = json.loads(line)
+    statuses = {row["status"] for row in rows.values()}
+    mlflow.set_tracking_uri(uri)
+    runs = mlflow.search_runs(experiment_names=["unlearn-tuner"])
+    print(f"\nSIGTERM -> exit {driver.returncode} in {grace:.1f} s; rows {sorted(statuses)}; "
+          f"MLflow {sorted(runs['status'])}")
+    assert driver.returncode == 143 and grace < 60, stderr[-3000:]
+    assert f"continue with: python -m tuner.run --resume {run_dir}" in stderr
+    assert statuses == {"done", "interrupted"} and "RUNNING" not in set(runs["status"])
+    assert runs[runs["tags.mlflow.parentRunId"].isna()]["status"].tolist() == ["KILLED"]
+
+    result = run_cli("--resume", str(run_dir), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    _check_run(run_dir, 3, uri)
+
+
+def _a_trial_running(run_dir: Path) -> bool:
+    latest = {}
+    for line in (run_dir / "results.jsonl").read_text().splitlines():
+        latest[json.loads(line)["trial_id"]] = json.loads(line)["status"]
+    return any(status in ("queued", "training", "evaluating") for status in latest.values())

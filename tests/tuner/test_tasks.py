@@ -21,7 +21,7 @@ from tuner.tasks import (
     validate_hub_layout,
 )
 
-N_ROWS = 20 + 19 * (3 + 2)  # wmdp-bio test + 19 MMLU subjects x (test + dev), see conftest.write_hub_root
+N_ROWS = 20 + 75 + 19 * 2  # wmdp-bio test + 19 MMLU subjects' test (3-5 each) + dev (2 each); conftest.write_hub_root
 
 
 @pytest.fixture
@@ -139,4 +139,56 @@ def test_parquet_files_are_checked_too(root: Path) -> None:
     pq.write_table(pa.Table.from_pylist([{**r, "answer": str(r["answer"])} for r in rows]),
                    repo / "wmdp-bio" / "test-00000-of-00001.parquet")
     with pytest.raises(DataError, match=r"test-00000-of-00001.parquet row 1: field 'answer' is the string"):
+        validate_hub_layout(root, {"cais/wmdp": ["wmdp-bio"]})
+
+
+def _answers(task_set: TaskSet) -> list[int]:
+    task = make_task_manager(task_set).load(["wmdp_bio"])["tasks"]["wmdp_bio"]
+    return [doc["answer"] for doc in task.test_docs()]
+
+
+def test_a_root_edited_in_place_is_re_read(root: Path) -> None:
+    """Same file names, sizes and mtimes, other answers: only the content tells the two apart."""
+    first = real_task_set(root)
+    before = _answers(first)
+    path = root / "cais" / "wmdp" / "wmdp-bio" / "test.jsonl"
+    stat = path.stat()
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    path.write_text("".join(json.dumps({**r, "answer": (r["answer"] + 1) % 4}) + "\n" for r in rows))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert path.stat().st_size == stat.st_size
+    second = real_task_set(root)
+    assert second.include_path != first.include_path
+    assert _answers(second) == [(a + 1) % 4 for a in before] != before
+
+
+def test_configs_mixing_file_formats_are_rejected(root: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    repo = root / "cais" / "mmlu"
+    for split in ("test", "dev"):
+        rows = [json.loads(line) for line in (repo / "anatomy" / f"{split}.jsonl").read_text().splitlines()]
+        (repo / "anatomy" / f"{split}.jsonl").unlink()
+        pq.write_table(pa.Table.from_pylist(rows), repo / "anatomy" / f"{split}.parquet")
+    readme = repo / "README.md"
+    readme.write_text(readme.read_text().replace("anatomy/test.jsonl", "anatomy/test.parquet")
+                      .replace("anatomy/dev.jsonl", "anatomy/dev.parquet"))
+    with pytest.raises(DataError) as err:
+        real_task_set(root)
+    assert str(err.value).startswith(f"{readme.resolve()}: configs mix file formats (.jsonl in 'abstract_algebra', "
+                                     f".parquet in 'anatomy')") and "\n" not in str(err.value)
+    assert not (root / ".lmeval_tasks").exists()
+
+
+def test_front_matter_is_split_the_way_datasets_does(root: Path, tmp_path: Path) -> None:
+    import datasets
+
+    readme = root / "cais" / "wmdp" / "README.md"
+    readme.write_text(readme.read_text().replace("configs:", "pretty_name: WMDP --- bio subset\nconfigs:", 1))
+    assert validate_hub_layout(root, {"cais/wmdp": ["wmdp-bio"]}) == 20
+    rows = datasets.load_dataset(str(readme.parent), "wmdp-bio", split="test", cache_dir=str(tmp_path / "cache"))
+    assert len(rows) == 20  # datasets reads the same front matter
+    readme.write_text(readme.read_text().replace("---\n\nSynthetic", "\nSynthetic"))  # never closed
+    with pytest.raises(DataError, match="field 'configs' missing from the '---' YAML front matter"):
         validate_hub_layout(root, {"cais/wmdp": ["wmdp-bio"]})

@@ -1,0 +1,115 @@
+"""What the report's figures show, read from the matplotlib figures before they become PNG bytes: every scored
+trial where its accuracies / coefficients put it, the baseline, the P = 0.5 boundary line, one curve per trial.
+The PNG bytes themselves decode to images of the figure's size."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from pathlib import Path
+
+import matplotlib.image
+import numpy as np
+import pytest
+from matplotlib.collections import PathCollection
+from matplotlib.contour import ContourSet
+
+from tuner import report_plots
+from tuner.boundary import analyse
+from tuner.report import load_run
+from tuner.schema import BASELINE_ID, TaskScore, TrialRow
+
+
+def _score(acc: float, n: int = 150) -> TaskScore:
+    return TaskScore(task="t", acc=acc, stderr=math.sqrt(acc * (1 - acc) / (n - 1)), n=n)
+
+
+@pytest.fixture
+def run(tmp_path: Path):
+    """A 4 x 5 coefficient grid: forget falls above remove/retain 0.05, retain is damaged above 0.5."""
+    rows = [TrialRow(trial_id=BASELINE_ID, status="done", forget=_score(0.70), retain=_score(0.80))]
+    for i, (ret, rem) in enumerate((r, m) for r in (1.0, 3.0, 10.0, 30.0) for m in (0.1, 0.5, 2.0, 8.0, 30.0)):
+        q = rem / ret
+        rows.append(TrialRow(trial_id=f"t{i:02d}", status="done", forget=_score(0.70 if q < 0.05 else 0.27),
+                             retain=_score(0.80 if q <= 0.5 else 0.45),
+                             params={"retain_coef": ret, "remove_coef": rem, "beta_kl": 0.5}))
+        (tmp_path / "trials" / rows[-1].trial_id).mkdir(parents=True)
+        (tmp_path / "trials" / rows[-1].trial_id / "metrics.jsonl").write_text(
+            "".join(json.dumps({"step": s, "loss": 1 + q / (1 + s), "cb_loss": 1 / (1 + q * s)}) + "\n"
+                    for s in (8, 16, 24)))
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(r.to_dict()) + "\n" for r in rows))
+    data = load_run(tmp_path)
+    return data, analyse(data.trials, data.baseline, 0.02, 0.95)
+
+
+@pytest.fixture
+def figures(monkeypatch: pytest.MonkeyPatch) -> list:
+    """The figures the plot functions render, in order (the real PNG is still returned)."""
+    captured = []
+    real = report_plots._png
+
+    def keep(fig):
+        captured.append(fig)
+        return real(fig)
+
+    monkeypatch.setattr(report_plots, "_png", keep)
+    return captured
+
+
+def _points(ax) -> set[tuple[float, float]]:
+    """Every plotted marker position of the axes, rounded."""
+    out = set()
+    for line in ax.get_lines():
+        out |= {(round(float(x), 6), round(float(y), 6)) for x, y in zip(line.get_xdata(), line.get_ydata(),
+                                                                           strict=True)}
+    for collection in ax.collections:
+        if isinstance(collection, PathCollection):
+            out |= {(round(float(x), 6), round(float(y), 6)) for x, y in collection.get_offsets()}
+    return out
+
+
+def _decodes_to(png: bytes, fig) -> None:
+    image = matplotlib.image.imread(io.BytesIO(png), format="png")
+    width, height = fig.get_size_inches() * fig.dpi
+    assert image.shape[:2] == (round(height), round(width)) and np.ptp(image[..., :3]) > 0.5
+
+
+def test_tradeoff_shows_every_trial_and_the_baseline(run, figures):
+    data, a = run
+    png = report_plots.tradeoff_png(data.trials, data.baseline, a)
+    (fig,) = figures
+    _decodes_to(png, fig)
+    (ax,) = fig.axes
+    points = _points(ax)
+    for t in [data.baseline, *data.trials]:
+        assert (round(100 * t.forget.acc, 6), round(100 * t.retain.acc, 6)) in points, t.trial_id
+    labels = ax.get_legend_handles_labels()[1]
+    assert "baseline" in labels and "Pareto front" in labels
+    assert {s.value for s in a.states.values()} <= set(labels)
+
+
+def test_harmless_map_draws_the_boundary_under_the_trials(run, figures):
+    data, a = run
+    png = report_plots.harmless_map_png(data.trials, a)
+    (fig,) = figures
+    _decodes_to(png, fig)
+    ax = fig.axes[0]
+    assert (ax.get_xscale(), ax.get_yscale()) == ("log", "log")
+    assert a.fit is not None and any(isinstance(c, ContourSet) and list(c.levels) == [0.5] for c in ax.collections)
+    points = _points(ax)
+    for t in data.trials:
+        assert (t.params["retain_coef"], t.params["remove_coef"]) in points, t.trial_id
+
+
+def test_curves_have_one_line_per_trial_and_metric(run, figures):
+    data, a = run
+    png = report_plots.curves_png(data.curves, a.states)
+    (fig,) = figures
+    _decodes_to(png, fig)
+    panels = {ax.get_title(): ax for ax in fig.axes if ax.get_visible()}
+    assert set(panels) == {"loss", "cb_loss"}
+    for metric, ax in panels.items():
+        lines = {tuple(line.get_ydata()) for line in ax.get_lines() if len(line.get_xdata())}
+        expected = {tuple(rec[metric] for rec in curve) for curve in data.curves.values()}
+        assert lines == expected and len(expected) == len(data.trials), metric

@@ -1,0 +1,84 @@
+"""SIGTERM ends a search cleanly and resumably: SLURM sends it at ``--time`` (and at ``--signal``), scancel too.
+
+During ``Tuner.fit()`` a SIGTERM becomes SIGUSR1, which Ray Tune handles like Ctrl+C: it starts no new trial,
+saves the experiment state and ends the running trials. Outside ``fit`` (the baseline) it raises
+``SearchInterrupted``. ``record_interrupt`` then marks every unfinished trial ``interrupted`` in the results
+table, sets its MLflow child run and the parent run KILLED (never left RUNNING) and prints the resume command;
+``--resume`` re-runs exactly those trials, under the same trial ids and MLflow runs.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+
+from tuner.context import SearchContext
+from tuner.results import ResultsTable
+from tuner.tracking import Tracker
+
+EXIT_CODE = 128 + signal.SIGTERM  # what a shell reports for a process ended by SIGTERM
+FINAL = ("done", "diverged", "failed")
+
+
+class SearchInterrupted(Exception):
+    """SIGTERM arrived while no Tune experiment was running."""
+
+
+class SigtermHandler:
+    """Installed after ``ray.init`` (which sets its own SIGTERM handler in the driver); ``received`` is the
+    monotonic time of the first SIGTERM, or None."""
+
+    def __init__(self) -> None:
+        self.received: float | None = None
+        self._in_tune = False
+
+    def install(self) -> SigtermHandler:
+        signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    @contextmanager
+    def tune(self) -> Iterator[None]:
+        """While Tune runs, a SIGTERM asks Tune to stop (its SIGUSR1 handler) instead of raising."""
+        self._in_tune = True
+        try:
+            yield
+        finally:
+            self._in_tune = False
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        first = self.received is None
+        self.received = self.received or time.monotonic()
+        if first:
+            print("SIGTERM: stopping the search (state saved, unfinished trials marked for re-run)", file=sys.stderr,
+                  flush=True)
+        if self._in_tune and getattr(signal.getsignal(signal.SIGUSR1), "__name__", "") == "signal_interrupt_tune_run":
+            os.kill(os.getpid(), signal.SIGUSR1)
+        elif first:
+            raise SearchInterrupted("SIGTERM")
+
+
+def record_interrupt(ctx: SearchContext, tracker: Tracker | None) -> int:
+    """Unfinished trials -> ``interrupted`` rows and KILLED child runs; parent KILLED; the resume line."""
+    table = ResultsTable(ctx.path)
+    for row in table.rows():
+        if row.status not in FINAL:
+            row.status = "interrupted"
+            table.write(row)
+    if tracker is not None:
+        client = tracker.client
+        running = client.search_runs([tracker.experiment_id], filter_string=(
+            f"tags.mlflow.parentRunId = '{ctx.parent_run_id}' and attributes.status = 'RUNNING'"))
+        for run in running:
+            client.set_terminated(run.info.run_id, status="KILLED")
+        client.set_terminated(ctx.parent_run_id, status="KILLED")
+    ctx.save()
+    line = f"python -m tuner.run --resume {ctx.path}"
+    slurm = (f" (under SLURM: sbatch [the same options] cluster/slurm/ray_cluster.sbatch -- {line})"
+             if "SLURM_JOB_ID" in os.environ else "")
+    print(f"interrupted: the search stopped on SIGTERM; continue with: {line}{slurm}", file=sys.stderr, flush=True)
+    return EXIT_CODE
