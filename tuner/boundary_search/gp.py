@@ -58,8 +58,9 @@ class BoundaryModel:
         train_x = torch.as_tensor(obs.x, dtype=torch.float64)
         train_y = torch.as_tensor((y - self._mean) / self._std, dtype=torch.float64)
         yvar = None if np.isnan(se).any() else torch.as_tensor((se / self._std) ** 2, dtype=torch.float64)
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), torch.random.fork_rng():  # refits after a failed fit draw from torch's RNG
             warnings.simplefilter("ignore")  # BoTorch warns about tiny data sets and near-standardised outcomes
+            torch.manual_seed(0)
             self.gp = SingleTaskGP(train_x, train_y, train_Yvar=yvar, outcome_transform=None,
                                    mean_module=LinearMean(obs.x.shape[1], batch_shape=torch.Size([2])))
             fit_gpytorch_mll(ExactMarginalLogLikelihood(self.gp.likelihood, self.gp))

@@ -36,7 +36,7 @@ from tuner.boundary_search.stopping import StopDecision, StopRule, decide
 @dataclass(frozen=True)
 class BoundarySamplerConfig:
     n_startup: int = 8
-    exploit_every: int = 3
+    exploit_every: int = 2
     n_candidates: int = 2048
     min_distance: float = 0.02
     stop: StopRule = field(default_factory=StopRule)
