@@ -2,6 +2,7 @@
 
     python -m tuner.bench_search --preset miniworld --seeds 20 --max-concurrent 1 4 --workers 16
     python -m tuner.bench_search --synthetic --seeds 20 --budgets 12 24 48
+    python -m tuner.bench_search --preset miniworld-small --grid 2 2 1 --seeds 2 --methods boundary steps=8
 
 Builds (or reuses) the table, replays every method x concurrency x seed on a process pool, prints a
 compact table and writes ``bench_search.json`` and ``bench_search_error.png`` to ``--out``.
@@ -35,13 +36,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--delta", type=float, default=0.02)
     ap.add_argument("--out", type=Path, default=Path("bench_search"))
+    ap.add_argument("overrides", nargs="*", metavar="key=value", help="TrainConfig fields for every table point")
     args = ap.parse_args(argv)
     if args.synthetic:
         table = SyntheticWorld(delta=args.delta).table(*args.grid)
     else:
+        from trainables.train import parse_overrides
         from tuner.bench_search.build_table import build_table
 
-        table = build_table(args.preset, tuple(args.grid), workers=args.workers)
+        table = build_table(args.preset, tuple(args.grid), workers=args.workers,
+                            overrides=parse_overrides(args.overrides))
     traces = run_all(table, args.methods, args.seeds, args.max_concurrent, max(args.max_trials, *args.budgets),
                      args.delta, args.workers)
     result = report(table, traces, tuple(args.budgets), args.delta)

@@ -39,14 +39,18 @@ class UnitCube:
         d = self.dists[j]
         return float(d.low), float(d.high), bool(d.log)
 
+    def shape(self, columns: Mapping[str, Any]) -> tuple[int, ...]:
+        """The broadcast shape of the value columns (``to_unit`` flattens it to n rows)."""
+        return np.broadcast_shapes(*(np.shape(columns[n]) for n in self.names))
+
     def to_unit(self, columns: Mapping[str, Any]) -> np.ndarray:
-        """(n, dim) unit coordinates of value columns (scalars broadcast)."""
+        """(n, dim) unit coordinates of value columns (arrays broadcast, then flattened)."""
         cols = []
         for j, name in enumerate(self.names):
             low, high, log = self._ends(j)
             x = np.asarray(columns[name], dtype=float)
             cols.append((np.log(x) - np.log(low)) / np.log(high / low) if log else (x - low) / (high - low))
-        return np.column_stack(np.broadcast_arrays(*cols)) if cols else np.empty((0, 0))
+        return np.column_stack([c.ravel() for c in np.broadcast_arrays(*cols)])
 
     def from_unit(self, u: np.ndarray) -> dict[str, Any]:
         """Parameter values of one unit point, clipped into the distributions' ranges."""
@@ -58,3 +62,16 @@ class UnitCube:
             out[name] = (int(np.clip(round(value), low, high)) if isinstance(self.dists[j], IntDistribution)
                          else float(np.clip(value, low, high)))
         return out
+
+    def ratio_coords(self, u: np.ndarray, num: str, den: str) -> np.ndarray:
+        """Unit coords with ``num``'s column replaced by log(num / den), rescaled to [0, 1] over the box
+        (both must be log-scaled): a boundary along the ratio becomes axis-aligned for an ARD kernel."""
+        i, j = self.names.index(num), self.names.index(den)
+        (ni, nh, _), (di, dh, _) = self._ends(i), self._ends(j)
+        log_ratio = np.log(ni) + u[:, i] * np.log(nh / ni) - np.log(di) - u[:, j] * np.log(dh / di)
+        out = u.copy()
+        out[:, i] = (log_ratio - np.log(ni / dh)) / np.log((nh / ni) * (dh / di))
+        return out
+
+    def has_log(self, *names: str) -> bool:
+        return all(n in self.names and self._ends(self.names.index(n))[2] for n in names)

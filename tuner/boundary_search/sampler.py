@@ -101,12 +101,12 @@ class BoundarySampler(BaseSampler):
             else np.empty((0, cube.dim))
         rng = np.random.default_rng([self._seed, trial.number])
         u = qmc.Sobol(cube.dim, scramble=True, rng=rng).random(cfg.n_candidates)
-        model = state.model.with_pending(pending)
-        mean, sd = model.predict(u)
+        model = state.model.with_pending(state.model_x(pending))
+        mean, sd = model.predict(state.model_x(u))
         exploit = (trial.number - cfg.n_startup) % cfg.exploit_every == cfg.exploit_every - 1
         score = self._constrained_ei(state, model, pending, mean, sd) if exploit else \
             1.96 * sd[:, 0] - np.abs(mean[:, 0] - THRESHOLD)
-        taken = np.vstack([state.obs.x, pending])
+        taken = np.vstack([state.unit_x, pending])
         dist = np.min(np.linalg.norm(u[:, None, :] - taken[None, :, :], axis=-1), axis=1)
         score = np.where(dist >= cfg.min_distance, score, -np.inf)
         return cube.from_unit(u[int(np.argmax(score))])
@@ -114,12 +114,11 @@ class BoundarySampler(BaseSampler):
     def _constrained_ei(self, state: BoundaryState, model: Any, pending: np.ndarray, mean: np.ndarray,
                         sd: np.ndarray) -> np.ndarray:
         """EI of forget (lower is better) over the best feasible forget, times P(harmless); P alone when
-        nothing is feasible yet. Running trials predicted feasible count as incumbents (their believed mean)."""
+        nothing is feasible yet. Incumbents are posterior means (plug-in EI for noisy observations) at the
+        completed and running trials the model calls harmless."""
         p = norm.cdf((THRESHOLD - mean[:, 0]) / sd[:, 0])
-        feasible = state.obs.forget[state.obs.retain_drop <= self.spec.delta]
-        if len(pending):
-            pm, _ = model.predict(pending)
-            feasible = np.r_[feasible, pm[pm[:, 0] <= THRESHOLD, 1]]
+        im, _ = model.predict(state.model_x(np.vstack([state.unit_x, pending])))
+        feasible = im[im[:, 0] <= THRESHOLD, 1]
         if not len(feasible):
             return p
         z = (feasible.min() - mean[:, 1]) / sd[:, 1]

@@ -37,6 +37,9 @@ class ModelSpec:
     forget_index: int = 0
     retain_index: int = 1
     noise_floor: float = 0.1  # smallest stderr used, as a fraction of delta (lm-eval reports 0 at acc 1.0)
+    # the GP sees log(remove / retain) instead of log(remove): the loss is remove * L_rm + retain * L_ret, so
+    # the ratio sets where the gradient points; None models the raw coordinates
+    ratio: tuple[str, str] | None = ("remove_coef", "retain_coef")
 
 
 @dataclass(frozen=True)
@@ -57,7 +60,8 @@ class BoundaryState:
 
     def __init__(self, cube: UnitCube, trials: list[FrozenTrial], spec: ModelSpec):
         self.cube, self.trials, self.spec = cube, trials, spec
-        x = cube.to_unit({n: [t.params[n] for t in trials] for n in cube.names})
+        self.unit_x = cube.to_unit({n: [t.params[n] for t in trials] for n in cube.names})
+        x = self.model_x(self.unit_x)
         values = np.array([t.values for t in trials], dtype=float)
         se = np.array([[t.user_attrs.get(k, math.nan) for k in STDERR_ATTRS] for t in trials], dtype=float)
         self.obs = Observations(x=x, retain_drop=spec.baseline_retain - values[:, spec.retain_index],
@@ -72,13 +76,14 @@ class BoundaryState:
             return None
         return cls(UnitCube.from_space(space), trials, spec)
 
-    @property
-    def key(self) -> tuple[int, ...]:
-        return tuple(t.number for t in self.trials)
+    def model_x(self, u: np.ndarray) -> np.ndarray:
+        """The GP's inputs for unit-cube points (the ratio coordinate, when ``spec.ratio`` applies)."""
+        ratio = self.spec.ratio
+        return self.cube.ratio_coords(u, *ratio) if ratio and self.cube.has_log(*ratio) else u
 
     def p_harmless(self, columns: Mapping[str, Any]) -> np.ndarray:
-        """P(retain drop <= delta) at parameter value columns (arrays broadcast)."""
-        return self.model.p_harmless(self.cube.to_unit(columns))
+        """P(retain drop <= delta) at parameter value columns (arrays broadcast, result in their shape)."""
+        return self.model.p_harmless(self.model_x(self.cube.to_unit(columns))).reshape(self.cube.shape(columns))
 
     def recommend(self) -> Recommendation | None:
         """Among trials feasible on their point estimate: the lowest forget with P(feasible) >= 0.9, else the
@@ -96,5 +101,5 @@ class BoundaryState:
     def ambiguous_share(self, n: int = 1024) -> float:
         """Share of the unit cube (a fixed scrambled Sobol set) where 0.1 < P(harmless) < 0.9."""
         u = qmc.Sobol(self.cube.dim, scramble=True, seed=0).random(n)
-        p = self.model.p_harmless(u)
+        p = self.model.p_harmless(self.model_x(u))
         return float(np.mean((p > AMBIGUOUS[0]) & (p < AMBIGUOUS[1])))

@@ -15,9 +15,9 @@ from tuner.boundary_search.state import AMBIGUOUS, BoundaryState
 
 @dataclass(frozen=True)
 class StopRule:
-    max_ambiguous: float = 0.10  # x log10(range of remove_coef) ~ mean ambiguous width in decades
+    max_ambiguous: float = 0.08  # x log10(range of remove_coef) ~ mean ambiguous width in decades
     min_p_feasible: float = 0.9
-    min_trials: int = 12
+    min_trials: int = 16
 
 
 @dataclass(frozen=True)
