@@ -32,3 +32,9 @@ def test_searcher_passes_stderrs_and_finishes_when_pinned(tmp_path: Path):
     assert len(trials) == i and all(t.user_attrs == {"forget_stderr": 0.02, "retain_stderr": 0.01} for t in trials)
     reason = stop_reason(tmp_path, 60)
     assert reason.startswith("stopped by itself: boundary pinned after") and "P(retain drop <= delta)" in reason
+    # Tune checkpoints the searcher (pickle) for --resume: the restored one is still finished
+    searcher.save(str(tmp_path / "searcher.pkl"))
+    restored = BoundaryOptunaSearch(space=SPACE, metric=["eval_forget_acc", "eval_retain_acc"], mode=["min", "max"],
+                                    run_dir=tmp_path)
+    restored.restore(str(tmp_path / "searcher.pkl"))
+    assert restored.suggest("again") == Searcher.FINISHED
