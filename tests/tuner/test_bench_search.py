@@ -59,6 +59,7 @@ def test_trials_to_target_and_summary():
     s = summarise([hit, late, never], budgets=(2, 4))
     assert s["median_trials_to_target"] == 4 and s["p90_trials_to_target"] is None
     assert s["reached_rate"] == pytest.approx(2 / 3)
+    assert s["median_trials_to_boundary"] == 4  # error <= 0.2 alone: n = 2, 4, never
     assert s["boundary_error_at"] == {"2": 0.3, "4": 0.15}
     assert s["feasible_rate_at"]["4"] == pytest.approx(2 / 3)
     assert s["median_stop_trial"] == 2 and s["target_met_at_stop_rate"] == 0.0

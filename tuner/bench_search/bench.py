@@ -46,15 +46,20 @@ def report(table: Table, traces: dict[str, list[Trace]], budgets: tuple[int, ...
 def compact(result: dict[str, Any]) -> str:
     """The printed table: one line per method."""
     b = result["budgets"]
-    head = ["method", "median n", "p90 n", "reached"] + [f"err@{n}" for n in b] + [f"regret@{n}" for n in b] + \
-        [f"feas@{n}" for n in b] + ["stop n", "target@stop"]
+    head = (["method", "median n", "p90 n", "reached", "boundary n"] + [f"err@{n}" for n in b]
+            + [f"regret@{n}" for n in b] + [f"feas@{n}" for n in b] + ["stop n", "target@stop"])
+
+    def f(v: float | None, spec: str = ".2f") -> str:
+        return "—" if v is None else format(v, spec)
+
     rows = []
     for name, m in result["methods"].items():
-        f = lambda v, p=".2f": "—" if v is None else format(v, p)  # noqa: E731
+        at = {k: m.get(k) or {} for k in ("boundary_error_at", "regret_at", "feasible_rate_at")}
         rows.append([name, f(m["median_trials_to_target"], "g"), f(m["p90_trials_to_target"], "g"),
-                     f(m.get("reached_rate"), ".0%")] + [f(m.get("boundary_error_at", {}).get(str(n))) for n in b]
-                    + [f(m.get("regret_at", {}).get(str(n)), ".1f") for n in b]
-                    + [f(m.get("feasible_rate_at", {}).get(str(n)), ".0%") for n in b]
+                     f(m.get("reached_rate"), ".0%"), f(m.get("median_trials_to_boundary"), "g")]
+                    + [f(at["boundary_error_at"].get(str(n))) for n in b]
+                    + [f(at["regret_at"].get(str(n)), ".1f") for n in b]
+                    + [f(at["feasible_rate_at"].get(str(n)), ".0%") for n in b]
                     + [f(m.get("median_stop_trial"), "g"), f(m.get("target_met_at_stop_rate"), ".0%")])
     widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
     return "\n".join("  ".join(str(c).rjust(w) for c, w in zip(r, widths, strict=True)) for r in [head, *rows])

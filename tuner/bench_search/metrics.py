@@ -40,6 +40,8 @@ def _finite(x: float) -> float | None:
 def summarise(traces: list[Trace], budgets: tuple[int, ...], target: Target = TARGET) -> dict[str, Any]:
     """One method's row of ``bench_search.json``."""
     ttt = np.array([trials_to_target(t, target) for t in traces])
+    boundary_only = Target(max_error=target.max_error, max_regret=math.inf, feasible=False)
+    ttb = np.array([trials_to_target(t, boundary_only) for t in traces])
 
     def at(values: str, n: int, fn: Any) -> float | None:
         col = [getattr(t, values)[n - 1] for t in traces if len(getattr(t, values)) >= n]
@@ -52,6 +54,7 @@ def summarise(traces: list[Trace], budgets: tuple[int, ...], target: Target = TA
         "median_trials_to_target": _finite(np.quantile(ttt, 0.5, method="inverted_cdf")),
         "p90_trials_to_target": _finite(np.quantile(ttt, 0.9, method="inverted_cdf")),
         "reached_rate": float(np.isfinite(ttt).mean()),
+        "median_trials_to_boundary": _finite(np.quantile(ttb, 0.5, method="inverted_cdf")),  # error target only
         "boundary_error_at": {str(n): at("error", n, np.median) for n in budgets},
         "regret_at": {str(n): at("regret", n, lambda a: np.median(np.where(np.isnan(a), np.inf, a)))
                       for n in budgets},
