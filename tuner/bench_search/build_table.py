@@ -70,8 +70,11 @@ def build_table(preset: str, shape: tuple[int, ...] = (7, 7, 4), workers: int = 
     todo = [(i, p) for i, p in enumerate(points) if i not in done]
     if not (out / "baseline.json").is_file():
         todo.insert(0, (-1, {}))
+    text = (out / "points.jsonl").read_text() if (out / "points.jsonl").is_file() else ""
     with ProcessPoolExecutor(max(1, workers), mp_context=get_context("spawn")) as pool, \
             open(out / "points.jsonl", "a") as sink:
+        if text and not text.endswith("\n"):
+            sink.write("\n")  # end a torn last line, so the next record starts on its own line
         futures = {pool.submit(run_point, preset, overrides, params, i < 0): (i, params) for i, params in todo}
         for fut in tqdm(as_completed(futures), total=len(futures), desc=f"table {out.name}", file=sys.stderr):
             i, params = futures[fut]
