@@ -22,7 +22,7 @@ from trainables.config import MINIWORLD_MODELS, ConfigError, TrainConfig
 from trainables.presets import load_preset
 
 KINDS = ("loguniform", "uniform", "choice")
-SAMPLERS = ("tpe", "nsga2", "gp", "grid")
+SAMPLERS = ("boundary", "tpe", "nsga2", "gp", "grid")
 FAMILIES = ("miniworld", "real")
 MODES = ("min", "max")
 GRID_KEY = "point"  # a grid space's one Tune parameter: tune.grid_search over its points
@@ -113,7 +113,7 @@ class SearchSpace:
 
     name: str
     description: str  # one line, shown by ``--list-spaces``
-    sampler: str  # tpe | nsga2 | gp (Optuna) or grid
+    sampler: str  # boundary | tpe | nsga2 | gp (Optuna; tuner.samplers) or grid
     families: dict[str, Family]
     objectives: tuple[tuple[str, str], ...] = (("forget_acc", "min"), ("retain_acc", "max"))
     constraint_delta: float = 0.02

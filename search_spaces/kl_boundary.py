@@ -1,8 +1,11 @@
 """``kl_boundary`` (default): find where unlearning goes from "no effect" to "retain damage".
 
-Optuna's TPE samples retain_coef and remove_coef log-uniformly and beta_kl uniformly. The target is the lowest
-forget accuracy with a retain-accuracy drop of at most 2 points; both accuracies are also recorded as two
-objectives, so the Pareto front is kept too.
+The boundary sampler (``tuner.boundary_search``: QMC start, then GP level-set search on "retain drop = delta"
+alternating with constrained improvement of forgetting) searches retain_coef and remove_coef on log scales
+and beta_kl linearly, and stops by itself once the boundary is pinned; ``num_samples`` is the budget cap.
+The target is the lowest forget accuracy with a retain-accuracy drop of at most 2 points; both accuracies
+are recorded as two objectives, so the Pareto front is kept too. TPE stays selectable as a space with
+``sampler="tpe"``.
 """
 
 from search_spaces.base import Family, Param, SearchSpace
@@ -17,7 +20,7 @@ MINIWORLD = Family(
         Param("remove_coef", "loguniform", 0.1, 30.0),
         Param("beta_kl", "uniform", 0.0, 1.0),
     ),
-    num_samples=12,
+    num_samples=48,  # budget cap; the stopping rule usually ends the search earlier
 )
 
 # Real models: around the anchors' 5/5 default. Seed 002 saw MMLU damage above remove 15 at retain 5
@@ -33,8 +36,9 @@ REAL = Family(
 
 SPACE = SearchSpace(
     name="kl_boundary",
-    description="Optuna TPE over the no-effect / retain-damage boundary: lowest forget acc with retain drop <= 2 pts",
-    sampler="tpe",
+    description="GP boundary search with a stopping rule: the retain-damage boundary and the lowest forget acc "
+                "with retain drop <= 2 pts",
+    sampler="boundary",
     families={"miniworld": MINIWORLD, "real": REAL},
     objectives=(("forget_acc", "min"), ("retain_acc", "max")),
     constraint_delta=0.02,

@@ -39,6 +39,7 @@ class OutcomeState(str, Enum):
         return self in (OutcomeState.FORGETS_HARMLESSLY, OutcomeState.NO_EFFECT)
 
 
+CONFIDENT = 0.9  # P(feasible) a model's recommendation should reach (the stopping rule's default)
 NEXT_STEP = {  # algorithm.md §8: which way to move when a state dominates
     OutcomeState.NO_EFFECT: "lower retain_coef, raise remove_coef or raise lr",
     OutcomeState.BOTH_DEGRADED: "raise retain_coef or lower lr, and raise remove_coef slightly",
@@ -65,6 +66,7 @@ class BoundaryAnalysis:
     next_step: str
     detectable_drop: float | None  # retain drop (fraction) flagged as damage with probability 1/2
     summary: dict[str, str]  # trial_id (and "baseline") -> one-line description used in the verdict
+    stop_reason: str = ""  # why the search ended (boundary sampler runs)
 
     def counts(self) -> dict[OutcomeState, int]:
         return {s: sum(v is s for v in self.states.values()) for s in OutcomeState}
@@ -101,12 +103,19 @@ class BoundaryAnalysis:
                     f"({self.confidence:.0%}, one-sided) more than {100 * self.delta:.1f} pts below the "
                     f"baseline; at these sample sizes a true drop of {100 * (self.detectable_drop or 0):.1f} "
                     "pts is flagged only half of the time.")
+        if self.stop_reason:
+            text.append(f"The search {self.stop_reason}.")
         return " ".join(text)
 
 
 def analyse(trials: list[TrialRow], baseline: TrialRow | None, delta: float = 0.02,
-            confidence: float = 0.95) -> BoundaryAnalysis:
-    """Label, fit and recommend. ``trials`` may contain the baseline row; it is ignored there."""
+            confidence: float = 0.95, model: Any = None, stop_reason: str = "") -> BoundaryAnalysis:
+    """Label, fit and recommend. ``trials`` may contain the baseline row; it is ignored there. ``model`` (with
+    ``BoundaryFit``'s interface, e.g. the boundary sampler's ``ModelFit``) replaces the logistic fit.
+
+    The recommendation is the lowest forget among forgets_harmlessly trials whose retain drop is <= delta on
+    the point estimate; one that is only "not confidently damaged" is recommended only when no such trial
+    exists, and is labelled so."""
     trials = [t for t in trials if not t.is_baseline]
     z = float(norm.ppf(confidence))
     scored = [t for t in trials if t.status == "done" and t.scored]
@@ -117,19 +126,25 @@ def analyse(trials: list[TrialRow], baseline: TrialRow | None, delta: float = 0.
                                f"The baseline row has no forget/retain scores (status {baseline.status}"
                                + (f": {baseline.error}" if baseline.error else "") + ")")
     states = {t.trial_id: classify(t, base, delta, z) for t in scored} if base else {}
-    fit, fit_note = fit_boundary([t.params for t in scored if t.trial_id in states],
-                                 [states[t.trial_id].harmless for t in scored if t.trial_id in states])
+    fit, fit_note = (model, "") if model is not None else fit_boundary(
+        [t.params for t in scored if t.trial_id in states],
+        [states[t.trial_id].harmless for t in scored if t.trial_id in states])
 
-    def rank(t: TrialRow) -> tuple[float, float, float]:
-        """Lowest forget acc, then highest retain acc, then deepest inside the harmless region."""
+    def rank(t: TrialRow) -> tuple[bool, bool, float, float, float]:
+        """Feasible on the point estimate first, then (with a ``model``) P(feasible) >= 0.9, then lowest
+        forget acc, highest retain acc, highest P."""
         p = fit.p_at(t.params) if fit else None
-        return t.forget.acc, -t.retain.acc, -(p or 0.0)
+        unsure = model is not None and (p or 0.0) < CONFIDENT
+        return not _feasible(t, base, delta), unsure, t.forget.acc, -t.retain.acc, -(p or 0.0)
 
     by_forget = sorted((t for t in scored if states.get(t.trial_id) is OutcomeState.FORGETS_HARMLESSLY), key=rank)
     best = by_forget[0] if by_forget else None
     tied = [t.trial_id for t in by_forget[1:] if not _significant(t.forget, best.forget, 0.0, z)]
     nearest = [] if best or not states else _nearest(scored, states, base)
     summary = {t.trial_id: _describe(t, base, fit) for t in scored}
+    if best is not None and not _feasible(best, base, delta):
+        summary[best.trial_id] += (f"; only not confidently damaged: its retain drop exceeds "
+                                   f"{100 * delta:.1f} pts on the point estimate")
     if base:
         summary[BASELINE_ID] = f"{_score(base.forget)} forget, {_score(base.retain)} retain"
     return BoundaryAnalysis(
@@ -137,7 +152,7 @@ def analyse(trials: list[TrialRow], baseline: TrialRow | None, delta: float = 0.
         unscored=unscored, pareto=pareto_front(scored), fit=fit, fit_note=fit_note,
         recommended=best.trial_id if best else None, tied=tied, nearest=nearest,
         next_step=_next_step(best, states, fit, z) if base and states else "score the trials first",
-        detectable_drop=_detectable_drop(scored, base, delta, z), summary=summary)
+        detectable_drop=_detectable_drop(scored, base, delta, z), summary=summary, stop_reason=stop_reason)
 
 
 def classify(trial: TrialRow, baseline: TrialRow, delta: float, z: float) -> OutcomeState:
@@ -155,6 +170,11 @@ def pareto_front(trials: list[TrialRow]) -> list[str]:
     pts = [(t.forget.acc, -t.retain.acc, t.trial_id) for t in trials if t.scored]
     front = [p for p in pts if not any(q[0] <= p[0] and q[1] <= p[1] and q[:2] != p[:2] for q in pts)]
     return [p[2] for p in sorted(front)]
+
+
+def _feasible(t: TrialRow, base: TrialRow | None, delta: float) -> bool:
+    """Retain drop <= delta on the point estimate."""
+    return base is not None and base.retain.acc - t.retain.acc <= delta
 
 
 def _significant(high: TaskScore, low: TaskScore, margin: float, z: float) -> bool:
@@ -198,7 +218,7 @@ def _describe(t: TrialRow, base: TrialRow | None, fit: BoundaryFit | None) -> st
     text += f", {_score(t.retain)} retain"
     text += f" ({_pts(t.retain.acc - base.retain.acc)} pts)" if base else ""
     p = fit.p_at(t.params) if fit else None
-    return text + (f", P(harmless)={p:.2f}" if p is not None else "")
+    return text + (f", {fit.P_LABEL}={p:.2f}" if p is not None else "")
 
 
 def _detectable_drop(scored: list[TrialRow], base: TrialRow | None, delta: float, z: float) -> float | None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from scipy.optimize import minimize
@@ -32,6 +32,8 @@ N_DRAWS = 4000
 @dataclass(frozen=True)
 class BoundaryFit:
     """A fitted P(harmless) surface and the boundary ratio read off it."""
+
+    P_LABEL: ClassVar[str] = "P(harmless)"  # P(not confidently damaged), as the labels are
 
     features: tuple[str, ...]  # param names in model order; retain/remove enter as log10
     mean: tuple[float, ...]

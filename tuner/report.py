@@ -94,7 +94,11 @@ def render_report(run_dir: str | Path, delta: float | None = None, confidence: f
         delta = float(data.config.get("delta", DEFAULT_DELTA))
     if confidence is None:
         confidence = float(data.config.get("confidence", DEFAULT_CONFIDENCE))
-    a = analyse(data.trials, data.baseline, delta, confidence)
+    from tuner.boundary_search.report_fit import run_model_fit
+
+    base_retain = data.baseline.retain.acc if data.baseline and data.baseline.retain else None
+    a = analyse(data.trials, data.baseline, delta, confidence, model=run_model_fit(run_dir, data.config, base_retain,
+                delta), stop_reason=data.config.get("extra", {}).get("stop_reason", ""))
     out = run_dir / REPORT_DIR
     out.mkdir(exist_ok=True)
     pngs = {"tradeoff.png": tradeoff_png(data.trials, data.baseline, a),

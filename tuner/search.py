@@ -1,6 +1,7 @@
 """Ray Tune wiring: the trial driver, the searcher, and restore.
 
-Sampled spaces use ``OptunaSearch`` (seeded TPE, or NSGA-II / GP) as a multi-objective search over
+Sampled spaces use ``OptunaSearch`` (the boundary sampler with its stopping rule, or seeded TPE, NSGA-II,
+GP; ``tuner.samplers``) as a multi-objective search over
 ``eval_forget_acc`` (min) and ``eval_retain_acc`` (max) with the constraint "retain drop <= delta"
 (``constraints_func`` on the sampler), its study persisted in ``run_dir/optuna.db``. Grid spaces run
 their fixed points with Tune's ``grid_search``. ``Tuner.restore`` resumes either, searcher state included.
@@ -8,7 +9,6 @@ their fixed points with Tune's ``grid_search``. ``Tuner.restore`` resumes either
 
 from __future__ import annotations
 
-import functools
 import os
 from typing import Any
 
@@ -18,33 +18,12 @@ from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
 from search_spaces import get_space
-from tuner import constrained_samplers as samplers
+from tuner.boundary_search.searcher import BoundaryOptunaSearch
 from tuner.context import SearchContext
+from tuner.samplers import make_sampler
 from tuner.trial import OBJECTIVES, trial_driver
 
 EXPERIMENT = "search"
-
-
-def retain_constraint(trial: optuna.trial.FrozenTrial, baseline_retain: float | None, delta: float) -> list[float]:
-    """Optuna ``constraints_func``: ``baseline_retain - retain - delta`` (<= 0 is feasible); a module-level
-    function (bound with ``functools.partial``) so the searcher pickles into Tune's experiment state."""
-    if baseline_retain is None or not trial.values:
-        return [0.0]
-    return [baseline_retain - trial.values[OBJECTIVES.index("eval_retain_acc")] - delta]
-
-
-def make_sampler(name: str, seed: int, num_samples: int, baseline_retain: float | None,
-                 delta: float) -> optuna.samplers.BaseSampler:
-    """A seeded Optuna sampler with the "retain drop <= delta" constraint."""
-    constraints = functools.partial(retain_constraint, baseline_retain=baseline_retain, delta=delta)
-    startup = max(4, num_samples // 3)
-    if name == "nsga2":
-        return samplers.NSGAIISampler(seed=seed, constraints_func=constraints,
-                                      population_size=max(4, num_samples // 3))
-    if name == "gp":
-        return samplers.GPSampler(seed=seed, constraints_func=constraints, n_startup_trials=startup)
-    return samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=startup,
-                               constraints_func=constraints)
 
 
 def trainable(ctx: SearchContext) -> Any:
@@ -66,11 +45,12 @@ def make_tuner(ctx: SearchContext) -> tune.Tuner:
     else:
         storage = optuna.storages.RDBStorage(f"sqlite:///{ctx.path.resolve()}/optuna.db")
         modes = dict(space.objectives)
-        searcher = OptunaSearch(metric=list(OBJECTIVES), mode=[modes[m.removeprefix("eval_")] for m in OBJECTIVES],
-                                storage=storage,
-                                study_name=f"{ctx.space}-{ctx.preset}",
-                                sampler=make_sampler(space.sampler, ctx.seed, ctx.num_samples,
-                                                     ctx.baseline_retain_acc, ctx.delta))
+        kwargs = dict(metric=list(OBJECTIVES), mode=[modes[m.removeprefix("eval_")] for m in OBJECTIVES],
+                      storage=storage, study_name=f"{ctx.space}-{ctx.preset}",
+                      sampler=make_sampler(space.sampler, ctx.seed, ctx.num_samples, ctx.baseline_retain_acc,
+                                           ctx.delta))
+        searcher = (BoundaryOptunaSearch(**kwargs, run_dir=ctx.path) if space.sampler == "boundary"
+                    else OptunaSearch(**kwargs))
         search_alg, num_samples = ConcurrencyLimiter(searcher, max_concurrent=ctx.max_concurrent), ctx.num_samples
     return tune.Tuner(
         trainable(ctx), param_space=param_space,

@@ -125,6 +125,11 @@ def _finish(ctx: SearchContext, tracker: Tracker) -> int:
     from tuner.report import render_report
 
     table = ResultsTable(ctx.path)
+    stop = _stop_reason(ctx)
+    if stop:
+        ctx.extra["stop_reason"] = stop  # run_config.json -> the report's run-config table
+        ctx.save()
+        tracker.set_tags(ctx.parent_run_id, {"stop_reason": stop[:5000]})
     report_dir = render_report(ctx.path, delta=ctx.delta)
     for path, name in ((table.jsonl, "results"), (table.csv, "results"), (table.md, "results"),
                        (ctx.path / "run_config.json", "results"), (report_dir, "report")):
@@ -138,6 +143,14 @@ def _finish(ctx: SearchContext, tracker: Tracker) -> int:
     print(f"run directory : {ctx.path}\nresults       : {table.md}\n                {table.csv}\n"
           f"                {table.jsonl}\nreport        : {report_dir / 'report.html'}\n"
           f"                {report_dir / 'report.md'}\n"
-          + (f"optuna study  : {study}\n" if study.exists() else "")
+          + (f"optuna study  : {study}\n" if study.exists() else "") + (f"stop          : {stop}\n" if stop else "")
           + f"MLflow        : {ui_command(ctx.mlflow_uri)}")
     return 0
+
+
+def _stop_reason(ctx: SearchContext) -> str:
+    """Why a boundary search ended (its stopping rule, or the --num-samples cap); "" for other samplers."""
+    from search_spaces import get_space
+    from tuner.boundary_search.searcher import stop_reason
+
+    return stop_reason(ctx.path, ctx.num_samples) if get_space(ctx.space).sampler == "boundary" else ""

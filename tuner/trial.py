@@ -132,6 +132,7 @@ def _objectives(row: TrialRow, ctx: SearchContext) -> dict[str, float]:
         return {**WORST, "diverged": int(row.status == "diverged"), "failed": 0}
     drop = (ctx.baseline_retain_acc - row.retain.acc) if ctx.baseline_retain_acc is not None else 0.0
     return {"eval_forget_acc": row.forget.acc, "eval_retain_acc": row.retain.acc, "retain_drop": drop,
+            "eval_forget_stderr": row.forget.stderr, "eval_retain_stderr": row.retain.stderr,
             "diverged": 0, "failed": 0}
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from search_spaces import get_space
 from tuner.run import build_parser, validate
-from tuner.search import make_sampler, retain_constraint
+from tuner.samplers import make_sampler, retain_constraint
 from tuner.trial import OBJECTIVES
 
 

@@ -1,0 +1,93 @@
+"""The replay benchmark's metrics on a synthetic table with a known boundary."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import optuna
+import pytest
+
+from tuner.bench_search import replay as replay_module
+from tuner.bench_search.bench import report
+from tuner.bench_search.methods import Estimate
+from tuner.bench_search.metrics import summarise, trials_to_target
+from tuner.bench_search.replay import Trace, boundary_error, replay
+from tuner.bench_search.synthetic import SyntheticWorld
+
+WORLD = SyntheticWorld()
+DELTA = WORLD.delta
+
+
+def known_boundary(table) -> np.ndarray:
+    """log10 remove* = log10 retain + log10 ratio*, clipped to the remove range; shape (retain, beta)."""
+    cols = table.columns()
+    x = np.log10(cols["retain_coef"]) + WORLD.log_ratio_star(cols["retain_coef"], cols["beta_kl"])
+    return np.clip(x, np.log10(0.1), np.log10(30.0))
+
+
+def oracle(shift: float = 0.0):
+    """P(harmless) from the true (noise-free) retain drop, read ``shift`` decades further along remove."""
+    def p(cols):
+        remove = np.asarray(cols["remove_coef"]) / 10.0 ** shift
+        return (WORLD.true_drop(cols["retain_coef"], remove, cols["beta_kl"]) <= DELTA).astype(float)
+    return p
+
+
+def test_table_boundary_is_the_known_boundary():
+    table = WORLD.table(n_retain=5, n_remove=41, n_beta=3, seed=None)
+    assert np.abs(table.boundary(DELTA) - known_boundary(table)).max() < 0.02
+
+
+def test_boundary_error_of_exact_shifted_and_missing_models():
+    table = WORLD.table(n_retain=5, n_remove=41, n_beta=3, seed=None)
+    truth = table.boundary(DELTA)
+    assert boundary_error(table, Estimate(oracle(), None), truth) < 0.03
+    shifted = boundary_error(table, Estimate(oracle(0.3), None), truth)
+    unclipped = (truth + 0.3 < np.log10(30.0))
+    expected = np.mean(np.where(unclipped, 0.3, np.log10(30.0) - truth))
+    assert shifted == pytest.approx(expected, abs=0.03) and shifted > 0.15
+    none = boundary_error(table, Estimate(None, None), truth)
+    assert none == pytest.approx(np.mean(np.log10(30.0) - truth), abs=1e-9)
+
+
+def test_trials_to_target_and_summary():
+    hit = Trace("m", 0, 1, error=[0.5, 0.19, 0.1, 0.1], regret=[0.0, 5.0, 2.0, 1.0], feasible=[True, True, True, False])
+    late = Trace("m", 1, 1, error=[0.5, 0.3, 0.3, 0.15], regret=[0.0, 0.0, 0.0, 3.0], feasible=[True] * 4, stopped_at=2)
+    never = Trace("m", 2, 1, error=[0.5] * 4, regret=[0.0] * 4, feasible=[True] * 4)
+    assert [trials_to_target(t) for t in (hit, late, never)] == [3, 4, math.inf]
+    s = summarise([hit, late, never], budgets=(2, 4))
+    assert s["median_trials_to_target"] == 4 and s["p90_trials_to_target"] is None
+    assert s["reached_rate"] == pytest.approx(2 / 3)
+    assert s["median_trials_to_boundary"] == 4  # error <= 0.2 alone: n = 2, 4, never
+    assert s["boundary_error_at"] == {"2": 0.3, "4": 0.15}
+    assert s["feasible_rate_at"]["4"] == pytest.approx(2 / 3)
+    assert s["median_stop_trial"] == 2 and s["target_met_at_stop_rate"] == 0.0
+
+
+@pytest.mark.parametrize("max_concurrent", [1, 4])
+def test_replay_keeps_max_concurrent_trials_pending(monkeypatch, max_concurrent):
+    running = []
+
+    class Spy(optuna.samplers.RandomSampler):
+        def before_trial(self, study, trial):
+            running.append(len(study.get_trials(states=(optuna.trial.TrialState.RUNNING,))))
+
+    monkeypatch.setattr(replay_module, "make", lambda *a: Spy(seed=0))
+    table = WORLD.table()
+    trace = replay("random", table, seed=0, max_concurrent=max_concurrent, max_trials=12, delta=DELTA)
+    assert len(running) == 12 and max(running) == max_concurrent
+    assert len(trace.error) == len(trace.regret) == len(trace.feasible) == 12
+
+
+def test_replay_of_todays_method_and_the_json_report():
+    table = WORLD.table()
+    traces = {m: [replay(m, table, seed=s, max_concurrent=2, max_trials=12, delta=DELTA) for s in (0, 1)]
+              for m in ("random", "tpe")}
+    for t in traces["tpe"]:
+        assert all(np.isfinite(t.error)) and all(e >= 0 for e in t.error)
+        assert all(r >= -1e-9 for r, ok in zip(t.regret, t.feasible, strict=True) if ok)  # nothing beats the best
+    out = report(table, traces, (6, 12), DELTA)
+    assert out["methods"]["grid"]["grid_size"] == table.size == 7 * 7 * 4
+    assert set(out["methods"]["tpe"]) >= {"median_trials_to_target", "p90_trials_to_target", "boundary_error_at",
+                                          "regret_at", "feasible_rate_at", "grid_size"}

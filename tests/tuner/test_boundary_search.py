@@ -1,0 +1,124 @@
+"""The boundary sampler's contract: seeded determinism, pending-trial awareness, resume from an optuna.db,
+and the stopping rule, on a synthetic objective with a known boundary (remove/retain ratio 0.5)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+from scipy.special import expit, logit
+
+from tuner.boundary_search import BoundarySampler, BoundarySamplerConfig, ModelSpec, StopRule, decide
+from tuner.boundary_search.cube import UnitCube
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+SPACE = {"retain_coef": optuna.distributions.FloatDistribution(0.3, 100.0, log=True),
+         "remove_coef": optuna.distributions.FloatDistribution(0.1, 30.0, log=True),
+         "beta_kl": optuna.distributions.FloatDistribution(0.0, 1.0)}
+BASE = 0.99
+SPEC = ModelSpec(baseline_retain=BASE, delta=0.02)
+FAST = BoundarySamplerConfig(n_candidates=256)
+
+
+def objective(params: dict[str, float]) -> tuple[float, float, float, float]:
+    """(forget, retain, forget_se, retain_se): damage above ratio 0.5, forgetting above ratio 0.05."""
+    lr = np.log10(params["remove_coef"] / params["retain_coef"])
+    drop = 0.7 * expit((lr - np.log10(0.5)) / 0.1 + logit(0.02 / 0.7))  # = delta at the boundary
+    forget = 0.99 - 0.74 * expit((lr + 1.3) / 0.1)
+    return float(forget), float(BASE - drop), 0.02, 0.01
+
+
+def tell(study: optuna.Study, trial: optuna.Trial) -> None:
+    forget, retain, fse, rse = objective(trial.params)
+    trial.set_user_attr("forget_stderr", fse)
+    trial.set_user_attr("retain_stderr", rse)
+    study.tell(trial, [forget, retain])
+
+
+def run(study: optuna.Study, n: int) -> list[dict[str, float]]:
+    out = []
+    for _ in range(n):
+        trial = study.ask(SPACE)
+        out.append(trial.params)
+        tell(study, trial)
+    return out
+
+
+def new_study(seed: int = 0, storage: str | None = None, config: BoundarySamplerConfig = FAST) -> optuna.Study:
+    return optuna.create_study(directions=["minimize", "maximize"], storage=storage, study_name="s",
+                               load_if_exists=True, sampler=BoundarySampler(SPEC, config, seed=seed))
+
+
+def test_same_seed_same_trials_other_seed_other_trials():
+    a, b, c = (run(new_study(seed), 12) for seed in (3, 3, 4))
+    assert a == b
+    assert a != c
+    assert len({tuple(p.values()) for p in a}) == 12
+
+
+def test_model_phase_concentrates_on_the_boundary():
+    """After the QMC start, at least half the proposals lie within 0.5 decades of the true boundary ratio
+    (twice the space-filling start's share)."""
+    params = run(new_study(1), 24)
+    near = [abs(np.log10(p["remove_coef"] / p["retain_coef"]) - np.log10(0.5)) < 0.5 for p in params]
+    start, model = np.mean(near[:FAST.n_startup]), np.mean(near[FAST.n_startup:])
+    assert model >= 0.5 and model >= 2 * start
+
+
+@pytest.mark.parametrize("pending", [2, 8])
+def test_pending_trials_are_never_proposed_twice(pending: int):
+    study = new_study(2)
+    run(study, 10)
+    asked = [study.ask(SPACE) for _ in range(pending)]
+    cube = UnitCube.from_space(SPACE)
+    u = cube.to_unit({n: [t.params[n] for t in asked] for n in cube.names})
+    dist = np.linalg.norm(u[:, None] - u[None], axis=-1)[np.triu_indices(pending, 1)]
+    assert dist.min() >= FAST.min_distance
+    # the running trials change the proposal: the same history without them proposes the first one again
+    fresh = new_study(2)
+    run(fresh, 10)
+    assert fresh.ask(SPACE).params == asked[0].params
+    for t in asked:
+        tell(study, t)
+
+
+def test_resume_from_optuna_db_continues_identically(tmp_path: Path):
+    db = tmp_path / "optuna.db"
+    study = new_study(5, f"sqlite:///{db}")
+    run(study, 11)
+    shutil.copy(db, tmp_path / "copy.db")
+    expected = study.ask(SPACE).params
+    resumed = new_study(5, f"sqlite:///{tmp_path / 'copy.db'}")  # a fresh sampler, as after --resume
+    assert len(resumed.trials) == 11
+    assert resumed.ask(SPACE).params == expected
+
+
+def test_stopping_rule_waits_for_enough_trials_then_pins_the_boundary():
+    rule = StopRule(min_trials=10)
+    study = new_study(0, config=BoundarySamplerConfig(n_candidates=256, stop=rule))
+    run(study, 6)
+    early = study.sampler.stop_decision(study)
+    assert not early.stop and "6 of at least 10" in early.reason
+    decisions = []
+    for _ in range(40):
+        run(study, 1)
+        decisions.append(study.sampler.stop_decision(study))
+        if decisions[-1].stop:
+            break
+    last = decisions[-1]
+    assert last.stop, [d.reason for d in decisions[-3:]]
+    assert "boundary pinned" in last.reason and last.ambiguous_share <= rule.max_ambiguous
+    rec = study.sampler.state(study).recommend()
+    assert rec.p_feasible >= rule.min_p_feasible and rec.retain_drop <= SPEC.delta
+
+
+def test_stopping_rule_needs_a_feasible_recommendation():
+    """Every trial damaged: however sure the model is, the search goes on (and says why)."""
+    study = optuna.create_study(directions=["minimize", "maximize"],
+                                sampler=BoundarySampler(ModelSpec(baseline_retain=BASE + 0.5), FAST, seed=0))
+    run(study, 14)
+    decision = decide(study.sampler.state(study), StopRule(min_trials=12))
+    assert not decision.stop and "no trial is feasible" in decision.reason

@@ -1,0 +1,40 @@
+"""The Tune side of the boundary search: stderrs reach the Optuna trials, the stopping rule ends the
+search with ``Searcher.FINISHED`` and leaves the reason in ``run_dir/stop.json``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+from ray.tune.search import Searcher
+
+from tests.tuner.test_boundary_search import BASE, FAST, SPACE, objective
+from tuner.boundary_search import BoundarySampler, BoundarySamplerConfig, ModelSpec, StopRule
+from tuner.boundary_search.searcher import BoundaryOptunaSearch, stop_reason
+
+
+def test_searcher_passes_stderrs_and_finishes_when_pinned(tmp_path: Path):
+    config = BoundarySamplerConfig(n_candidates=FAST.n_candidates, stop=StopRule(min_trials=10))
+    searcher = BoundaryOptunaSearch(space=SPACE, metric=["eval_forget_acc", "eval_retain_acc"], mode=["min", "max"],
+                                    sampler=BoundarySampler(ModelSpec(baseline_retain=BASE), config, seed=0),
+                                    run_dir=tmp_path)
+    assert "budget cap (--num-samples 60)" in stop_reason(tmp_path, 60)
+    for i in range(60):
+        config_or_finished = searcher.suggest(f"t{i}")
+        if config_or_finished == Searcher.FINISHED:
+            break
+        forget, retain, fse, rse = objective(config_or_finished)
+        searcher.on_trial_complete(f"t{i}", {"eval_forget_acc": forget, "eval_retain_acc": retain,
+                                             "eval_forget_stderr": fse, "eval_retain_stderr": rse})
+    assert config_or_finished == Searcher.FINISHED, "the stopping rule never fired in 60 trials"
+    assert 10 <= i < 60
+    trials = searcher._ot_study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert len(trials) == i and all(t.user_attrs == {"forget_stderr": 0.02, "retain_stderr": 0.01} for t in trials)
+    reason = stop_reason(tmp_path, 60)
+    assert reason.startswith("stopped by itself: boundary pinned after") and "P(retain drop <= delta)" in reason
+    # Tune checkpoints the searcher (pickle) for --resume: the restored one is still finished
+    searcher.save(str(tmp_path / "searcher.pkl"))
+    restored = BoundaryOptunaSearch(space=SPACE, metric=["eval_forget_acc", "eval_retain_acc"], mode=["min", "max"],
+                                    run_dir=tmp_path)
+    restored.restore(str(tmp_path / "searcher.pkl"))
+    assert restored.suggest("again") == Searcher.FINISHED

@@ -1,0 +1,61 @@
+"""Replay benchmark of search methods against a dense table of the mini-world (or a synthetic one).
+
+    python -m tuner.bench_search --preset miniworld --seeds 20 --max-concurrent 1 4 --workers 16
+    python -m tuner.bench_search --synthetic --seeds 20 --budgets 12 24 48
+    python -m tuner.bench_search --preset miniworld-small --grid 2 2 1 --seeds 2 --methods boundary steps=8
+
+Builds (or reuses) the table, replays every method x concurrency x seed on a process pool, prints a
+compact table and writes ``bench_search.json`` and ``bench_search_error.png`` to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from tuner.bench_search.bench import compact, report, run_all
+from tuner.bench_search.methods import METHODS
+from tuner.bench_search.plot import error_png
+from tuner.bench_search.synthetic import SyntheticWorld
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m tuner.bench_search", description=__doc__.split("\n\n")[0])
+    src = ap.add_mutually_exclusive_group()
+    src.add_argument("--preset", default="miniworld", help="mini-world preset whose table is built / reused")
+    src.add_argument("--synthetic", action="store_true", help="use the synthetic mini-world-shaped table")
+    ap.add_argument("--grid", type=int, nargs=3, default=(7, 7, 4), metavar=("RETAIN", "REMOVE", "BETA"))
+    ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    ap.add_argument("--seeds", type=int, default=20)
+    ap.add_argument("--max-concurrent", type=int, nargs="+", default=[1, 4])
+    ap.add_argument("--budgets", type=int, nargs="+", default=[12, 24, 48])
+    ap.add_argument("--max-trials", type=int, default=64, help="replay length per seed")
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--delta", type=float, default=0.02)
+    ap.add_argument("--out", type=Path, default=Path("bench_search"))
+    ap.add_argument("overrides", nargs="*", metavar="key=value", help="TrainConfig fields for every table point")
+    args = ap.parse_args(argv)
+    if args.synthetic:
+        table = SyntheticWorld(delta=args.delta).table(*args.grid)
+    else:
+        from trainables.train import parse_overrides
+        from tuner.bench_search.build_table import build_table
+
+        table = build_table(args.preset, tuple(args.grid), workers=args.workers,
+                            overrides=parse_overrides(args.overrides))
+    traces = run_all(table, args.methods, args.seeds, args.max_concurrent, max(args.max_trials, *args.budgets),
+                     args.delta, args.workers)
+    result = report(table, traces, tuple(args.budgets), args.delta)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "bench_search.json").write_text(json.dumps(result, indent=1))
+    (args.out / "bench_search_error.png").write_bytes(error_png(traces, table.size))
+    print(compact(result))
+    print(f"\n{args.out / 'bench_search.json'}\n{args.out / 'bench_search_error.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

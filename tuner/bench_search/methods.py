@@ -1,0 +1,69 @@
+"""The search methods the replay benchmark compares, each a seeded Optuna sampler plus its boundary model.
+
+    random     RandomSampler                        + today's analysis (logistic P(harmless), z-test pick)
+    tpe        today's kl_boundary: multivariate TPE  + today's analysis
+    gp         Optuna GPSampler with the constraint   + today's analysis
+    boundary   BoundarySampler                      + its own GP model and recommendation
+
+``estimate`` returns what the method believes after the completed trials: P(harmless) over parameter
+columns (None when it has no model) and the recommended trial number.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import optuna
+from optuna.trial import TrialState
+
+from tuner.boundary import analyse
+from tuner.boundary_search import BoundarySampler
+from tuner.samplers import FORGET_INDEX, RETAIN_INDEX, make_sampler
+from tuner.schema import BASELINE_ID, TaskScore, TrialRow
+
+METHODS = ("random", "tpe", "gp", "boundary")
+PFn = Callable[[Mapping[str, np.ndarray]], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Estimate:
+    p_harmless: PFn | None
+    recommended: int | None  # trial number
+
+
+def make(name: str, seed: int, budget: int, baseline_retain: float, delta: float) -> optuna.samplers.BaseSampler:
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; choose from {METHODS}")
+    return make_sampler(name, seed, budget, baseline_retain, delta)
+
+
+def estimate(sampler: optuna.samplers.BaseSampler, study: optuna.Study, baseline: tuple[float, float],
+             n_eval: int, delta: float) -> Estimate:
+    """The method's boundary model and recommendation after the study's completed trials."""
+    if isinstance(sampler, BoundarySampler):
+        state = sampler.state(study)
+        rec = state.recommend() if state else None
+        return Estimate(state.p_harmless if state else None, rec.trial_number if rec else None)
+    return _analysis_estimate(study, baseline, n_eval, delta)
+
+
+def _analysis_estimate(study: optuna.Study, baseline: tuple[float, float], n_eval: int, delta: float) -> Estimate:
+    """Today's report: ``tuner.boundary.analyse`` on the trials as results-table rows."""
+    def score(task: str, acc: float, se: float) -> TaskScore:
+        return TaskScore(task, acc, se, n_eval)
+
+    def binomial(acc: float) -> float:
+        return float(np.sqrt(acc * (1 - acc) / (n_eval - 1)))
+
+    rows = [TrialRow(str(t.number), status="done", params=dict(t.params),
+                     forget=score("forget", t.values[FORGET_INDEX], t.user_attrs.get("forget_stderr", 0.0)),
+                     retain=score("retain", t.values[RETAIN_INDEX], t.user_attrs.get("retain_stderr", 0.0)))
+            for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+    base = TrialRow(BASELINE_ID, status="done", forget=score("forget", baseline[0], binomial(baseline[0])),
+                    retain=score("retain", baseline[1], binomial(baseline[1])))
+    a = analyse(rows, base, delta)
+    return Estimate(a.fit.p_harmless if a.fit else None, int(a.recommended) if a.recommended else None)

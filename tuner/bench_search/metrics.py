@@ -1,0 +1,71 @@
+"""Summaries of replay traces, per method: trials-to-target and the state at fixed budgets.
+
+    target(n)  =  boundary error <= 0.2 decades  and  regret <= 3 points  and  feasible recommendation
+    trials-to-target = the smallest n with target(n); seeds that never get there count as +inf, so a
+    median or p90 beyond ``max_trials`` is reported as null.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from tuner.bench_search.replay import Trace
+
+
+@dataclass(frozen=True)
+class Target:
+    max_error: float = 0.2  # decades
+    max_regret: float = 3.0  # points
+    feasible: bool = True
+
+
+TARGET = Target()
+
+
+def trials_to_target(trace: Trace, target: Target = TARGET) -> float:
+    for n, (err, reg, ok) in enumerate(zip(trace.error, trace.regret, trace.feasible, strict=True), start=1):
+        if err <= target.max_error and reg <= target.max_regret and (ok or not target.feasible):
+            return float(n)
+    return math.inf
+
+
+def _finite(x: float) -> float | None:
+    return float(x) if math.isfinite(x) else None
+
+
+def summarise(traces: list[Trace], budgets: tuple[int, ...], target: Target = TARGET) -> dict[str, Any]:
+    """One method's row of ``bench_search.json``."""
+    ttt = np.array([trials_to_target(t, target) for t in traces])
+    boundary_only = Target(max_error=target.max_error, max_regret=math.inf, feasible=False)
+    ttb = np.array([trials_to_target(t, boundary_only) for t in traces])
+
+    def at(values: str, n: int, fn: Any) -> float | None:
+        col = [getattr(t, values)[n - 1] for t in traces if len(getattr(t, values)) >= n]
+        return _finite(fn(np.asarray(col, dtype=float))) if col else None
+
+    stops = [t.stopped_at for t in traces if t.stopped_at is not None]
+    stop_hits = [trials_to_target(t, target) <= t.stopped_at for t in traces if t.stopped_at is not None]
+    return {
+        "seeds": len(traces),
+        "median_trials_to_target": _finite(np.quantile(ttt, 0.5, method="inverted_cdf")),
+        "p90_trials_to_target": _finite(np.quantile(ttt, 0.9, method="inverted_cdf")),
+        "reached_rate": float(np.isfinite(ttt).mean()),
+        "median_trials_to_boundary": _finite(np.quantile(ttb, 0.5, method="inverted_cdf")),  # error target only
+        "boundary_error_at": {str(n): at("error", n, np.median) for n in budgets},
+        "regret_at": {str(n): at("regret", n, lambda a: np.median(np.where(np.isnan(a), np.inf, a)))
+                      for n in budgets},
+        "feasible_rate_at": {str(n): at("feasible", n, np.mean) for n in budgets},
+        "stopped_rate": len(stops) / len(traces),
+        "median_stop_trial": _finite(float(np.median(stops))) if stops else None,
+        "target_met_at_stop_rate": float(np.mean(stop_hits)) if stops else None,
+    }
+
+
+def error_curves(traces: list[Trace]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(median, q25, q75) boundary error per trial count over seeds."""
+    e = np.array([t.error for t in traces], dtype=float)
+    return np.median(e, axis=0), np.quantile(e, 0.25, axis=0), np.quantile(e, 0.75, axis=0)

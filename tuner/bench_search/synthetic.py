@@ -1,0 +1,77 @@
+"""A synthetic table shaped like the mini-world, with a known boundary (tests and a quick method comparison).
+
+    ratio = remove_coef / retain_coef
+    log10 ratio* = onset + kl_shift * beta_kl + retain_slope * log10(retain_coef / 5)   # where drop = delta
+    retain drop  = collapse * sigmoid((log10 ratio - log10 ratio*) / width + logit(delta / collapse))
+    forget acc   = base_forget - (base_forget - chance) * sigmoid((log10 ratio - forget_mid) / width)
+
+Defaults: the damage boundary runs from ratio 0.25 (beta_kl 0) to ~1.15 (beta_kl 1), forgetting is
+half-way at ratio 0.1 and absent below ~0.03. Observed: of the ``base * n_eval`` questions the baseline
+answers, each is lost with probability drop / base (no effect -> no noise, as with a fixed question set).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import expit, logit
+
+from tuner.bench_search.table import Axis, Table
+
+
+@dataclass(frozen=True)
+class SyntheticWorld:
+    onset: float = math.log10(0.25)
+    kl_shift: float = 0.66
+    retain_slope: float = 0.05
+    width: float = 0.12
+    collapse: float = 0.74
+    forget_mid: float = -1.0
+    base_forget: float = 0.9875
+    base_retain: float = 0.9875
+    chance: float = 0.25
+    delta: float = 0.02
+
+    def log_ratio_star(self, retain: np.ndarray, beta: np.ndarray) -> np.ndarray:
+        return self.onset + self.kl_shift * np.asarray(beta) + self.retain_slope * np.log10(np.asarray(retain) / 5)
+
+    def true_drop(self, retain: np.ndarray, remove: np.ndarray, beta: np.ndarray) -> np.ndarray:
+        lr = np.log10(np.asarray(remove) / np.asarray(retain))
+        z = (lr - self.log_ratio_star(retain, beta)) / self.width + logit(self.delta / self.collapse)
+        return self.collapse * expit(z)
+
+    def true_forget(self, retain: np.ndarray, remove: np.ndarray) -> np.ndarray:
+        lr = np.log10(np.asarray(remove) / np.asarray(retain))
+        return self.base_forget - (self.base_forget - self.chance) * expit((lr - self.forget_mid) / self.width)
+
+    def table(self, n_retain: int = 7, n_remove: int = 7, n_beta: int = 4, n_eval: int = 80,
+              seed: int | None = 0, ranges: tuple[tuple[float, float], ...] = ((0.3, 100.0), (0.1, 30.0), (0.0, 1.0)),
+              ) -> Table:
+        """The grid table; ``seed=None`` gives the noise-free means (stderrs still binomial)."""
+        (r0, r1), (m0, m1), (b0, b1) = ranges
+        axes = (Axis("retain_coef", tuple(np.geomspace(r0, r1, n_retain)), r0, r1, True),
+                Axis("remove_coef", tuple(np.geomspace(m0, m1, n_remove)), m0, m1, True),
+                Axis("beta_kl", tuple(np.linspace(b0, b1, n_beta)), b0, b1, False))
+        ret, rem, beta = np.meshgrid(*(np.asarray(a.values) for a in axes), indexing="ij")
+        forget = self.true_forget(ret, rem)
+        retain = self.base_retain - self.true_drop(ret, rem, beta)
+        if seed is not None:  # each question the baseline answers is lost with probability drop / baseline
+            rng = np.random.default_rng(seed)
+            forget, retain = (_lose(rng, n_eval, self.base_forget, self.base_forget - forget),
+                              _lose(rng, n_eval, self.base_retain, self.base_retain - retain))
+        return Table(axes=axes, along="remove_coef", forget=forget, forget_se=binomial_se(forget, n_eval),
+                     retain=retain, retain_se=binomial_se(retain, n_eval), baseline_forget=self.base_forget,
+                     baseline_retain=self.base_retain,
+                     n_eval=n_eval, key=f"synthetic-{seed}")
+
+
+def binomial_se(p: np.ndarray, n: int) -> np.ndarray:
+    """lm-eval's stderr of an accuracy over n questions: sqrt(p (1 - p) / (n - 1))."""
+    return np.sqrt(p * (1 - p) / (n - 1))
+
+
+def _lose(rng: np.random.Generator, n_eval: int, base: float, drop: np.ndarray) -> np.ndarray:
+    known = round(base * n_eval)
+    return (known - rng.binomial(known, np.clip(drop / base, 0, 1))) / n_eval

@@ -1,0 +1,126 @@
+"""A dense tabular benchmark: final forget / retain accuracy (± stderr) on a product grid of the search space.
+
+    table = Table.load(path)                    # table.json written by ``build_table`` (or ``synthetic``)
+    i = table.nearest(params)                   # nearest grid point in (log retain, log remove, beta_kl)
+    table.boundary(delta)                       # log10 remove* per (other coords), where drop crosses delta
+    table.best_feasible_forget(delta)
+
+``remove*`` is log-interpolated between the last harmless and the first damaging grid value along the
+boundary axis; a column that never crosses gets the axis' upper end, one damaged already at the lowest
+value its lower end, so every column has a finite value to compare.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from optuna.distributions import FloatDistribution
+
+
+@dataclass(frozen=True)
+class Axis:
+    name: str
+    values: tuple[float, ...]
+    low: float  # the searched range, which the grid spans
+    high: float
+    log: bool
+
+    def coord(self, x: Any) -> np.ndarray:
+        return np.log10(np.asarray(x, dtype=float)) if self.log else np.asarray(x, dtype=float)
+
+    def distribution(self) -> FloatDistribution:
+        return FloatDistribution(self.low, self.high, log=self.log)
+
+
+@dataclass
+class Table:
+    """Arrays are indexed by the axes in order; accuracies are fractions. ``key`` names the source world."""
+
+    axes: tuple[Axis, ...]
+    along: str  # the axis the boundary is read along (remove_coef)
+    forget: np.ndarray
+    forget_se: np.ndarray
+    retain: np.ndarray
+    retain_se: np.ndarray
+    baseline_forget: float
+    baseline_retain: float
+    n_eval: int
+    key: str = ""
+
+    @property
+    def size(self) -> int:
+        return int(self.forget.size)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(a.name for a in self.axes)
+
+    def distributions(self) -> dict[str, FloatDistribution]:
+        return {a.name: a.distribution() for a in self.axes}
+
+    def points(self) -> list[dict[str, float]]:
+        """Every grid point as params, in C order of the arrays."""
+        return [dict(zip(self.names, p, strict=True)) for p in itertools.product(*(a.values for a in self.axes))]
+
+    def nearest(self, params: dict[str, Any]) -> tuple[int, ...]:
+        """Index of the nearest grid point (per axis, in log space for log axes: a product grid)."""
+        return tuple(int(np.argmin(np.abs(a.coord(a.values) - a.coord(params[a.name])))) for a in self.axes)
+
+    def retain_drop(self) -> np.ndarray:
+        return self.baseline_retain - self.retain
+
+    def boundary(self, delta: float) -> np.ndarray:
+        """log10 remove* per column: array over the other axes (in order) of the boundary coordinate."""
+        j = self.names.index(self.along)
+        x = self.axes[j].coord(self.axes[j].values)
+        drop = np.moveaxis(self.retain_drop(), j, -1)
+        return np.apply_along_axis(lambda d: first_crossing(x, d, delta), -1, drop)
+
+    def columns(self) -> dict[str, np.ndarray]:
+        """The other axes' values, broadcast to the shape of ``boundary``'s result."""
+        others = [a for a in self.axes if a.name != self.along]
+        grids = np.meshgrid(*(np.asarray(a.values) for a in others), indexing="ij")
+        return {a.name: g for a, g in zip(others, grids, strict=True)}
+
+    def best_feasible_forget(self, delta: float) -> float:
+        ok = self.retain_drop() <= delta
+        return float(self.forget[ok].min()) if ok.any() else float("nan")
+
+    # --- JSON ------------------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        d = {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in self.__dict__.items()}
+        d["axes"] = [asdict(a) for a in self.axes]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Table:
+        arrays = {k: np.asarray(d[k], dtype=float) for k in ("forget", "forget_se", "retain", "retain_se")}
+        axes = tuple(Axis(**{**a, "values": tuple(a["values"])}) for a in d["axes"])
+        return cls(axes=axes, along=d["along"], baseline_forget=float(d["baseline_forget"]),
+                   baseline_retain=float(d["baseline_retain"]), n_eval=int(d["n_eval"]), key=d.get("key", ""),
+                   **arrays)
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_dict()))
+
+    @classmethod
+    def load(cls, path: Path) -> Table:
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+def first_crossing(x: np.ndarray, y: np.ndarray, level: float) -> float:
+    """x where y first exceeds ``level`` scanning up x, linearly interpolated; x[0] if y[0] already does,
+    x[-1] if it never does."""
+    above = np.flatnonzero(np.asarray(y) > level)
+    if not len(above):
+        return float(x[-1])
+    i = int(above[0])
+    if i == 0:
+        return float(x[0])
+    t = (level - y[i - 1]) / (y[i] - y[i - 1])
+    return float(x[i - 1] + t * (x[i] - x[i - 1]))

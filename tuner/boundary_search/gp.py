@@ -1,0 +1,92 @@
+"""GP models of retain damage and forget accuracy on the unit cube (BoTorch ``SingleTaskGP``, two outputs).
+
+    r(x) = bilog((baseline_retain - retain_acc(x)) / delta)    harmless <=> r <= bilog(1) = ln 2
+    f(x) = forget_acc(x)                                       lower is better
+    bilog(y) = sign(y) log(1 + |y|)                            keeps resolution near delta, compresses collapse
+
+Observation noise is fixed from lm-eval's stderrs (delta method through bilog, floored at
+``noise_floor * delta``); without stderrs BoTorch infers a homoscedastic noise. Each output is
+standardised; kernel and priors are BoTorch's defaults. P(harmless) = Phi((ln 2 - mu_r) / sd_r).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy.stats import norm
+
+THRESHOLD = math.log(2.0)  # bilog(1): the level "retain drop = delta"
+
+
+def bilog(y: np.ndarray) -> np.ndarray:
+    return np.sign(y) * np.log1p(np.abs(y))
+
+
+@dataclass(frozen=True)
+class Observations:
+    """Completed trials on the unit cube; drops and stderrs are accuracy fractions, stderrs may be NaN."""
+
+    x: np.ndarray  # (n, d)
+    retain_drop: np.ndarray  # baseline_retain - retain_acc
+    forget: np.ndarray  # forget_acc
+    retain_se: np.ndarray
+    forget_se: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+
+class BoundaryModel:
+    """Fitted GP posterior of (r, f); ``predict`` returns means and sds in those units."""
+
+    def __init__(self, obs: Observations, delta: float, noise_floor: float = 0.1):
+        from botorch.fit import fit_gpytorch_mll
+        from botorch.models import SingleTaskGP
+        from gpytorch.means import LinearMean
+        from gpytorch.mlls import ExactMarginalLogLikelihood
+
+        self.obs, self.delta = obs, delta
+        scaled = obs.retain_drop / delta
+        y = np.column_stack([bilog(scaled), obs.forget])
+        se = np.column_stack([np.maximum(obs.retain_se, noise_floor * delta) / (delta * (1 + np.abs(scaled))),
+                              np.maximum(obs.forget_se, noise_floor * delta)])
+        self._mean, self._std = y.mean(axis=0), np.maximum(y.std(axis=0, ddof=1), 1e-6) if len(y) > 1 else np.ones(2)
+        train_x = torch.as_tensor(obs.x, dtype=torch.float64)
+        train_y = torch.as_tensor((y - self._mean) / self._std, dtype=torch.float64)
+        yvar = None if np.isnan(se).any() else torch.as_tensor((se / self._std) ** 2, dtype=torch.float64)
+        with warnings.catch_warnings(), torch.random.fork_rng():  # refits after a failed fit draw from torch's RNG
+            warnings.simplefilter("ignore")  # BoTorch warns about tiny data sets and near-standardised outcomes
+            torch.manual_seed(0)
+            self.gp = SingleTaskGP(train_x, train_y, train_Yvar=yvar, outcome_transform=None,
+                                   mean_module=LinearMean(obs.x.shape[1], batch_shape=torch.Size([2])))
+            fit_gpytorch_mll(ExactMarginalLogLikelihood(self.gp.likelihood, self.gp))
+        self.gp.eval()
+
+    def with_pending(self, x_pending: np.ndarray) -> BoundaryModel:
+        """Kriging believer: a copy conditioned on its own mean at the pending points (variance shrinks there)."""
+        if len(x_pending) == 0:
+            return self
+        xp = torch.as_tensor(x_pending, dtype=torch.float64)
+        with torch.no_grad():
+            mean = self.gp.posterior(xp).mean
+            self.gp.posterior(torch.as_tensor(self.obs.x[:1], dtype=torch.float64))  # caches for conditioning
+            gp = self.gp.condition_on_observations(xp, mean, noise=torch.full_like(mean, 1e-6))
+        other = object.__new__(BoundaryModel)
+        other.__dict__.update(self.__dict__, gp=gp)
+        return other
+
+    def predict(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(mean, sd), each (n, 2): columns r (bilog retain drop / delta) and f (forget acc)."""
+        with torch.no_grad():  # a batch of n single points: marginals only, no n x n test covariance
+            post = self.gp.posterior(torch.as_tensor(np.atleast_2d(x), dtype=torch.float64).unsqueeze(-2))
+            mean = post.mean.squeeze(-2).numpy() * self._std + self._mean
+            sd = post.variance.squeeze(-2).clamp_min(1e-12).sqrt().numpy() * self._std
+        return mean, sd
+
+    def p_harmless(self, x: np.ndarray) -> np.ndarray:
+        mean, sd = self.predict(x)
+        return norm.cdf((THRESHOLD - mean[:, 0]) / sd[:, 0])

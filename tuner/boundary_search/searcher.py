@@ -1,0 +1,56 @@
+"""``BoundaryOptunaSearch``: Ray Tune's ``OptunaSearch`` with what the boundary sampler needs from Tune.
+
+* each completed trial's lm-eval stderrs (``eval_forget_stderr`` / ``eval_retain_stderr`` in its final
+  report) become Optuna user attrs, the GPs' observation noise;
+* before each new trial it asks the stopping rule; once the boundary is pinned it returns
+  ``Searcher.FINISHED`` (running trials finish, no new ones start) and writes ``run_dir/stop.json``.
+
+``stop_reason(run_dir, num_samples)`` is the sentence the console, MLflow and the report show.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ray.tune.search import Searcher
+from ray.tune.search.optuna import OptunaSearch
+
+from tuner.boundary_search.sampler import BoundarySampler
+from tuner.boundary_search.state import STDERR_ATTRS
+
+STDERR_METRICS = ("eval_forget_stderr", "eval_retain_stderr")  # same order as STDERR_ATTRS
+STOP_FILE = "stop.json"
+
+
+class BoundaryOptunaSearch(OptunaSearch):
+    def __init__(self, *args: Any, run_dir: str | Path, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._run_dir = str(run_dir)
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        sampler = self._sampler
+        if trial_id not in self._ot_trials and isinstance(sampler, BoundarySampler) and self._ot_study is not None:
+            decision = sampler.stop_decision(self._ot_study)
+            if decision.stop:
+                path = Path(self._run_dir) / STOP_FILE
+                path.write_text(json.dumps({"reason": decision.reason, "ambiguous_share": decision.ambiguous_share,
+                                            "p_feasible": decision.p_feasible}))
+                return Searcher.FINISHED
+        return super().suggest(trial_id)
+
+    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+        if result and trial_id in self._ot_trials:
+            for attr, key in zip(STDERR_ATTRS, STDERR_METRICS, strict=True):
+                if isinstance(result.get(key), (int, float)):
+                    self._ot_trials[trial_id].set_user_attr(attr, float(result[key]))
+        super().on_trial_complete(trial_id, result=result, error=error)
+
+
+def stop_reason(run_dir: str | Path, num_samples: int) -> str:
+    """Why the search ended: the stopping rule's sentence from ``stop.json``, else the budget cap."""
+    path = Path(run_dir) / STOP_FILE
+    if path.is_file():
+        return "stopped by itself: " + json.loads(path.read_text())["reason"]
+    return f"ran to the budget cap (--num-samples {num_samples}) without pinning the boundary"

@@ -1,0 +1,105 @@
+"""What the boundary model knows after the completed trials of a study: the fitted GPs, P(harmless),
+the recommendation and the ambiguous share. The sampler, the stopping rule, the report and the replay
+benchmark all read this one object.
+
+    state = BoundaryState.from_study(study, ModelSpec(baseline_retain=0.99, delta=0.02))
+    state.p_harmless({"retain_coef": r, "remove_coef": x, "beta_kl": b})   # arrays broadcast
+    state.recommend()          # lowest forget among trials with retain drop <= delta (point estimate)
+    state.ambiguous_share()    # share of the space with 0.1 < P(harmless) < 0.9
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.search_space import IntersectionSearchSpace
+from optuna.trial import FrozenTrial, TrialState
+from scipy.stats import qmc
+
+from tuner.boundary_search.cube import UnitCube
+from tuner.boundary_search.gp import BoundaryModel, Observations
+
+STDERR_ATTRS = ("forget_stderr", "retain_stderr")  # trial user attrs: lm-eval stderrs of the two objectives
+AMBIGUOUS = (0.1, 0.9)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How to read a study: which objective is which, the baseline retain accuracy and delta."""
+
+    baseline_retain: float
+    delta: float = 0.02
+    forget_index: int = 0
+    retain_index: int = 1
+    noise_floor: float = 0.1  # smallest stderr used, as a fraction of delta (lm-eval reports 0 at acc 1.0)
+    # the GP sees log(remove / retain) instead of log(remove): the loss is remove * L_rm + retain * L_ret, so
+    # the ratio sets where the gradient points; None models the raw coordinates
+    ratio: tuple[str, str] | None = ("remove_coef", "retain_coef")
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    trial_number: int
+    params: dict[str, Any]
+    forget: float
+    retain_drop: float
+    p_feasible: float  # model P(retain drop <= delta) at the trial's point
+
+
+def completed(study: optuna.Study) -> list[FrozenTrial]:
+    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) if t.values]
+
+
+class BoundaryState:
+    """The model fitted to a study's completed trials (>= 2 of them)."""
+
+    def __init__(self, cube: UnitCube, trials: list[FrozenTrial], spec: ModelSpec):
+        self.cube, self.trials, self.spec = cube, trials, spec
+        self.unit_x = cube.to_unit({n: [t.params[n] for t in trials] for n in cube.names})
+        x = self.model_x(self.unit_x)
+        values = np.array([t.values for t in trials], dtype=float)
+        se = np.array([[t.user_attrs.get(k, math.nan) for k in STDERR_ATTRS] for t in trials], dtype=float)
+        self.obs = Observations(x=x, retain_drop=spec.baseline_retain - values[:, spec.retain_index],
+                                forget=values[:, spec.forget_index], forget_se=se[:, 0], retain_se=se[:, 1])
+        self.model = BoundaryModel(self.obs, spec.delta, spec.noise_floor)
+
+    @classmethod
+    def from_study(cls, study: optuna.Study, spec: ModelSpec) -> BoundaryState | None:
+        trials = completed(study)
+        space = {n: d for n, d in IntersectionSearchSpace().calculate(study).items() if not d.single()}
+        if len(trials) < 2 or not space:
+            return None
+        return cls(UnitCube.from_space(space), trials, spec)
+
+    def model_x(self, u: np.ndarray) -> np.ndarray:
+        """The GP's inputs for unit-cube points (the ratio coordinate, when ``spec.ratio`` applies)."""
+        ratio = self.spec.ratio
+        return self.cube.ratio_coords(u, *ratio) if ratio and self.cube.has_log(*ratio) else u
+
+    def p_harmless(self, columns: Mapping[str, Any]) -> np.ndarray:
+        """P(retain drop <= delta) at parameter value columns (arrays broadcast, result in their shape)."""
+        return self.model.p_harmless(self.model_x(self.cube.to_unit(columns))).reshape(self.cube.shape(columns))
+
+    def recommend(self) -> Recommendation | None:
+        """Among trials feasible on their point estimate: the lowest forget with P(feasible) >= 0.9, else the
+        most probably feasible one. None when no trial is feasible."""
+        p = self.model.p_harmless(self.obs.x)
+        ok = np.flatnonzero(self.obs.retain_drop <= self.spec.delta)
+        if not len(ok):
+            return None
+        confident = ok[p[ok] >= AMBIGUOUS[1]]
+        i = int(confident[np.argmin(self.obs.forget[confident])] if len(confident) else ok[np.argmax(p[ok])])
+        t = self.trials[i]
+        return Recommendation(t.number, dict(t.params), float(self.obs.forget[i]), float(self.obs.retain_drop[i]),
+                              float(p[i]))
+
+    def ambiguous_share(self, n: int = 1024) -> float:
+        """Share of the unit cube (a fixed scrambled Sobol set) where 0.1 < P(harmless) < 0.9."""
+        u = qmc.Sobol(self.cube.dim, scramble=True, seed=0).random(n)
+        p = self.model.p_harmless(self.model_x(u))
+        return float(np.mean((p > AMBIGUOUS[0]) & (p < AMBIGUOUS[1])))

@@ -1,0 +1,46 @@
+"""When is the boundary pinned? The search stops by itself when, after at least ``min_trials``:
+
+    share of the space with 0.1 < P(harmless) < 0.9   <=  max_ambiguous         (the boundary is located)
+    recommended trial: retain drop <= delta observed   and  P(feasible) >= min_p_feasible
+
+``--num-samples`` stays the budget cap; ``StopDecision.reason`` says which of the two ended the search.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tuner.boundary_search.state import AMBIGUOUS, BoundaryState
+
+
+@dataclass(frozen=True)
+class StopRule:
+    max_ambiguous: float = 0.08  # x log10(range of remove_coef) ~ mean ambiguous width in decades
+    min_p_feasible: float = 0.9
+    min_trials: int = 16
+
+
+@dataclass(frozen=True)
+class StopDecision:
+    stop: bool
+    reason: str
+    ambiguous_share: float | None = None
+    p_feasible: float | None = None
+
+
+def decide(state: BoundaryState | None, rule: StopRule) -> StopDecision:
+    """Evaluate ``rule`` on the current model; ``reason`` explains either way."""
+    n = len(state.trials) if state else 0
+    if state is None or n < rule.min_trials:
+        return StopDecision(False, f"{n} of at least {rule.min_trials} trials complete")
+    share = state.ambiguous_share()
+    rec = state.recommend()
+    lo, hi = AMBIGUOUS
+    where = f"ambiguous region ({lo:g} < P(harmless) < {hi:g}) covers {share:.1%} of the space"
+    if rec is None:
+        return StopDecision(False, f"{where}; no trial is feasible yet", share)
+    pinned = share <= rule.max_ambiguous and rec.p_feasible >= rule.min_p_feasible
+    text = (f"{where} (limit {rule.max_ambiguous:.0%}); recommended trial {rec.trial_number} has "
+            f"P(retain drop <= delta) = {rec.p_feasible:.2f} (needs {rule.min_p_feasible:g})")
+    prefix = f"boundary pinned after {n} trials: " if pinned else ""
+    return StopDecision(pinned, prefix + text, share, rec.p_feasible)
