@@ -170,19 +170,6 @@ def _build_into(root: Path, config: MiniWorldConfig, progress: Callable[[str, in
     fact_pool = {d: P.encode_pairs(tokenizer, [("", t) for t in texts[d]]) for d in domains}
     qa_pool = {d: P.encode_pairs(tokenizer, W.qa_documents(facts, d)) for d in domains}
 
-    def mixture(share: dict[str, float]) -> dict[str, P.Draw]:
-        """Fact sentences, QA documents and fresh MC documents, each split over domains by ``share``."""
-        def per_domain(make: Callable[[str, int], P.Draw], total: int) -> P.Draw:
-            draws = [make(d, round(total * s)) for d, s in share.items()]
-            return lambda rng: [item for draw in draws for item in draw(rng)]
-
-        def mc(domain: str, n: int) -> P.Draw:
-            return P.fresh_draw(tokenizer, lambda rng: W.mc_document(rng.choice(practice[domain]), rng), n)
-
-        return {"facts": per_domain(lambda d, n: P.pool_draw(fact_pool[d], n), config.batch),
-                "qa": per_domain(lambda d, n: P.pool_draw(qa_pool[d], n), config.qa_batch),
-                "mc": per_domain(mc, config.mc_batch)}
-
     stages = (("stage 1 (retain only)", {W.RETAIN: 1.0}, config.stage1_steps, "early"),
               ("stage 2 (both domains)", {W.FORGET: config.stage2_forget_share,
                                           W.RETAIN: 1 - config.stage2_forget_share}, config.stage2_steps, "base"))
@@ -191,13 +178,31 @@ def _build_into(root: Path, config: MiniWorldConfig, progress: Callable[[str, in
     threads = torch.get_num_threads()
     torch.set_num_threads(min(threads, 2))  # a ~1M-parameter model gains nothing from more threads
     for stage, share, steps, out in stages:
-        P.pretrain(model, mixture(share), steps, config.lr, config.seed, tokenizer.pad_token_id,
+        draws = _mixture(share, fact_pool, qa_pool, practice, tokenizer, config)
+        P.pretrain(model, draws, steps, config.lr, config.seed, tokenizer.pad_token_id,
                    on_step=lambda i, loss, s=stage, n=steps: progress(s, i + 1, n))
         model.save_pretrained(root / out, safe_serialization=True)
         tokenizer.save_pretrained(root / out)
     torch.set_num_threads(threads)
     files = sorted(p for p in root.rglob("*") if p.is_file())  # tasks/ is written after the move
     _write_json(root / "MANIFEST.json", {"files": {str(p.relative_to(root)): _sha256(p) for p in files}})
+
+
+def _mixture(share: dict[str, float], fact_pool: dict, qa_pool: dict, practice: dict[str, list[W.Fact]],
+             tokenizer, config: MiniWorldConfig) -> dict:
+    """One stage's draws: fact sentences, QA documents and fresh MC documents, each split over domains by
+    ``share`` (domain -> fraction of the kind's batch)."""
+    from trainables.miniworld import pretrain as P
+
+    def split(total: int, make: Callable[[str, int], P.Draw]) -> P.Draw:
+        return P.concat_draws([make(d, round(total * s)) for d, s in share.items()])
+
+    def mc(domain: str, n: int) -> P.Draw:
+        return P.fresh_draw(tokenizer, lambda rng: W.mc_document(rng.choice(practice[domain]), rng), n)
+
+    return {"facts": split(config.batch, lambda d, n: P.pool_draw(fact_pool[d], n)),
+            "qa": split(config.qa_batch, lambda d, n: P.pool_draw(qa_pool[d], n)),
+            "mc": split(config.mc_batch, mc)}
 
 
 def _train_tokenizer(facts: list[W.Fact], texts: dict[str, list[str]], practice: dict[str, list[W.Fact]],

@@ -79,6 +79,11 @@ def fresh_draw(tokenizer: PreTrainedTokenizerFast, make: Callable[[random.Random
     return lambda rng: encode_pairs(tokenizer, [make(rng) for _ in range(n)])
 
 
+def concat_draws(draws: Sequence[Draw]) -> Draw:
+    """One sub-batch made of each draw's items, in order (e.g. one draw per domain)."""
+    return lambda rng: [item for draw in draws for item in draw(rng)]
+
+
 def pretrain(model: LlamaForCausalLM, mixture: dict[str, Draw], steps: int, lr: float, seed: int, pad_id: int,
              on_step: Callable[[int, float], None]) -> None:
     """AdamW (betas .9/.98, wd .01), warmup then cosine to 0, grad clip 1.0: the run ends converged.
