@@ -1,5 +1,6 @@
 """Build the ``TorchTrainer`` for one unlearning run (used by ``trainables.train`` and the Tune trials).
 
+    ray.init(runtime_env={"env_vars": worker_env(offline_env(cfg))})   # what every Ray worker needs
     trainer = make_trainer(cfg, name="train-<trial_id>", storage=run_dir / "ray", workers=2)
     result = trainer.fit(); final = result.return_value        # rank 0's metrics + eval (pitfall P3)
 
@@ -42,3 +43,14 @@ def make_trainer(cfg: TrainConfig, *, name: str, storage: Path, workers: int = 1
             callbacks=callbacks or [],
         ),
     )
+
+
+def worker_env(extra: dict[str, str]) -> dict[str, str]:
+    """Variables every Ray worker needs: report interval (ray-notes P2), torch threads, HF switches."""
+    env = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2"),
+           "UNLEARN_TORCH_THREADS": os.environ.get("UNLEARN_TORCH_THREADS", "1"), **extra}
+    for key in ("HF_HOME", "HF_DATASETS_CACHE", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "UNLEARN_TUNER_CACHE",
+                "MLFLOW_TRACKING_URI"):
+        if key in os.environ:
+            env[key] = os.environ[key]
+    return env

@@ -2,8 +2,8 @@
 
 Each check raises ``ConfigError`` with one line that names the problem and the fix; the CLIs print it as
 ``error: ...`` and exit 2. Nothing here creates the run directory: writability is probed in the nearest
-existing parent, so a failed check leaves nothing behind. Used by ``tuner.run``, ``tuner.evaluate``,
-``tuner.report`` and ``trainables.train``.
+existing parent, so a failed check leaves nothing behind. Used by ``trainables.train``, the evaluation
+CLI (``python -m tuner.evaluate``) and the search service (``tuner``, which adds its own checks on top).
 """
 
 from __future__ import annotations
@@ -13,11 +13,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
-from typing import Any
 
 from trainables.config import MINIWORLD_MODELS, ConfigError, TrainConfig
 
@@ -116,28 +112,6 @@ def check_ray_address(address: str | None, timeout: float = 3.0) -> None:
                           f"{fix}") from None
 
 
-def check_mlflow_uri(uri: str, tries: int = 2, timeout: float = 3.0) -> None:
-    """An http(s) tracking server answers one request (any HTTP status); a sqlite store's folder is writable."""
-    if uri.startswith("sqlite:///"):
-        check_writable_dir(Path(uri.removeprefix("sqlite:///")).parent, f"--mlflow-uri {uri}: folder")
-        return
-    if not uri.startswith(("http://", "https://")):
-        return
-    reason = ""
-    for attempt in range(tries):
-        try:
-            urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout).close()
-            return
-        except urllib.error.HTTPError:
-            return  # the server answered
-        except (urllib.error.URLError, OSError) as e:
-            reason = str(getattr(e, "reason", e))
-            if attempt + 1 < tries:
-                time.sleep(0.5)
-    raise ConfigError(f"--mlflow-uri {uri}: no MLflow server answers ({reason}); start it (mlflow server "
-                      f"--host 127.0.0.1 --port PORT) or drop --mlflow-uri for sqlite in the run directory")
-
-
 def local_gpus() -> int:
     """GPUs Ray would find on this machine: CUDA_VISIBLE_DEVICES if set, else ``nvidia-smi -L``."""
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
@@ -219,17 +193,6 @@ def _check_dataset(repo: str, field: str) -> None:
                           f"where there is internet, or set {field}= to a local copy")
 
 
-def check_tasks(task_set: Any) -> None:
-    """Every task name is in lm-eval's index for this task set (built once per process, no model)."""
-    from tuner.tasks import make_task_manager
-
-    unknown = [t for t in task_set.tasks if t not in make_task_manager(task_set).all_tasks]
-    if unknown:
-        where = f" --include_path {task_set.include_path}" if task_set.include_path else ""
-        raise ConfigError(f"unknown lm-eval task(s) {unknown} in task set {task_set.name!r}; "
-                          f"see `lm_eval ls tasks{where}`")
-
-
 def check_train_run(cfg: TrainConfig, gpus_per_worker: float, workers: int, address: str | None,
                     ray: bool = True) -> None:
     """What a training run needs besides a valid config: cache, cluster (``ray``), GPUs, offline assets."""
@@ -239,10 +202,3 @@ def check_train_run(cfg: TrainConfig, gpus_per_worker: float, workers: int, addr
         if ray_target(address)[0] is None:
             check_gpus(gpus_per_worker, workers, local_gpus(), "this machine")
     check_offline_assets(cfg)
-
-
-def check_search(ctx: Any) -> None:
-    """Everything a ``SearchContext`` needs before Ray starts: run directory, MLflow, cluster, GPUs, assets."""
-    check_writable_dir(ctx.path, "run directory")
-    check_mlflow_uri(ctx.mlflow_uri)
-    check_train_run(ctx.trial_config({}), ctx.gpus_per_worker, ctx.workers_per_trial, ctx.address)

@@ -18,9 +18,9 @@ import time
 from pathlib import Path
 
 from trainables.config import ConfigError
+from trainables.offline import offline_env, set_offline_env
+from trainables.preflight import check_ranges, check_train_run, check_writable_dir
 from trainables.presets import PRESETS, load_preset
-from tuner.preflight import check_ranges, check_train_run, check_writable_dir
-from tuner.tasks import offline_env, set_offline_env
 
 
 def parse_overrides(items: list[str]) -> dict[str, str]:
@@ -62,8 +62,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
 
-    from tuner.eval_stage import format_eval_table
-    from tuner.schema import EvalResult
+    from trainables.evaluation.result import EvalResult
+    from trainables.evaluation.stage import format_eval_table
 
     if args.in_process:
         from trainables.train_loop import run_in_process
@@ -86,11 +86,10 @@ def main(argv: list[str] | None = None) -> int:
 def _run_with_ray(cfg, out: Path, workers: int, gpus: float) -> tuple[dict, Path]:
     import ray
 
-    from trainables.launch import make_trainer
+    from trainables.launch import make_trainer, worker_env
     from trainables.model import miniworld
+    from trainables.offline import offline_env
     from trainables.progress import ProgressLine
-    from tuner.service import worker_env
-    from tuner.tasks import offline_env
 
     miniworld(cfg)  # build the mini-world once, here, before the workers ask for it
     ray.init(ignore_reinit_error=True, dashboard_host="127.0.0.1",
@@ -110,9 +109,9 @@ def _baseline(cfg):
     """Score the unadapted base model once, for the Δ column."""
     import torch
 
+    from trainables.evaluation.stage import evaluate_model
+    from trainables.evaluation.tasks import task_set_for
     from trainables.model import load_base_model, load_tokenizer
-    from tuner.eval_stage import evaluate_model
-    from tuner.tasks import task_set_for
 
     model = load_base_model(cfg, torch.device("cpu"))
     return evaluate_model(model, load_tokenizer(cfg), task_set_for(cfg), batch_size=cfg.eval_batch_size,

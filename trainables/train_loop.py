@@ -263,8 +263,8 @@ def _finite(metrics: dict[str, float]) -> dict[str, float]:
 
 def evaluate_adapted(unlearner: Unlearner) -> dict[str, Any]:
     """Score the adapted model in place (rank 0) with the preset's task set; returns EvalResult.to_dict()."""
-    from tuner.eval_stage import evaluate_model
-    from tuner.tasks import task_set_for
+    from trainables.evaluation.stage import evaluate_model
+    from trainables.evaluation.tasks import task_set_for
 
     cfg = unlearner.cfg
     result = evaluate_model(unwrap_model(unlearner.model), unlearner.tokenizer, task_set_for(cfg),
@@ -293,8 +293,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> dict[str, Any]:
 
 def evaluate_base_per_worker(loop_config: dict[str, Any]) -> dict[str, Any]:
     """Ray Train entry point for the baseline row: score the unadapted model (rank 0), no training."""
-    from tuner.eval_stage import evaluate_model
-    from tuner.tasks import task_set_for
+    from trainables.evaluation.stage import evaluate_model
+    from trainables.evaluation.tasks import task_set_for
 
     torch.set_num_threads(int(os.environ.get("UNLEARN_TORCH_THREADS", "1")))
     cfg = TrainConfig.from_dict(loop_config["train"])

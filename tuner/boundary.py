@@ -22,8 +22,9 @@ from typing import Any
 import numpy as np
 from scipy.stats import norm
 
+from trainables.evaluation.result import CHANCE_ACCURACY, TaskScore
 from tuner.boundary_fit import BoundaryFit, fit_boundary
-from tuner.schema import BASELINE_ID, CHANCE_ACCURACY, TaskScore, TrialRow
+from tuner.schema import BASELINE_ID, TrialRow
 
 
 class OutcomeState(str, Enum):

@@ -22,11 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from trainables.config import ConfigError
+from trainables.evaluation.result import TaskScore
+from trainables.preflight import check_ranges
 from tuner.boundary import BoundaryAnalysis, analyse
 from tuner.boundary_fit import FEATURES
-from tuner.preflight import check_ranges
 from tuner.report_plots import CURVE_METRICS, STATE_STYLE, curves_png, harmless_map_png, tradeoff_png
-from tuner.schema import BASELINE_ID, TaskScore, TrialRow
+from tuner.schema import BASELINE_ID, TrialRow
 
 REPORT_DIR = "report"
 DEFAULT_DELTA, DEFAULT_CONFIDENCE = 0.02, 0.95

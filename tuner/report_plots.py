@@ -16,9 +16,10 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from trainables.evaluation.result import CHANCE_ACCURACY
 from tuner.boundary import BoundaryAnalysis, OutcomeState
 from tuner.boundary_fit import BoundaryFit
-from tuner.schema import CHANCE_ACCURACY, TrialRow
+from tuner.schema import TrialRow
 
 STATE_STYLE: dict[OutcomeState | None, tuple[str, str]] = {  # colour, marker
     OutcomeState.FORGETS_HARMLESSLY: ("#2ca02c", "o"),

@@ -19,7 +19,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tuner.schema import BASELINE_ID, TaskScore, TrialRow
+from trainables.evaluation.result import TaskScore
+from tuner.schema import BASELINE_ID, TrialRow
 
 TRAIN_COLUMNS = ("loss", "cb_loss", "retain_kl_loss", "retain_l2_loss", "retain_acc", "forget_acc", "cos_sim_mean",
                  "grad_norm")

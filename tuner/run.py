@@ -25,10 +25,11 @@ from pathlib import Path
 
 from search_spaces import DEFAULT_SPACE, SPACES, SearchSpace, describe_spaces, get_space
 from trainables.config import ConfigError, TrainConfig
+from trainables.preflight import check_ranges
 from trainables.presets import PRESETS, load_preset
 from trainables.train import parse_overrides
 from tuner.context import SearchContext, default_uri
-from tuner.preflight import check_ranges, check_search
+from tuner.preflight import check_search
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -134,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.list_spaces:
         print(describe_spaces())
         return 0
-    from tuner.tasks import offline_env, set_offline_env
+    from trainables.offline import offline_env, set_offline_env
 
     try:
         ctx = resume_context(args, parser) if args.resume else validate(args)

@@ -25,10 +25,11 @@ from tuner.tracking import Tracker, relocate_store, ui_command
 def run_search(ctx: SearchContext, resume: bool) -> int:
     import ray
 
+    from trainables.launch import worker_env
     from trainables.model import miniworld
-    from tuner.preflight import check_gpus
+    from trainables.offline import offline_env
+    from trainables.preflight import check_gpus
     from tuner.search import make_tuner, restore_tuner
-    from tuner.tasks import offline_env
     from tuner.trial import score_baseline
 
     cfg = ctx.trial_config({})
@@ -86,17 +87,6 @@ def _failed(ctx: SearchContext, tracker: Tracker | None, err: Exception) -> int:
     print(f"error: the search stopped ({type(err).__name__}: {first}); the run directory is kept, continue with: "
           f"python -m tuner.run --resume {ctx.path}", file=sys.stderr)
     return 1
-
-
-def worker_env(extra: dict[str, str]) -> dict[str, str]:
-    """Variables every Ray worker needs: report interval (ray-notes P2), torch threads, HF switches."""
-    env = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2"),
-           "UNLEARN_TORCH_THREADS": os.environ.get("UNLEARN_TORCH_THREADS", "1"), **extra}
-    for key in ("HF_HOME", "HF_DATASETS_CACHE", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "UNLEARN_TUNER_CACHE",
-                "MLFLOW_TRACKING_URI"):
-        if key in os.environ:
-            env[key] = os.environ[key]
-    return env
 
 
 def _fit_concurrency(resources: dict[str, float], ctx: SearchContext) -> int:

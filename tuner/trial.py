@@ -19,12 +19,13 @@ from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
 
 from search_spaces import get_space
+from trainables.evaluation.result import EvalResult
 from trainables.launch import make_trainer
 from trainables.progress import ProgressLine
 from trainables.train_loop import evaluate_base_per_worker
 from tuner.context import SearchContext
 from tuner.results import ResultsTable
-from tuner.schema import BASELINE_ID, EvalResult, TrialRow
+from tuner.schema import BASELINE_ID, TrialRow
 from tuner.tracking import Tracker
 
 OBJECTIVES = ("eval_forget_acc", "eval_retain_acc")

@@ -21,9 +21,10 @@ import math
 import numpy as np
 import pytest
 
+from trainables.evaluation.result import TaskScore
 from tuner.boundary import NEXT_STEP, OutcomeState, analyse, pareto_front
 from tuner.boundary_fit import fit_boundary
-from tuner.schema import BASELINE_ID, TaskScore, TrialRow
+from tuner.schema import BASELINE_ID, TrialRow
 
 FORGET_RATIO, RETAIN_RATIO = 0.05, 0.5
 BASE_FORGET, BASE_RETAIN, N_FORGET, N_RETAIN = 0.70, 0.80, 120, 200

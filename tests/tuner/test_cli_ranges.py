@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from trainables.evaluation.result import TaskScore
 from trainables.train import main as train_main
 from tuner.report import main as report_main
-from tuner.schema import BASELINE_ID, TaskScore, TrialRow
+from tuner.schema import BASELINE_ID, TrialRow
 
 
 @pytest.mark.parametrize(("flags", "message"), [

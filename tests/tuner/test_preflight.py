@@ -11,11 +11,8 @@ from pathlib import Path
 import pytest
 
 from trainables.config import ConfigError
-from trainables.presets import load_preset
-from tuner import preflight
-from tuner.preflight import (
+from trainables.preflight import (
     check_gpus,
-    check_mlflow_uri,
     check_offline_assets,
     check_ranges,
     check_ray_address,
@@ -23,6 +20,9 @@ from tuner.preflight import (
     check_writable_file,
     ray_target,
 )
+from trainables.presets import load_preset
+from tuner import preflight
+from tuner.preflight import check_mlflow_uri
 
 
 def _closed_port() -> int:

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from trainables.evaluation.result import TaskScore
 from tuner.boundary import analyse
 from tuner.report import load_run, main, render_report
-from tuner.schema import BASELINE_ID, TaskScore, TrialRow
+from tuner.schema import BASELINE_ID, TrialRow
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -19,8 +19,9 @@ from pathlib import Path
 
 import pytest
 
+from trainables.evaluation.result import TaskScore
 from tuner.report import render_report
-from tuner.schema import BASELINE_ID, TaskScore, TrialRow
+from tuner.schema import BASELINE_ID, TrialRow
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -15,10 +15,11 @@ import pytest
 from matplotlib.collections import PathCollection
 from matplotlib.contour import ContourSet
 
+from trainables.evaluation.result import TaskScore
 from tuner import report_plots
 from tuner.boundary import analyse
 from tuner.report import load_run
-from tuner.schema import BASELINE_ID, TaskScore, TrialRow
+from tuner.schema import BASELINE_ID, TrialRow
 
 
 def _score(acc: float, n: int = 150) -> TaskScore:

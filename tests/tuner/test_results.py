@@ -8,8 +8,9 @@ import json
 import multiprocessing
 import time
 
+from trainables.evaluation.result import TaskScore
 from tuner.results import ResultsTable
-from tuner.schema import TaskScore, TrialRow
+from tuner.schema import TrialRow
 
 
 def _score(task, acc):

@@ -6,9 +6,9 @@
 
 ``--preset`` takes the model and task set of a training preset (the mini-world builds itself if needed).
 ``--data-root`` holds local data laid out like the Hub repos (``<root>/cais/wmdp``, ``<root>/cais/mmlu``;
-see ``tuner.tasks``) and switches the Hugging Face libraries offline. The first task is the forget task,
-the second the retain task. Bad input (a missing model, malformed data, an unknown task, a bad range, an
-unwritable ``--json``) prints one line and exits 2, before the model loads.
+see ``trainables.evaluation.hub_data``) and switches the Hugging Face libraries offline. The first task is
+the forget task, the second the retain task. Bad input (a missing model, malformed data, an unknown task,
+a bad range, an unwritable ``--json``) prints one line and exits 2, before the model loads.
 """
 
 from __future__ import annotations
@@ -20,17 +20,17 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from tuner.eval_stage import evaluate_model, format_eval_table
-from tuner.preflight import (
+from trainables.evaluation.stage import evaluate_model, format_eval_table
+from trainables.evaluation.tasks import TaskSet, check_tasks, real_task_set
+from trainables.offline import set_offline_env
+from trainables.preflight import (
     check_cache_dir,
     check_model_files,
     check_offline_assets,
     check_ranges,
-    check_tasks,
     check_writable_file,
     env_flag,
 )
-from tuner.tasks import TaskSet, real_task_set, set_offline_env
 
 
 @dataclass(frozen=True)
@@ -68,9 +68,10 @@ def resolve_model_and_tasks(args: argparse.Namespace) -> EvalRequest:
         raise FileNotFoundError(f"adapter {args.adapter}/adapter_config.json not found; pass the directory "
                                 f"written by PeftModel.save_pretrained()")
     if args.preset:
+        from trainables.evaluation.tasks import task_set_for
         from trainables.model import model_source
+        from trainables.offline import offline_env
         from trainables.presets import load_preset
-        from tuner.tasks import offline_env, task_set_for
 
         overrides = {"eval_data_root": args.data_root} if args.data_root else {}
         cfg = load_preset(args.preset, {**overrides, "world_seed": args.world_seed})

@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from tuner.preflight import check_tasks
-from tuner.schema import EvalResult, TaskScore
-from tuner.tasks import TaskSet, make_task_manager, set_offline_env
+from trainables.evaluation.result import EvalResult, TaskScore
+from trainables.evaluation.tasks import TaskSet, check_tasks, make_task_manager
+from trainables.offline import set_offline_env
 
 FEWSHOT_SEED = 1234  # lm-eval's default ``fewshot_random_seed`` (CLI and simple_evaluate)
 

@@ -37,14 +37,14 @@ def main(argv: list[str] | None = None) -> int:
     world = build_world(config, progress=progress)
     print(f"world: {world.root}  (ready in {time.time() - start:.1f}s)")
 
-    from tuner.tasks import set_offline_env
+    from trainables.offline import set_offline_env
 
     set_offline_env()
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from tuner.eval_stage import evaluate_model, format_eval_table
-    from tuner.tasks import miniworld_task_set
+    from trainables.evaluation.stage import evaluate_model, format_eval_table
+    from trainables.evaluation.tasks import miniworld_task_set
 
     tokenizer = AutoTokenizer.from_pretrained(world.tokenizer_dir)
     task_set = miniworld_task_set(world)

@@ -23,8 +23,8 @@ import numpy as np
 from tqdm import tqdm
 
 from search_spaces import get_space
+from trainables.evaluation.result import TaskScore
 from tuner.bench_search.table import Axis, Table
-from tuner.schema import TaskScore
 
 SPACE = "kl_boundary"
 
@@ -94,16 +94,16 @@ def run_point(preset: str, overrides: dict[str, Any], params: dict[str, float], 
     """One grid point trained and scored in this (worker) process; ``baseline`` scores the unadapted model."""
     import torch
 
-    from tuner.tasks import offline_env, set_offline_env
+    from trainables.offline import offline_env, set_offline_env
 
     torch.set_num_threads(1)
     cfg = _config(preset, overrides, params)
     set_offline_env(offline_env(cfg))
+    from trainables.evaluation.result import EvalResult
+    from trainables.evaluation.stage import evaluate_model
+    from trainables.evaluation.tasks import task_set_for
     from trainables.model import load_base_model, load_tokenizer
     from trainables.train_loop import run_in_process
-    from tuner.eval_stage import evaluate_model
-    from tuner.schema import EvalResult
-    from tuner.tasks import task_set_for
 
     if baseline:
         ev = evaluate_model(load_base_model(cfg, torch.device("cpu")), load_tokenizer(cfg), task_set_for(cfg),

@@ -18,10 +18,11 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
+from trainables.evaluation.result import TaskScore
 from tuner.boundary import analyse
 from tuner.boundary_search import BoundarySampler
 from tuner.samplers import FORGET_INDEX, RETAIN_INDEX, make_sampler
-from tuner.schema import BASELINE_ID, TaskScore, TrialRow
+from tuner.schema import BASELINE_ID, TrialRow
 
 METHODS = ("random", "tpe", "gp", "boundary")
 PFn = Callable[[Mapping[str, np.ndarray]], np.ndarray]

@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 import torch
 
-from tuner.tasks import OFFLINE_ENV, TaskSet
+from trainables.evaluation.tasks import TaskSet
+from trainables.offline import OFFLINE_ENV
 
 MMLU_STEM_SUBJECTS = (
     "abstract_algebra", "anatomy", "astronomy", "college_biology", "college_chemistry",
@@ -123,21 +124,21 @@ def tiny_peft(tiny_lm: tuple[Any, Any], tmp_path_factory: pytest.TempPathFactory
 @pytest.fixture(scope="session")
 def task_set(hub_root: Path) -> Any:
     """``wmdp_bio`` + ``mmlu_stem`` on the synthetic data root (shadow YAMLs in ``<root>/.lmeval_tasks``)."""
-    from tuner.tasks import real_task_set
+    from trainables.evaluation.tasks import real_task_set
 
     return real_task_set(hub_root)
 
 
 @pytest.fixture(scope="session")
 def base_result(tiny_lm: tuple[Any, Any], task_set: Any) -> Any:
-    from tuner.eval_stage import evaluate_model
+    from trainables.evaluation.stage import evaluate_model
 
     return evaluate_model(*tiny_lm, task_set, batch_size=16)
 
 
 @pytest.fixture(scope="session")
 def peft_result(tiny_lm: tuple[Any, Any], tiny_peft: tuple[Any, Path], task_set: Any) -> Any:
-    from tuner.eval_stage import evaluate_model
+    from trainables.evaluation.stage import evaluate_model
 
     return evaluate_model(tiny_peft[0], tiny_lm[1], task_set, batch_size=16)
 

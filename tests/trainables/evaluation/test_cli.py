@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-import tuner.evaluate
-from tuner.evaluate import main
-from tuner.schema import EvalResult
+from trainables.evaluation import cli
+from trainables.evaluation.cli import main
+from trainables.evaluation.result import EvalResult
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def test_cli_scores_saved_model_with_adapter(tiny_model_dir: Path, tiny_peft: Any, hub_root: Path,
@@ -59,7 +59,7 @@ def _must_not_load(*args: Any) -> None:
 def test_bad_input_exits_2_with_one_line(case: str, tiny_model_dir: Path, hub_root: Path, tmp_path: Path,
                                          capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     extra, message = BAD[case]
-    monkeypatch.setattr(tuner.evaluate, "load_model", _must_not_load)
+    monkeypatch.setattr(cli, "load_model", _must_not_load)
     root = Path(shutil.copytree(hub_root, tmp_path / "root"))
     if extra == ["--break-data"]:
         _break_answer(root)

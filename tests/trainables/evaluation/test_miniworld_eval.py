@@ -7,9 +7,9 @@ import dataclasses
 import pytest
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from trainables.evaluation.stage import evaluate_model
+from trainables.evaluation.tasks import miniworld_task_set
 from trainables.miniworld import build as B
-from tuner.eval_stage import evaluate_model
-from tuner.tasks import miniworld_task_set
 
 TINY = B.MiniWorldConfig(name="tiny", n_entities=8, hidden_size=32, intermediate_size=64, num_heads=2,
                          num_layers=2, vocab_size=1024, stage1_steps=4, stage2_steps=4, batch=8, mc_batch=4)

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from tuner.eval_stage import evaluate_model, format_eval_table, json_safe, scores_from_results
-from tuner.schema import EvalResult, TaskScore
-from tuner.tasks import TaskSet
+from trainables.evaluation.result import EvalResult, TaskScore
+from trainables.evaluation.stage import evaluate_model, format_eval_table, json_safe, scores_from_results
+from trainables.evaluation.tasks import TaskSet
 
 
 def test_scores_every_task_and_group(base_result: EvalResult) -> None:

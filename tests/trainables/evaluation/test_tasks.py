@@ -10,16 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tuner.tasks import (
-    OFFLINE_ENV,
-    DataError,
-    TaskSet,
-    make_task_manager,
-    mmlu_stem_yamls,
-    real_task_set,
-    set_offline_env,
-    validate_hub_layout,
-)
+from trainables.evaluation.hub_data import DataError, validate_hub_layout
+from trainables.evaluation.tasks import TaskSet, make_task_manager, mmlu_stem_yamls, real_task_set
+from trainables.offline import OFFLINE_ENV, set_offline_env
 
 N_ROWS = 20 + 75 + 19 * 2  # wmdp-bio test + 19 MMLU subjects' test (3-5 each) + dev (2 each); conftest.write_hub_root
 
