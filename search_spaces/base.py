@@ -113,7 +113,7 @@ class SearchSpace:
 
     name: str
     description: str  # one line, shown by ``--list-spaces``
-    sampler: str  # boundary | tpe | nsga2 | gp (Optuna; tuner.samplers) or grid
+    sampler: str  # boundary | tpe | nsga2 | gp (Optuna; tuner.orchestration.samplers) or grid
     families: dict[str, Family]
     objectives: tuple[tuple[str, str], ...] = (("forget_acc", "min"), ("retain_acc", "max"))
     constraint_delta: float = 0.02

@@ -19,8 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from tuner.context import SearchContext
-from tuner.results import ResultsTable
+from tuner.orchestration.context import SearchContext
+from tuner.records.results import ResultsTable
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -242,7 +242,7 @@ def test_tuner_run_search_via_job_submit(ray_cluster, slurm):
     )
     assert r.returncode == 0, r.stdout[-5000:] + r.stderr[-3000:]
     print(f"\ntuner.run via cluster.submit: {wall:.1f} s")
-    from tuner.results import ResultsTable
+    from tuner.records.results import ResultsTable
 
     rows = ResultsTable(run_dir).rows()  # the last line per trial: the baseline, then one row per trial
     assert [r.trial_id for r in rows][0] == "baseline" and len(rows) == 3, rows

@@ -1,4 +1,4 @@
-"""tuner.boundary on synthetic sweeps with a KNOWN boundary.
+"""tuner.analysis.boundary on synthetic sweeps with a KNOWN boundary.
 
 With q = remove_coef / retain_coef (the mini-world's controlling ratio):
     forget falls from 0.70 toward chance iff q > FORGET_RATIO (halfway at once, chance by 10x beyond)
@@ -22,9 +22,9 @@ import numpy as np
 import pytest
 
 from trainables.evaluation.result import TaskScore
-from tuner.boundary import NEXT_STEP, OutcomeState, analyse, pareto_front
-from tuner.boundary_fit import fit_boundary
-from tuner.schema import BASELINE_ID, TrialRow
+from tuner.analysis.boundary import NEXT_STEP, OutcomeState, analyse, pareto_front
+from tuner.analysis.boundary_fit import fit_boundary
+from tuner.records.schema import BASELINE_ID, TrialRow
 
 FORGET_RATIO, RETAIN_RATIO = 0.05, 0.5
 BASE_FORGET, BASE_RETAIN, N_FORGET, N_RETAIN = 0.70, 0.80, 120, 200

@@ -1,4 +1,4 @@
-"""``tuner.report`` and ``trainables.train`` reject bad values the way every CLI does (tuner.preflight): one
+"""``tuner.report`` and ``trainables.train`` reject bad values the way every CLI does (trainables.preflight): one
 ``error:`` line, exit 2, nothing written, before anything is computed."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import pytest
 
 from trainables.evaluation.result import TaskScore
 from trainables.train import main as train_main
-from tuner.report import main as report_main
-from tuner.schema import BASELINE_ID, TrialRow
+from tuner.analysis.report import main as report_main
+from tuner.records.schema import BASELINE_ID, TrialRow
 
 
 @pytest.mark.parametrize(("flags", "message"), [

@@ -1,4 +1,5 @@
-"""tuner.interrupt: where a SIGTERM goes, and what a stopped search leaves (table, MLflow, resume line)."""
+"""tuner.orchestration.interrupt: where a SIGTERM goes, and what a stopped search leaves (table, MLflow,
+resume line)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,12 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tuner.context import SearchContext, default_uri
-from tuner.interrupt import EXIT_CODE, SearchInterrupted, SigtermHandler, record_interrupt
-from tuner.results import ResultsTable
-from tuner.run import build_parser, validate
-from tuner.schema import TrialRow
-from tuner.tracking import Tracker
+from tuner.orchestration.cli import build_parser, validate
+from tuner.orchestration.context import SearchContext, default_uri
+from tuner.orchestration.interrupt import EXIT_CODE, SearchInterrupted, SigtermHandler, record_interrupt
+from tuner.records.results import ResultsTable
+from tuner.records.schema import TrialRow
+from tuner.records.tracking import Tracker
 
 
 @pytest.fixture

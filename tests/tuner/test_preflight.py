@@ -1,4 +1,5 @@
-"""tuner.preflight: each check passes on good input and fails with one line naming the problem and the fix."""
+"""trainables.preflight and tuner.orchestration.preflight: each check passes on good input and fails with one
+line naming the problem and the fix."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from trainables import preflight
 from trainables.config import ConfigError
 from trainables.preflight import (
     check_gpus,
@@ -21,8 +23,7 @@ from trainables.preflight import (
     ray_target,
 )
 from trainables.presets import load_preset
-from tuner import preflight
-from tuner.preflight import check_mlflow_uri
+from tuner.orchestration.preflight import check_mlflow_uri
 
 
 def _closed_port() -> int:

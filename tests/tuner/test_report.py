@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from trainables.evaluation.result import TaskScore
-from tuner.boundary import analyse
-from tuner.report import load_run, main, render_report
-from tuner.schema import BASELINE_ID, TrialRow
+from tuner.analysis.boundary import analyse
+from tuner.analysis.report import load_run, main, render_report
+from tuner.records.schema import BASELINE_ID, TrialRow
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from trainables.evaluation.result import TaskScore
-from tuner.report import render_report
-from tuner.schema import BASELINE_ID, TrialRow
+from tuner.analysis.report import render_report
+from tuner.records.schema import BASELINE_ID, TrialRow
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -9,11 +9,11 @@ import optuna
 
 from tests.tuner.test_boundary_search import BASE, FAST, SPACE, SPEC, objective
 from trainables.evaluation.result import TaskScore
-from tuner.boundary import analyse
+from tuner.analysis.boundary import analyse
+from tuner.analysis.report import render_report
 from tuner.boundary_search import BoundarySampler
-from tuner.report import render_report
-from tuner.results import ResultsTable
-from tuner.schema import BASELINE_ID, TrialRow
+from tuner.records.results import ResultsTable
+from tuner.records.schema import BASELINE_ID, TrialRow
 
 
 def row(trial_id: str, forget: float, retain: float, se: float = 0.01, **params: float) -> TrialRow:

@@ -16,10 +16,10 @@ from matplotlib.collections import PathCollection
 from matplotlib.contour import ContourSet
 
 from trainables.evaluation.result import TaskScore
-from tuner import report_plots
-from tuner.boundary import analyse
-from tuner.report import load_run
-from tuner.schema import BASELINE_ID, TrialRow
+from tuner.analysis import report_plots
+from tuner.analysis.boundary import analyse
+from tuner.analysis.report import load_run
+from tuner.records.schema import BASELINE_ID, TrialRow
 
 
 def _score(acc: float, n: int = 150) -> TaskScore:

@@ -9,8 +9,8 @@ import multiprocessing
 import time
 
 from trainables.evaluation.result import TaskScore
-from tuner.results import ResultsTable
-from tuner.schema import TrialRow
+from tuner.records.results import ResultsTable
+from tuner.records.schema import TrialRow
 
 
 def _score(task, acc):

@@ -12,11 +12,11 @@ import pytest
 import ray
 from mlflow.tracking import MlflowClient
 
-import tuner.trial
-from tuner.context import SearchContext, default_uri
-from tuner.run import build_parser, main, resume_context, validate
-from tuner.service import run_search
-from tuner.tracking import Tracker, relocate_store
+import tuner.orchestration.trial
+from tuner.orchestration.cli import build_parser, main, resume_context, validate
+from tuner.orchestration.context import SearchContext, default_uri
+from tuner.orchestration.service import run_search
+from tuner.records.tracking import Tracker, relocate_store
 
 SMALL = ["--preset", "miniworld-small", "steps=4", "log_every=2", "per_device_batch=8"]
 
@@ -114,7 +114,7 @@ def _parent_status(run_dir: Path, run_id: str) -> str:
 
 def test_failure_after_the_run_dir_exists_is_resumable_and_marks_the_parent_failed(tmp_path, stub_ray, monkeypatch,
                                                                                    capsys):
-    monkeypatch.setattr(tuner.trial, "score_baseline", _failing_baseline)
+    monkeypatch.setattr(tuner.orchestration.trial, "score_baseline", _failing_baseline)
     ctx = validate(build_parser().parse_args([*SMALL, "--run-dir", str(tmp_path / "old")]))
     assert run_search(ctx, resume=False) == 1
     err = capsys.readouterr().err.strip().splitlines()

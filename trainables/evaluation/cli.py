@@ -136,7 +136,3 @@ def main(argv: list[str] | None = None) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)  # checked writable before the model loaded
         args.json.write_text(json.dumps(result.to_dict(), indent=1) + "\n")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -23,8 +23,8 @@ import numpy as np
 from scipy.stats import norm
 
 from trainables.evaluation.result import CHANCE_ACCURACY, TaskScore
-from tuner.boundary_fit import BoundaryFit, fit_boundary
-from tuner.schema import BASELINE_ID, TrialRow
+from tuner.analysis.boundary_fit import BoundaryFit, fit_boundary
+from tuner.records.schema import BASELINE_ID, TrialRow
 
 
 class OutcomeState(str, Enum):

@@ -24,10 +24,10 @@ from typing import Any
 from trainables.config import ConfigError
 from trainables.evaluation.result import TaskScore
 from trainables.preflight import check_ranges
-from tuner.boundary import BoundaryAnalysis, analyse
-from tuner.boundary_fit import FEATURES
-from tuner.report_plots import CURVE_METRICS, STATE_STYLE, curves_png, harmless_map_png, tradeoff_png
-from tuner.schema import BASELINE_ID, TrialRow
+from tuner.analysis.boundary import BoundaryAnalysis, analyse
+from tuner.analysis.boundary_fit import FEATURES
+from tuner.analysis.report_plots import CURVE_METRICS, STATE_STYLE, curves_png, harmless_map_png, tradeoff_png
+from tuner.records.schema import BASELINE_ID, TrialRow
 
 REPORT_DIR = "report"
 DEFAULT_DELTA, DEFAULT_CONFIDENCE = 0.02, 0.95
@@ -251,7 +251,3 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(2) from None
     print(out / "report.html")
     print(out / "report.md")
-
-
-if __name__ == "__main__":
-    main()

@@ -17,9 +17,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from trainables.evaluation.result import CHANCE_ACCURACY
-from tuner.boundary import BoundaryAnalysis, OutcomeState
-from tuner.boundary_fit import BoundaryFit
-from tuner.schema import TrialRow
+from tuner.analysis.boundary import BoundaryAnalysis, OutcomeState
+from tuner.analysis.boundary_fit import BoundaryFit
+from tuner.records.schema import TrialRow
 
 STATE_STYLE: dict[OutcomeState | None, tuple[str, str]] = {  # colour, marker
     OutcomeState.FORGETS_HARMLESSLY: ("#2ca02c", "o"),

@@ -19,10 +19,10 @@ import optuna
 from optuna.trial import TrialState
 
 from trainables.evaluation.result import TaskScore
-from tuner.boundary import analyse
+from tuner.analysis.boundary import analyse
 from tuner.boundary_search import BoundarySampler
-from tuner.samplers import FORGET_INDEX, RETAIN_INDEX, make_sampler
-from tuner.schema import BASELINE_ID, TrialRow
+from tuner.orchestration.samplers import FORGET_INDEX, RETAIN_INDEX, make_sampler
+from tuner.records.schema import BASELINE_ID, TrialRow
 
 METHODS = ("random", "tpe", "gp", "boundary")
 PFn = Callable[[Mapping[str, np.ndarray]], np.ndarray]
@@ -53,7 +53,7 @@ def estimate(sampler: optuna.samplers.BaseSampler, study: optuna.Study, baseline
 
 
 def _analysis_estimate(study: optuna.Study, baseline: tuple[float, float], n_eval: int, delta: float) -> Estimate:
-    """Today's report: ``tuner.boundary.analyse`` on the trials as results-table rows."""
+    """Today's report: ``tuner.analysis.boundary.analyse`` on the trials as results-table rows."""
     def score(task: str, acc: float, se: float) -> TaskScore:
         return TaskScore(task, acc, se, n_eval)
 

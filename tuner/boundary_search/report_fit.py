@@ -1,5 +1,5 @@
 """The boundary sampler's model in the report: the same GPs the search used, read from ``run_dir/optuna.db``,
-behind the interface of ``tuner.boundary_fit.BoundaryFit`` (so the verdict, table and harmless map use it).
+behind the interface of ``tuner.analysis.boundary_fit.BoundaryFit`` (so the verdict, table and harmless map use it).
 
     fit = model_fit(run_dir, study_name="kl_boundary-miniworld", baseline_retain=0.99, delta=0.02)
 

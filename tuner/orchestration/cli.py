@@ -10,8 +10,8 @@
 Every trial trains LoRA adapters in Ray Train workers, is scored with lm-eval in those workers, and
 lands in ``<run_dir>/results.{jsonl,csv,md}`` and MLflow (a parent run per search, a child per trial).
 The end prints the table, the boundary report and the command that opens the MLflow dashboard.
-Everything a search needs is checked before Ray starts (``tuner.preflight``): bad input prints one ``error:``
-line and exits 2, leaving nothing behind. ``--resume`` takes no other flag but ``--address``.
+Everything a search needs is checked before Ray starts (``tuner.orchestration.preflight``): bad input prints
+one ``error:`` line and exits 2, leaving nothing behind. ``--resume`` takes no other flag but ``--address``.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from trainables.config import ConfigError, TrainConfig
 from trainables.preflight import check_ranges
 from trainables.presets import PRESETS, load_preset
 from trainables.train import parse_overrides
-from tuner.context import SearchContext, default_uri
-from tuner.preflight import check_search
+from tuner.orchestration.context import SearchContext, default_uri
+from tuner.orchestration.preflight import check_search
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -144,11 +144,6 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    from tuner.service import run_search
+    from tuner.orchestration.service import run_search
 
     return run_search(ctx, resume=bool(args.resume))
-
-
-if __name__ == "__main__":
-    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
-    sys.exit(main())

@@ -17,9 +17,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
 
-from tuner.context import SearchContext
-from tuner.results import ResultsTable
-from tuner.tracking import Tracker
+from tuner.orchestration.context import SearchContext
+from tuner.records.results import ResultsTable
+from tuner.records.tracking import Tracker
 
 EXIT_CODE = 128 + signal.SIGTERM  # what a shell reports for a process ended by SIGTERM
 FINAL = ("done", "diverged", "failed")

@@ -1,10 +1,10 @@
 """The Optuna samplers a sampled space can name (``SearchSpace.sampler``), each seeded and constrained by
-"retain drop <= delta" (``tuner.constrained_samplers``: Optuna's own samplers would evaluate the constraint
-before the trial's values exist). No Ray import here: the replay benchmark builds the same samplers.
+"retain drop <= delta" (``tuner.orchestration.constrained_samplers``: Optuna's own samplers would evaluate the
+constraint before the trial's values exist). No Ray import here: the replay benchmark builds the same samplers.
 
     make_sampler("boundary", seed=0, num_samples=40, baseline_retain=0.99, delta=0.02)
 
-Objective order everywhere: (forget_acc, retain_acc), as in ``tuner.trial.OBJECTIVES``.
+Objective order everywhere: (forget_acc, retain_acc), as in ``tuner.orchestration.trial.OBJECTIVES``.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import functools
 
 import optuna
 
-from tuner import constrained_samplers as constrained
 from tuner.boundary_search import BoundarySampler, ModelSpec
+from tuner.orchestration import constrained_samplers as constrained
 
 FORGET_INDEX, RETAIN_INDEX = 0, 1
 

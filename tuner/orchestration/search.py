@@ -1,7 +1,7 @@
 """Ray Tune wiring: the trial driver, the searcher, and restore.
 
 Sampled spaces use ``OptunaSearch`` (the boundary sampler with its stopping rule, or seeded TPE, NSGA-II,
-GP; ``tuner.samplers``) as a multi-objective search over
+GP; ``tuner.orchestration.samplers``) as a multi-objective search over
 ``eval_forget_acc`` (min) and ``eval_retain_acc`` (max) with the constraint "retain drop <= delta"
 (``constraints_func`` on the sampler), its study persisted in ``run_dir/optuna.db``. Grid spaces run
 their fixed points with Tune's ``grid_search``. ``Tuner.restore`` resumes either, searcher state included.
@@ -19,9 +19,9 @@ from ray.tune.search.optuna import OptunaSearch
 
 from search_spaces import get_space
 from tuner.boundary_search.searcher import BoundaryOptunaSearch
-from tuner.context import SearchContext
-from tuner.samplers import make_sampler
-from tuner.trial import OBJECTIVES, trial_driver
+from tuner.orchestration.context import SearchContext
+from tuner.orchestration.samplers import make_sampler
+from tuner.orchestration.trial import OBJECTIVES, trial_driver
 
 EXPERIMENT = "search"
 

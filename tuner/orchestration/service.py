@@ -5,7 +5,7 @@ created before it passes), the run directory with ``run_config.json`` (resumable
 (the mini-world is built here, before any worker asks for it), the parent run, the baseline row, then
 ``Tuner.fit()`` (or ``Tuner.restore`` on ``--resume``), then the boundary report and the summary. A failure
 after the directory exists marks the MLflow parent run FAILED and prints the resume command; a SIGTERM stops
-the search cleanly (``tuner.interrupt``): runs KILLED, unfinished trials re-run by ``--resume``.
+the search cleanly (``tuner.orchestration.interrupt``): runs KILLED, unfinished trials re-run by ``--resume``.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ import traceback
 from pathlib import Path
 
 from trainables.config import ConfigError
-from tuner.context import SearchContext, default_uri
-from tuner.interrupt import SearchInterrupted, SigtermHandler, record_interrupt
-from tuner.results import ResultsTable
-from tuner.tracking import Tracker, relocate_store, ui_command
+from tuner.orchestration.context import SearchContext, default_uri
+from tuner.orchestration.interrupt import SearchInterrupted, SigtermHandler, record_interrupt
+from tuner.records.results import ResultsTable
+from tuner.records.tracking import Tracker, relocate_store, ui_command
 
 
 def run_search(ctx: SearchContext, resume: bool) -> int:
@@ -29,8 +29,8 @@ def run_search(ctx: SearchContext, resume: bool) -> int:
     from trainables.model import miniworld
     from trainables.offline import offline_env
     from trainables.preflight import check_gpus
-    from tuner.search import make_tuner, restore_tuner
-    from tuner.trial import score_baseline
+    from tuner.orchestration.search import make_tuner, restore_tuner
+    from tuner.orchestration.trial import score_baseline
 
     cfg = ctx.trial_config({})
     env = worker_env(offline_env(cfg))
@@ -112,7 +112,7 @@ def _open_parent(ctx: SearchContext) -> Tracker:
 
 
 def _finish(ctx: SearchContext, tracker: Tracker) -> int:
-    from tuner.report import render_report
+    from tuner.analysis.report import render_report
 
     table = ResultsTable(ctx.path)
     stop = _stop_reason(ctx)

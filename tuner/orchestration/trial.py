@@ -23,10 +23,10 @@ from trainables.evaluation.result import EvalResult
 from trainables.launch import make_trainer
 from trainables.progress import ProgressLine
 from trainables.train_loop import evaluate_base_per_worker
-from tuner.context import SearchContext
-from tuner.results import ResultsTable
-from tuner.schema import BASELINE_ID, TrialRow
-from tuner.tracking import Tracker
+from tuner.orchestration.context import SearchContext
+from tuner.records.results import ResultsTable
+from tuner.records.schema import BASELINE_ID, TrialRow
+from tuner.records.tracking import Tracker
 
 OBJECTIVES = ("eval_forget_acc", "eval_retain_acc")
 WORST = {"eval_forget_acc": 1.0, "eval_retain_acc": 0.0}
