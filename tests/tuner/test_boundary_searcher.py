@@ -10,7 +10,8 @@ from ray.tune.search import Searcher
 
 from tests.tuner.test_boundary_search import BASE, FAST, SPACE, objective
 from tuner.boundary_search import BoundarySampler, BoundarySamplerConfig, ModelSpec, StopRule
-from tuner.boundary_search.searcher import BoundaryOptunaSearch, stop_reason
+from tuner.boundary_search.searcher import BoundaryOptunaSearch
+from tuner.boundary_search.stopping import stop_reason
 
 
 def test_searcher_passes_stderrs_and_finishes_when_pinned(tmp_path: Path):

@@ -18,7 +18,9 @@ import pytest
 
 from trainables.evaluation.result import TaskScore
 from tuner.analysis.boundary import analyse
-from tuner.analysis.report import load_run, main, render_report
+from tuner.analysis.report import main, render_report
+from tuner.analysis.run_data import load_run
+from tuner.analysis.verdict import build_verdict
 from tuner.records.schema import BASELINE_ID, TrialRow
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,15 +61,21 @@ def test_report_files_and_markdown(tmp_path: Path) -> None:
                                                 "tradeoff.png", "harmless_map.png", "training_curves.png"}
     md = (out / "report.md").read_text()
     data = load_run(tmp_path)
-    verdict = analyse(data.trials, data.baseline).verdict()
-    assert verdict in md and "Recommended:" in verdict
-    results = md.split("## Results")[1]
-    lines = [line for line in results.splitlines() if line.startswith("| ")]
-    assert lines[0].startswith("| trial | state | status | retain_coef | remove_coef | beta_kl | loss |")
-    assert lines[2].startswith("| baseline |") and lines[3].startswith("| t00 | forgets_harmlessly | done |")
-    assert "| t99 | — | failed |" in results and "CUDA OOM" in md.split("## Not scored")[1]
+    a = analyse(data.trials, data.baseline)
+    verdict = build_verdict(a, data.trials, data.baseline, data.stop)
+    order = ["## Verdict", "## Forget vs retain", "## Outcomes", "## Training metrics"]
+    assert [md.index(h) for h in order] == sorted(md.index(h) for h in order)
+    assert f"- **Outcome:** {verdict.outcome}" in md and f"- **Recommended:** {verdict.recommended}" in md
+    outcomes = md.split("## Outcomes")[1].split("## ")[0]
+    lines = [line for line in outcomes.splitlines() if line.startswith("| ")]
+    assert lines[0] == ("| trial | state | forget % | retain % | Δ forget | Δ retain | P(harmless) | flags | "
+                        "retain_coef | remove_coef | beta_kl |")
+    assert lines[2].startswith("| baseline | done |") and lines[3].startswith("| t00 | forgets_harmlessly |")
+    assert "| t99 | failed |" in outcomes and "CUDA OOM" in md.split("## Not scored")[1]
+    training = md.split("## Training metrics")[1]
+    assert training.splitlines()[2].startswith("| trial | status | loss | cb_loss | retain_kl_loss |")
     assert "| preset | miniworld |" in md
-    assert json.loads((out / "boundary.json").read_text())["verdict"] == verdict
+    assert json.loads((out / "boundary.json").read_text())["verdict"] == verdict.to_dict()
 
 
 def test_html_is_self_contained(tmp_path: Path) -> None:

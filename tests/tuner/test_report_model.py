@@ -11,6 +11,7 @@ from tests.tuner.test_boundary_search import BASE, FAST, SPACE, SPEC, objective
 from trainables.evaluation.result import TaskScore
 from tuner.analysis.boundary import analyse
 from tuner.analysis.report import render_report
+from tuner.analysis.verdict import build_verdict
 from tuner.boundary_search import BoundarySampler
 from tuner.records.results import ResultsTable
 from tuner.records.schema import BASELINE_ID, TrialRow
@@ -27,7 +28,9 @@ def test_a_merely_not_confidently_damaged_trial_is_not_recommended_over_a_feasib
     clean = row("clean", 0.50, 0.98, retain_coef=2.0, remove_coef=1.0)
     assert analyse([noisy, clean], base, 0.02).recommended == "clean"
     alone = analyse([noisy], base, 0.02)
-    assert alone.recommended == "noisy" and "only not confidently damaged" in alone.verdict()
+    text = build_verdict(alone, [noisy], base, "").text()
+    assert alone.recommended == "noisy" and "only uncertain harmless forgetting" in text
+    assert "labelled only not confidently damaged" in text
 
 
 def test_report_uses_the_boundary_samplers_model(tmp_path: Path):
@@ -56,5 +59,6 @@ def test_report_uses_the_boundary_samplers_model(tmp_path: Path):
     rec = next(r for r in ResultsTable(tmp_path).rows() if r.trial_id == result["recommended"])
     assert BASE - rec.retain.acc <= 0.02
     verdict = result["verdict"]
-    assert "boundary sampler's GP model" in verdict and "P(feasible)=" in verdict and "boundary pinned" in verdict
+    assert "boundary sampler's GP model" in verdict["evidence"] and "P(feasible)=" in verdict["recommended"]
+    assert "boundary pinned" in verdict["stopped"] and len(verdict["boundary"]) == 3
     assert (out / "harmless_map.png").stat().st_size > 10_000

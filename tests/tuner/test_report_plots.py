@@ -18,7 +18,7 @@ from matplotlib.contour import ContourSet
 from trainables.evaluation.result import TaskScore
 from tuner.analysis import report_plots
 from tuner.analysis.boundary import analyse
-from tuner.analysis.report import load_run
+from tuner.analysis.run_data import load_run
 from tuner.records.schema import BASELINE_ID, TrialRow
 
 
@@ -50,9 +50,9 @@ def figures(monkeypatch: pytest.MonkeyPatch) -> list:
     captured = []
     real = report_plots._png
 
-    def keep(fig):
+    def keep(fig, labelled):
         captured.append(fig)
-        return real(fig)
+        return real(fig, labelled)
 
     monkeypatch.setattr(report_plots, "_png", keep)
     return captured
@@ -80,7 +80,7 @@ def test_tradeoff_shows_every_trial_and_the_baseline(run, figures):
     data, a = run
     png = report_plots.tradeoff_png(data.trials, data.baseline, a)
     (fig,) = figures
-    _decodes_to(png, fig)
+    _decodes_to(png.png, fig)
     (ax,) = fig.axes
     points = _points(ax)
     for t in [data.baseline, *data.trials]:
@@ -94,7 +94,7 @@ def test_harmless_map_draws_the_boundary_under_the_trials(run, figures):
     data, a = run
     png = report_plots.harmless_map_png(data.trials, a)
     (fig,) = figures
-    _decodes_to(png, fig)
+    _decodes_to(png.png, fig)
     ax = fig.axes[0]
     assert (ax.get_xscale(), ax.get_yscale()) == ("log", "log")
     assert a.fit is not None and any(isinstance(c, ContourSet) and list(c.levels) == [0.5] for c in ax.collections)
@@ -107,7 +107,7 @@ def test_curves_have_one_line_per_trial_and_metric(run, figures):
     data, a = run
     png = report_plots.curves_png(data.curves, a.states)
     (fig,) = figures
-    _decodes_to(png, fig)
+    _decodes_to(png.png, fig)
     panels = {ax.get_title(): ax for ax in fig.axes if ax.get_visible()}
     assert set(panels) == {"loss", "cb_loss"}
     for metric, ax in panels.items():

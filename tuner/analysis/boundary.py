@@ -41,16 +41,11 @@ class OutcomeState(str, Enum):
 
 
 CONFIDENT = 0.9  # P(feasible) a model's recommendation should reach (the stopping rule's default)
-NEXT_STEP = {  # algorithm.md §8: which way to move when a state dominates
-    OutcomeState.NO_EFFECT: "lower retain_coef, raise remove_coef or raise lr",
-    OutcomeState.BOTH_DEGRADED: "raise retain_coef or lower lr, and raise remove_coef slightly",
-    OutcomeState.BOTH_COLLAPSED: "raise retain_coef, lower remove_coef or lower lr",
-}
 
 
 @dataclass(frozen=True)
 class BoundaryAnalysis:
-    """Everything the report shows; ``to_dict`` is JSON-safe, ``verdict`` a short paragraph."""
+    """Everything the report shows (``tuner.analysis.verdict`` words it); ``to_dict`` is JSON-safe."""
 
     delta: float
     confidence: float
@@ -64,53 +59,18 @@ class BoundaryAnalysis:
     recommended: str | None  # strongest forgetting among forgets_harmlessly trials
     tied: list[str]  # other forgets_harmlessly trials whose forget acc is not significantly higher
     nearest: list[str]  # when nothing forgets harmlessly: the closest candidates
-    next_step: str
     detectable_drop: float | None  # retain drop (fraction) flagged as damage with probability 1/2
     summary: dict[str, str]  # trial_id (and "baseline") -> one-line description used in the verdict
-    stop_reason: str = ""  # why the search ended (boundary sampler runs)
 
     def counts(self) -> dict[OutcomeState, int]:
         return {s: sum(v is s for v in self.states.values()) for s in OutcomeState}
 
     def to_dict(self) -> dict[str, Any]:
-        return _json_safe({**asdict(self), "verdict": self.verdict()})
-
-    def verdict(self) -> str:
-        """Boundary location, recommended coefficients, then number of trials and how certain."""
-        n_failed = len(self.unscored)
-        if self.n_trials == 0:
-            missing = f" {self.baseline_problem}." if self.baseline_problem else ""
-            return "No trials in the results table yet: nothing to analyse." + missing
-        if not self.states and not self.baseline_problem:
-            return (f"None of the {self.n_trials} trials has forget and retain scores "
-                    f"({_status_counts(self.unscored)}): nothing to analyse.")
-        if self.baseline_problem:
-            return (f"{self.baseline_problem}. Outcome states, the harmless boundary and the recommendation "
-                    f"are measured against the baseline, so none is given; re-run the baseline evaluation. "
-                    f"{self.n_trials} trials, {self.n_trials - n_failed} scored; Pareto front: "
-                    f"{', '.join(self.pareto) or 'empty'}.")
-        text = [self.fit.describe() if self.fit else self.fit_note]
-        if self.recommended:
-            tie = f"; statistically tied: {', '.join(self.tied)}" if self.tied else ""
-            text.append(f"Recommended: {self.summary[self.recommended]}{tie}.")
-        else:
-            near = "; ".join(self.summary[t] for t in self.nearest)
-            text.append("No harmless forgetting found." + (f" Nearest candidates: {near}." if near else ""))
-        text.append(f"Next: {self.next_step}.")
-        counts = ", ".join(f"{n} {s.value}" for s, n in self.counts().items() if n)
-        failed = f"; not scored: {_status_counts(self.unscored)}" if n_failed else ""
-        text.append(f"Based on {len(self.states)} of {self.n_trials} trials ({counts}{failed}) against the "
-                    f"baseline ({self.summary[BASELINE_ID]}). Harmless = retain not confidently "
-                    f"({self.confidence:.0%}, one-sided) more than {100 * self.delta:.1f} pts below the "
-                    f"baseline; at these sample sizes a true drop of {100 * (self.detectable_drop or 0):.1f} "
-                    "pts is flagged only half of the time.")
-        if self.stop_reason:
-            text.append(f"The search {self.stop_reason}.")
-        return " ".join(text)
+        return _json_safe(asdict(self))
 
 
 def analyse(trials: list[TrialRow], baseline: TrialRow | None, delta: float = 0.02,
-            confidence: float = 0.95, model: Any = None, stop_reason: str = "") -> BoundaryAnalysis:
+            confidence: float = 0.95, model: Any = None) -> BoundaryAnalysis:
     """Label, fit and recommend. ``trials`` may contain the baseline row; it is ignored there. ``model`` (with
     ``BoundaryFit``'s interface, e.g. the boundary sampler's ``ModelFit``) replaces the logistic fit.
 
@@ -136,24 +96,20 @@ def analyse(trials: list[TrialRow], baseline: TrialRow | None, delta: float = 0.
         forget acc, highest retain acc, highest P."""
         p = fit.p_at(t.params) if fit else None
         unsure = model is not None and (p or 0.0) < CONFIDENT
-        return not _feasible(t, base, delta), unsure, t.forget.acc, -t.retain.acc, -(p or 0.0)
+        return not feasible(t, base, delta), unsure, t.forget.acc, -t.retain.acc, -(p or 0.0)
 
     by_forget = sorted((t for t in scored if states.get(t.trial_id) is OutcomeState.FORGETS_HARMLESSLY), key=rank)
     best = by_forget[0] if by_forget else None
     tied = [t.trial_id for t in by_forget[1:] if not _significant(t.forget, best.forget, 0.0, z)]
     nearest = [] if best or not states else _nearest(scored, states, base)
     summary = {t.trial_id: _describe(t, base, fit) for t in scored}
-    if best is not None and not _feasible(best, base, delta):
-        summary[best.trial_id] += (f"; only not confidently damaged: its retain drop exceeds "
-                                   f"{100 * delta:.1f} pts on the point estimate")
     if base:
         summary[BASELINE_ID] = f"{_score(base.forget)} forget, {_score(base.retain)} retain"
     return BoundaryAnalysis(
         delta=delta, confidence=confidence, n_trials=len(trials), baseline_problem=problem, states=states,
         unscored=unscored, pareto=pareto_front(scored), fit=fit, fit_note=fit_note,
         recommended=best.trial_id if best else None, tied=tied, nearest=nearest,
-        next_step=_next_step(best, states, fit, z) if base and states else "score the trials first",
-        detectable_drop=_detectable_drop(scored, base, delta, z), summary=summary, stop_reason=stop_reason)
+        detectable_drop=_detectable_drop(scored, base, delta, z), summary=summary)
 
 
 def classify(trial: TrialRow, baseline: TrialRow, delta: float, z: float) -> OutcomeState:
@@ -161,7 +117,7 @@ def classify(trial: TrialRow, baseline: TrialRow, delta: float, z: float) -> Out
     forget_dropped = _significant(baseline.forget, trial.forget, 0.0, z)
     if not _significant(baseline.retain, trial.retain, delta, z):
         return OutcomeState.FORGETS_HARMLESSLY if forget_dropped else OutcomeState.NO_EFFECT
-    if _at_chance(trial.forget, z) and _at_chance(trial.retain, z):
+    if at_chance(trial.forget, z) and at_chance(trial.retain, z):
         return OutcomeState.BOTH_COLLAPSED
     return OutcomeState.BOTH_DEGRADED
 
@@ -173,7 +129,7 @@ def pareto_front(trials: list[TrialRow]) -> list[str]:
     return [p[2] for p in sorted(front)]
 
 
-def _feasible(t: TrialRow, base: TrialRow | None, delta: float) -> bool:
+def feasible(t: TrialRow, base: TrialRow | None, delta: float) -> bool:
     """Retain drop <= delta on the point estimate."""
     return base is not None and base.retain.acc - t.retain.acc <= delta
 
@@ -183,7 +139,8 @@ def _significant(high: TaskScore, low: TaskScore, margin: float, z: float) -> bo
     return high.acc - low.acc - margin > z * math.hypot(high.stderr, low.stderr)
 
 
-def _at_chance(score: TaskScore, z: float) -> bool:
+def at_chance(score: TaskScore, z: float) -> bool:
+    """Not significantly above chance (one-sided, ``z`` standard errors)."""
     return not score.acc - CHANCE_ACCURACY > z * score.stderr
 
 
@@ -193,22 +150,6 @@ def _nearest(scored: list[TrialRow], states: dict[str, OutcomeState], base: Tria
                     key=lambda t: -t.retain.acc)
     harmless = sorted((t for t in scored if states[t.trial_id].harmless), key=lambda t: t.forget.acc)
     return [t.trial_id for t in forgot[:2] + harmless[:2]]
-
-
-def _next_step(best: TrialRow | None, states: dict[str, OutcomeState], fit: BoundaryFit | None,
-               z: float) -> str:
-    """Where to search next, by the anchors' rules (algorithm.md §8)."""
-    below = f", staying below remove/retain ~ {fit.ratio:.3g}" if fit and fit.ratio else ""
-    if best is not None:
-        if _at_chance(best.forget, z):
-            return "forget is at chance with retain intact; confirm the recommended point with 2-3 seeds"
-        return f"forget is still above chance; lower lr and raise remove_coef slightly{below}"
-    present = set(states.values())
-    if OutcomeState.NO_EFFECT in present and present - {OutcomeState.NO_EFFECT}:
-        return ("forgetting sets in only together with retain damage; search between the no_effect and the "
-                f"damaged trials and {NEXT_STEP[OutcomeState.BOTH_DEGRADED]}")
-    top = max(present, key=lambda s: sum(v is s for v in states.values()))
-    return NEXT_STEP[top]
 
 
 def _describe(t: TrialRow, base: TrialRow | None, fit: BoundaryFit | None) -> str:
@@ -235,11 +176,6 @@ def _score(s: TaskScore) -> str:
 
 def _pts(x: float) -> str:
     return f"{100 * x:+.1f}"
-
-
-def _status_counts(unscored: dict[str, str]) -> str:
-    statuses = sorted(set(unscored.values()))
-    return ", ".join(f"{sum(v == s for v in unscored.values())} {s}" for s in statuses)
 
 
 def _json_safe(obj: Any) -> Any:

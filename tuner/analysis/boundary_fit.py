@@ -63,17 +63,9 @@ class BoundaryFit:
         return float(self.p_harmless({f: params[f] for f in self.features}))
 
     def describe(self) -> str:
-        """One sentence for the verdict."""
-        fitted = (f"logistic fit on {self.n_harmless + self.n_damaged} trials "
-                  f"({self.n_harmless} harmless, {self.n_damaged} damaged)")
-        if self.ratio is None:
-            return f"The {fitted} shows no fall of P(harmless) with remove_coef, so no boundary ratio."
-        where = f"retain_coef {self.at_retain:.3g}" + (
-            f" and beta_kl {self.at_beta:.3g}" if self.at_beta is not None else "")
-        beta = "; ".join(f"{_g(r)} at beta_kl {b:.3g}" for b, r in self.by_beta)
-        return (f"Boundary: retain damage sets in above remove/retain ~ {_g(self.ratio)} (90% interval "
-                f"{_g(self.ratio_ci[0])}-{_g(self.ratio_ci[1])}) at {where}, from a {fitted}"
-                + (f"; by beta_kl: {beta}." if beta else "."))
+        """Which model the boundary comes from (the verdict states the boundary itself)."""
+        return (f"a logistic fit on {self.n_harmless + self.n_damaged} trials "
+                f"({self.n_harmless} harmless, {self.n_damaged} damaged)")
 
 
 def fit_boundary(params: list[Mapping[str, Any]], harmless: list[bool]) -> tuple[BoundaryFit | None, str]:
@@ -160,7 +152,3 @@ def _transform(name: str, value: Any) -> Any:
 
 def _finite(x: float) -> float | None:
     return x if math.isfinite(x) else None
-
-
-def _g(x: float | None) -> str:
-    return "none" if x is None else f"{x:.3g}" if math.isfinite(x) else "inf"

@@ -51,16 +51,9 @@ class ModelFit:
         return float(self.p_harmless({n: params[n] for n in self._state.cube.names}))
 
     def describe(self) -> str:
-        fitted = (f"the boundary sampler's GP model of {self.n_harmless + self.n_damaged} trials "
-                  f"({self.n_harmless} with retain drop <= delta, {self.n_damaged} above)")
-        if self.ratio is None:
-            return f"Boundary not reached: by {fitted}, nothing in the searched range damages retain."
-        slices = "; ".join(f"{_g(math.inf if r is None else r)} ({_g(lo)}-{_g(hi)}) at beta_kl {b:.3g}"
-                           for (b, r), (_, lo, hi) in zip(self.by_beta, self.intervals, strict=True))
-        return (f"Boundary: retain damage sets in above remove/retain ~ {_g(self.ratio)} (P(harmless) 0.9-0.1 "
-                f"interval {_g(self.ratio_ci[0])}-{_g(self.ratio_ci[1])}) at retain_coef {self.at_retain:.3g}"
-                + (f" and beta_kl {self.at_beta:.3g}" if self.at_beta is not None else "")
-                + f", from {fitted}; by beta_kl slice: {slices}.")
+        """Which model the boundary comes from (the verdict states the boundary itself)."""
+        return (f"the boundary sampler's GP model of {self.n_harmless + self.n_damaged} trials "
+                f"({self.n_harmless} with retain drop <= delta, {self.n_damaged} above)")
 
     @classmethod
     def from_state(cls, state: BoundaryState) -> ModelFit:
@@ -98,10 +91,6 @@ def model_fit(run_dir: Path, study_name: str, baseline_retain: float, delta: flo
     study = optuna.load_study(study_name=study_name, storage=f"sqlite:///{db.resolve()}")
     state = BoundaryState.from_study(study, ModelSpec(baseline_retain=baseline_retain, delta=delta))
     return ModelFit.from_state(state) if state else None
-
-
-def _g(x: float) -> str:
-    return f"{x:.3g}" if math.isfinite(x) else "inf"
 
 
 def run_model_fit(run_dir: Path, config: Mapping[str, Any], baseline_retain: float | None,

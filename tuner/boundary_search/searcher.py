@@ -4,8 +4,6 @@
   report) become Optuna user attrs, the GPs' observation noise;
 * before each new trial it asks the stopping rule; once the boundary is pinned it returns
   ``Searcher.FINISHED`` (running trials finish, no new ones start) and writes ``run_dir/stop.json``.
-
-``stop_reason(run_dir, num_samples)`` is the sentence the console, MLflow and the report show.
 """
 
 from __future__ import annotations
@@ -19,9 +17,9 @@ from ray.tune.search.optuna import OptunaSearch
 
 from tuner.boundary_search.sampler import BoundarySampler
 from tuner.boundary_search.state import STDERR_ATTRS
+from tuner.boundary_search.stopping import STOP_FILE
 
 STDERR_METRICS = ("eval_forget_stderr", "eval_retain_stderr")  # same order as STDERR_ATTRS
-STOP_FILE = "stop.json"
 
 
 class BoundaryOptunaSearch(OptunaSearch):
@@ -46,11 +44,3 @@ class BoundaryOptunaSearch(OptunaSearch):
                 if isinstance(result.get(key), (int, float)):
                     self._ot_trials[trial_id].set_user_attr(attr, float(result[key]))
         super().on_trial_complete(trial_id, result=result, error=error)
-
-
-def stop_reason(run_dir: str | Path, num_samples: int) -> str:
-    """Why the search ended: the stopping rule's sentence from ``stop.json``, else the budget cap."""
-    path = Path(run_dir) / STOP_FILE
-    if path.is_file():
-        return "stopped by itself: " + json.loads(path.read_text())["reason"]
-    return f"ran to the budget cap (--num-samples {num_samples}) without pinning the boundary"

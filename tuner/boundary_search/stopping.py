@@ -3,14 +3,20 @@
     share of the space with 0.1 < P(harmless) < 0.9   <=  max_ambiguous         (the boundary is located)
     recommended trial: retain drop <= delta observed   and  P(feasible) >= min_p_feasible
 
-``--num-samples`` stays the budget cap; ``StopDecision.reason`` says which of the two ended the search.
+``--num-samples`` stays the budget cap; ``StopDecision.reason`` says why the rule fired, the searcher leaves it in
+``run_dir/stop.json``, and ``stop_reason(run_dir, num_samples)`` is the sentence the console, MLflow, results.md
+and the report show.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 from tuner.boundary_search.state import AMBIGUOUS, BoundaryState
+
+STOP_FILE = "stop.json"
 
 
 @dataclass(frozen=True)
@@ -44,3 +50,11 @@ def decide(state: BoundaryState | None, rule: StopRule) -> StopDecision:
             f"P(retain drop <= delta) = {rec.p_feasible:.2f} (needs {rule.min_p_feasible:g})")
     prefix = f"boundary pinned after {n} trials: " if pinned else ""
     return StopDecision(pinned, prefix + text, share, rec.p_feasible)
+
+
+def stop_reason(run_dir: str | Path, num_samples: int) -> str:
+    """Why the search ended: the stopping rule's sentence from ``stop.json``, else the budget cap."""
+    path = Path(run_dir) / STOP_FILE
+    if path.is_file():
+        return "stopped by itself: " + json.loads(path.read_text())["reason"]
+    return f"ran to the budget cap (--num-samples {num_samples}) without pinning the boundary"

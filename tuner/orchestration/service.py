@@ -120,6 +120,7 @@ def _finish(ctx: SearchContext, tracker: Tracker) -> int:
         ctx.extra["stop_reason"] = stop  # run_config.json -> the report's run-config table
         ctx.save()
         tracker.set_tags(ctx.parent_run_id, {"stop_reason": stop[:5000]})
+        table.note_stop(stop)
     report_dir = render_report(ctx.path, delta=ctx.delta)
     for path, name in ((table.jsonl, "results"), (table.csv, "results"), (table.md, "results"),
                        (ctx.path / "run_config.json", "results"), (report_dir, "report")):
@@ -141,6 +142,6 @@ def _finish(ctx: SearchContext, tracker: Tracker) -> int:
 def _stop_reason(ctx: SearchContext) -> str:
     """Why a boundary search ended (its stopping rule, or the --num-samples cap); "" for other samplers."""
     from search_spaces import get_space
-    from tuner.boundary_search.searcher import stop_reason
+    from tuner.boundary_search.stopping import stop_reason
 
     return stop_reason(ctx.path, ctx.num_samples) if get_space(ctx.space).sampler == "boundary" else ""

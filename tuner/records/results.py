@@ -47,6 +47,11 @@ class ResultsTable:
             _atomic_write(self.csv, to_csv(rows))
             _atomic_write(self.md, to_markdown(rows))
 
+    def note_stop(self, stop: str) -> None:
+        """Re-render results.md with a closing line saying why the search stopped."""
+        with self._locked():
+            _atomic_write(self.md, to_markdown(self.rows(), stop))
+
     def rows(self) -> list[TrialRow]:
         """Latest row per trial: the baseline first, then trials in order of first appearance."""
         return _latest(self.jsonl.read_text()) if self.jsonl.exists() else []
@@ -118,8 +123,9 @@ def _num(value: object) -> str:
     return "–" if value in (None, "") else f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
-def to_markdown(rows: list[TrialRow]) -> str:
-    """Two tables: training metrics at the final step, then evaluations with Δ vs the baseline row."""
+def to_markdown(rows: list[TrialRow], stop: str = "") -> str:
+    """Two tables: training metrics at the final step, then evaluations with Δ vs the baseline row; then why the
+    search stopped, once it has."""
     params = _param_names(rows)
     base = rows[0] if rows and rows[0].trial_id == BASELINE_ID else None
     forget_task = next((r.forget.task for r in rows if r.forget), "forget")
@@ -145,4 +151,6 @@ def to_markdown(rows: list[TrialRow]) -> str:
                      f"{_pct(r.retain)} | "
                      f"{_signed(_delta(r.retain, base and base.retain)) if r.trial_id != BASELINE_ID else '–'} |"
                      + alt_cells + f" {r.status} | {r.error.splitlines()[0][:80] if r.error else ''} |")
+    if stop:
+        lines += ["", f"Search stopped: {stop}"]
     return "\n".join(lines) + "\n"
