@@ -10,15 +10,15 @@ from scipy.stats import norm
 from tuner.analysis.boundary import BoundaryAnalysis, OutcomeState, at_chance
 from tuner.records.schema import TrialRow
 
-Move = tuple[str, str]  # (parameter, "raise" / "lower" / "raise slightly")
+Move = tuple[str, str]  # (parameter, how: "raise {}" / "lower {}" / "raise {} slightly")
 MOVES: dict[OutcomeState, tuple[Move, ...]] = {  # which way to move when a state dominates
-    OutcomeState.NO_EFFECT: (("retain_coef", "lower"), ("remove_coef", "raise"), ("lr", "raise")),
-    OutcomeState.BOTH_DEGRADED: (("retain_coef", "raise"), ("beta_kl", "raise"), ("lr", "lower"),
-                                 ("remove_coef", "raise slightly")),
-    OutcomeState.BOTH_COLLAPSED: (("retain_coef", "raise"), ("beta_kl", "raise"), ("remove_coef", "lower"),
-                                  ("lr", "lower")),
+    OutcomeState.NO_EFFECT: (("retain_coef", "lower {}"), ("remove_coef", "raise {}"), ("lr", "raise {}")),
+    OutcomeState.BOTH_DEGRADED: (("retain_coef", "raise {}"), ("beta_kl", "raise {}"), ("lr", "lower {}"),
+                                 ("remove_coef", "raise {} slightly")),
+    OutcomeState.BOTH_COLLAPSED: (("retain_coef", "raise {}"), ("beta_kl", "raise {}"), ("remove_coef", "lower {}"),
+                                  ("lr", "lower {}")),
 }
-STRONGER_FORGETTING: tuple[Move, ...] = (("lr", "lower"), ("remove_coef", "raise slightly"))
+STRONGER_FORGETTING: tuple[Move, ...] = (("lr", "lower {}"), ("remove_coef", "raise {} slightly"))
 
 
 def next_step(a: BoundaryAnalysis, scored: Sequence[TrialRow], searched: Sequence[str]) -> str:
@@ -42,7 +42,7 @@ def next_step(a: BoundaryAnalysis, scored: Sequence[TrialRow], searched: Sequenc
 
 def moves(options: Sequence[Move], searched: Sequence[str]) -> str:
     """'raise retain_coef or raise beta_kl' over the searched parameters only."""
-    kept = [f"{how} {name}" for name, how in options if name in searched]
+    kept = [how.format(name) for name, how in options if name in searched]
     if kept:
         return " or ".join(kept)
     return f"widen the searched ranges of {', '.join(searched) or 'the coefficients'}: none moves this way"
