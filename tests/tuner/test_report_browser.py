@@ -1,6 +1,8 @@
-"""The HTML report in headless Chromium: every image decodes, every link resolves, a screenshot renders.
+"""The HTML report in headless Chromium: every image decodes at its own size (no downscaled text), every link
+resolves, the verdict comes first, the outcome table fits without horizontal scrolling, every plotted trial is
+labelled, a screenshot renders.
 
-    chromium --headless ... --dump-dom check.html        # check.html = report.html + CHECK_SCRIPT
+    chromium --headless ... --window-size=1280,2000 --dump-dom check.html   # check.html = report.html + CHECK_SCRIPT
     chromium --headless ... --screenshot=shot.png --window-size=1280,2000 report.html
 
 Needs Debian's Chromium at /usr/bin/chromium (`apt-get install -y chromium`); fails, never skips, without it.
@@ -26,7 +28,8 @@ from tuner.records.schema import BASELINE_ID, TrialRow
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-# After load: images decoded, in-page links pointing at existing ids, no external resource of any kind.
+# After load: images decoded, in-page links pointing at existing ids, no external resource of any kind; section
+# order, the outcome table's overflow, each figure's trial-id label count and displayed vs natural image width.
 CHECK_SCRIPT = """<script>
 window.addEventListener("load", () => {
   const images = [...document.images];
@@ -36,13 +39,21 @@ window.addEventListener("load", () => {
     .map(e => e.getAttribute("src") || e.getAttribute("href")).filter(u => !u.startsWith("data:"));
   document.body.setAttribute("data-check", JSON.stringify({
     images: images.length, loaded: images.filter(i => i.complete && i.naturalWidth > 0).length,
-    links: links.length, broken, external}));
+    links: links.length, broken, external,
+    sections: [...document.querySelectorAll("section")].map(s => s.id),
+    outcomeOverflow: (d => d.scrollWidth - d.clientWidth)(document.querySelector("#outcomes .scroll")),
+    labels: Object.fromEntries([...document.querySelectorAll("section figure")]
+      .map(f => [f.parentElement.id, Number(f.dataset.labels)])),
+    scaled: images.filter(i => i.width !== i.naturalWidth).map(i => i.alt)}));
 });
 </script>"""
 
 
 def _score(acc: float, n: int = 150) -> TaskScore:
     return TaskScore(task="t", acc=acc, stderr=math.sqrt(acc * (1 - acc) / (n - 1)), n=n)
+
+
+N_TRIALS = 25
 
 
 def _run_dir(root: Path) -> Path:
@@ -55,6 +66,7 @@ def _run_dir(root: Path) -> Path:
         (root / "trials" / rows[-1].trial_id).mkdir(parents=True)
         (root / "trials" / rows[-1].trial_id / "metrics.jsonl").write_text(
             "".join(json.dumps({"step": s, "loss": 1 + q / (1 + s)}) + "\n" for s in range(0, 64, 8)))
+    assert len(rows) == N_TRIALS + 1
     (root / "results.jsonl").write_text("".join(json.dumps(r.to_dict()) + "\n" for r in rows))
     return root
 
@@ -85,12 +97,16 @@ def test_report_renders_in_chromium(tmp_path: Path) -> None:
     page = render_report(_run_dir(tmp_path / "run")) / "report.html"
     check = tmp_path / "check.html"
     check.write_text(page.read_text().replace("</body>", CHECK_SCRIPT + "</body>"))
-    dom = _chromium(tmp_path, "--virtual-time-budget=10000", "--dump-dom", check.as_uri())
+    dom = _chromium(tmp_path, "--virtual-time-budget=10000", "--window-size=1280,2000", "--dump-dom", check.as_uri())
     found = re.search(r'data-check="([^"]*)"', dom)
     assert found, "the check script did not run:\n" + dom[:500]
     result = json.loads(html.unescape(found.group(1)))
     assert result["images"] == 3 and result["loaded"] == 3, result
     assert result["links"] >= 5 and result["broken"] == [] and result["external"] == [], result
+    assert result["sections"][0] == "verdict" and result["sections"][4] == "outcomes", result
+    assert result["outcomeOverflow"] <= 0, result  # no horizontal scroll in the outcome table
+    assert result["labels"]["tradeoff"] == result["labels"]["harmless-map"] == N_TRIALS, result
+    assert result["scaled"] == [], result  # figures shown at their own width: text at its plotted size
 
     shot = tmp_path / "shot.png"
     _chromium(tmp_path, f"--screenshot={shot}", "--window-size=1280,2000", page.as_uri())

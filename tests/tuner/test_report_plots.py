@@ -114,3 +114,16 @@ def test_curves_have_one_line_per_trial_and_metric(run, figures):
         lines = {tuple(line.get_ydata()) for line in ax.get_lines() if len(line.get_xdata())}
         expected = {tuple(rec[metric] for rec in curve) for curve in data.curves.values()}
         assert lines == expected and len(expected) == len(data.trials), metric
+
+
+def test_every_point_carries_its_trial_id_and_the_baseline_star_is_hollow_underneath(run, figures):
+    data, a = run
+    plot = report_plots.tradeoff_png(data.trials, data.baseline, a)
+    harmless = report_plots.harmless_map_png(data.trials, a)
+    tradeoff_fig, map_fig = figures
+    for fig, p in ((tradeoff_fig, plot), (map_fig, harmless)):
+        labels = [t.get_text() for ax in fig.axes for t in ax.texts]
+        assert sorted(labels) == sorted(t.trial_id for t in data.trials) and p.labelled == len(labels)
+        assert p.width == round(fig.get_figwidth() * fig.dpi) <= 1150  # shown 1:1 in the 1200 px page
+    star = next(line for line in tradeoff_fig.axes[0].get_lines() if line.get_marker() == "*")
+    assert star.get_markerfacecolor() == "none" and star.get_zorder() < 3

@@ -45,7 +45,7 @@ img{max-width:100%;height:auto;border:1px solid #ddd}.scroll{overflow-x:auto}
 table{border-collapse:collapse;font-size:13px}th{background:#eee}
 th,td{border:1px solid #ccc;padding:2px 6px;text-align:right;white-space:nowrap}
 tr>:first-child,tr>:nth-child(2){text-align:left}td:last-child{white-space:normal}
-.scroll:not(.wide) td:nth-child(8){white-space:normal;text-align:left}
+.scroll:not(.wide) :is(td,th):nth-child(8){white-space:normal;text-align:left}
 .chip{display:inline-block;width:.8em;height:.8em;border-radius:50%;margin-right:.3em}"""
 
 

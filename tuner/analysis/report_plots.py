@@ -127,8 +127,8 @@ def harmless_map_png(trials: Sequence[TrialRow], a: BoundaryAnalysis) -> Plot | 
         ax.set(xscale="log", yscale="log", xlabel="retain_coef", ylabel="remove_coef",
                title=("P(harmless)" if fit else "Trials by state (no fit)")
                + (f", beta_kl ≈ {beta:.3g}" if beta is not None else ""))
-    labelled = {label: h for ax in axes for h, label in zip(*ax.get_legend_handles_labels(), strict=True)}
-    fig.legend(labelled.values(), labelled.keys(), loc="outside lower center", ncols=5, fontsize=8)
+    legend = {label: h for ax in axes for h, label in zip(*ax.get_legend_handles_labels(), strict=True)}
+    fig.legend(legend.values(), legend.keys(), loc="outside lower center", ncols=5, fontsize=8)
     if filled is not None:
         fig.colorbar(filled, ax=list(axes), label="P(harmless); black line = 0.5, dashed = 0.1 / 0.9")
     else:
