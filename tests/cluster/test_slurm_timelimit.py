@@ -127,6 +127,7 @@ def test_time_limit_stops_the_search_and_the_printed_line_resumes_it(slurm, timi
                  rf"{re.escape(str(run_dir))} \(the sbatch job prints")
     line = printed(log, r"^ray_cluster: resume with: (.+)$")[1]
     assert line.startswith(f"cd {REPO} && ") and f" --output={slurm.shared}/%j.out " in line, line
+    assert " --nodes=1 " in line and " --time=00:15:00 " in line, line  # as submitted, not as lowered
     assert line.endswith(f" {TEMPLATE} -- python -m tuner.run --resume {run_dir}"), line
     assert not slurm.ray_pids(f"{slurm.base}/rayj-{job}")
     before, children_before = check_interrupted(run_dir)
