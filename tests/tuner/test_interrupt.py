@@ -6,13 +6,21 @@ from __future__ import annotations
 import os
 import signal
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from mlflow.tracking import MlflowClient
 
 from tuner.orchestration.cli import build_parser, validate
 from tuner.orchestration.context import SearchContext, default_uri
-from tuner.orchestration.interrupt import EXIT_CODE, SearchInterrupted, SigtermHandler, record_interrupt
+from tuner.orchestration.interrupt import (
+    EXIT_CODE,
+    RESUME_FILE_ENV,
+    SearchInterrupted,
+    SigtermHandler,
+    record_interrupt,
+    resume_command,
+)
 from tuner.records.results import ResultsTable
 from tuner.records.schema import TrialRow
 from tuner.records.tracking import Tracker
@@ -66,3 +74,14 @@ def test_record_interrupt_leaves_nothing_running(tmp_path: Path, capsys: pytest.
     assert status == {done: "FINISHED", running: "KILLED", ctx.parent_run_id: "KILLED"}
     assert capsys.readouterr().err.strip().endswith(f"continue with: python -m tuner.run --resume {ctx.path}")
     assert (ctx.path / "run_config.json").is_file()
+
+
+def test_resume_command_is_written_for_the_sbatch_template(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The template names a file in RAY_CLUSTER_RESUME_FILE; the line there is a shell line (quoted)."""
+    target = tmp_path / "resume_cmd"
+    ctx = SimpleNamespace(path=tmp_path / "run dir")
+    monkeypatch.delenv(RESUME_FILE_ENV, raising=False)
+    assert resume_command(ctx) == f"python -m tuner.run --resume '{tmp_path}/run dir'" and not target.exists()
+    monkeypatch.setenv(RESUME_FILE_ENV, str(target))
+    line = resume_command(ctx)
+    assert target.read_text() == line + "\n"

@@ -4,17 +4,21 @@ During ``Tuner.fit()`` a SIGTERM becomes SIGUSR1, which Ray Tune handles like Ct
 saves the experiment state and ends the running trials. Outside ``fit`` (the baseline) it raises
 ``SearchInterrupted``. ``record_interrupt`` then marks every unfinished trial ``interrupted`` in the results
 table, sets its MLflow child run and the parent run KILLED (never left RUNNING) and prints the resume command;
-``--resume`` re-runs exactly those trials, under the same trial ids and MLflow runs.
+``--resume`` re-runs exactly those trials, under the same trial ids and MLflow runs. Under the sbatch template
+(``cluster/slurm/ray_cluster.sbatch``) the command also goes to ``$RAY_CLUSTER_RESUME_FILE``, and the job prints
+the exact ``sbatch`` line that resubmits it.
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from types import FrameType
 
 from tuner.orchestration.context import SearchContext
@@ -23,6 +27,7 @@ from tuner.records.tracking import Tracker
 
 EXIT_CODE = 128 + signal.SIGTERM  # what a shell reports for a process ended by SIGTERM
 FINAL = ("done", "diverged", "failed")
+RESUME_FILE_ENV = "RAY_CLUSTER_RESUME_FILE"  # set by the sbatch template for its driver
 
 
 class SearchInterrupted(Exception):
@@ -77,8 +82,16 @@ def record_interrupt(ctx: SearchContext, tracker: Tracker | None) -> int:
             client.set_terminated(run.info.run_id, status="KILLED")
         client.set_terminated(ctx.parent_run_id, status="KILLED")
     ctx.save()
-    line = f"python -m tuner.run --resume {ctx.path}"
-    slurm = (f" (under SLURM: sbatch [the same options] cluster/slurm/ray_cluster.sbatch -- {line})"
-             if "SLURM_JOB_ID" in os.environ else "")
-    print(f"interrupted: the search stopped on SIGTERM; continue with: {line}{slurm}", file=sys.stderr, flush=True)
+    line = resume_command(ctx)
+    job = " (the sbatch job prints the line that resubmits it)" if os.environ.get(RESUME_FILE_ENV) else ""
+    print(f"interrupted: the search stopped on SIGTERM; continue with: {line}{job}", file=sys.stderr, flush=True)
     return EXIT_CODE
+
+
+def resume_command(ctx: SearchContext) -> str:
+    """``python -m tuner.run --resume RUN_DIR``, also written to ``$RAY_CLUSTER_RESUME_FILE`` when set."""
+    line = shlex.join(["python", "-m", "tuner.run", "--resume", str(ctx.path)])
+    target = os.environ.get(RESUME_FILE_ENV)
+    if target:
+        Path(target).write_text(line + "\n")
+    return line

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from trainables.config import ConfigError
 from tuner.orchestration.context import SearchContext, default_uri
-from tuner.orchestration.interrupt import SearchInterrupted, SigtermHandler, record_interrupt
+from tuner.orchestration.interrupt import SearchInterrupted, SigtermHandler, record_interrupt, resume_command
 from tuner.records.results import ResultsTable
 from tuner.records.tracking import Tracker, relocate_store, ui_command
 
@@ -85,7 +85,7 @@ def _failed(ctx: SearchContext, tracker: Tracker | None, err: Exception) -> int:
     ctx.save()
     first = (str(err).strip().splitlines() or [""])[0]
     print(f"error: the search stopped ({type(err).__name__}: {first}); the run directory is kept, continue with: "
-          f"python -m tuner.run --resume {ctx.path}", file=sys.stderr)
+          f"{resume_command(ctx)}", file=sys.stderr)
     return 1
 
 
