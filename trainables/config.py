@@ -15,12 +15,14 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from trainables.architectures import ARCHITECTURES, Architecture
+from trainables.miniworld.build import WEIGHTS
 
 MINIWORLD_MODELS = ("miniworld", "miniworld-small")
 REMOVE_VARIANTS = ("cos", "checkpoint")
 SCHEDULES = ("eleuther", "paper", "constant")
 LR_SCHEDULES = ("constant", "linear", "cosine")
 DTYPES = ("float32", "bfloat16", "float16")
+WORLD_WEIGHTS = WEIGHTS  # mini-world weight sources (trainables.miniworld.release)
 EVAL_TASK_SETS = ("miniworld", "real")
 
 
@@ -48,6 +50,7 @@ class TrainConfig:
     # --- model -----------------------------------------------------------------------------------------
     model: str = "miniworld"                  # miniworld | miniworld-small | HF id | local path
     world_seed: int = 0                       # mini-world models only: which seeded world (each cached apart)
+    world_weights: str = "released"           # mini-world: released (same everywhere) | pretrain (train here)
     revision: str | None = None
     architecture: str = "llama"               # key of trainables.architectures.ARCHITECTURES
     num_layers: int = 4                       # the model's decoder blocks (checked against its config)
@@ -205,6 +208,7 @@ def validate(cfg: TrainConfig) -> None:
     for name in ("steps", "warmup_steps", "num_examples", "checkpoint_every", "eval_limit"):
         need(getattr(cfg, name) >= 0, name, "must be >= 0")
     need(cfg.dtype in DTYPES, "dtype", f"must be one of {DTYPES}")
+    need(cfg.world_weights in WORLD_WEIGHTS, "world_weights", f"must be one of {WORLD_WEIGHTS}")
     need(cfg.remove_variant in REMOVE_VARIANTS, "remove_variant", f"must be one of {REMOVE_VARIANTS}")
     need(cfg.remove_variant != "checkpoint" or bool(cfg.checkpoint_model) or cfg.model in MINIWORLD_MODELS,
          "checkpoint_model", "remove_variant=checkpoint needs the early checkpoint's HF id or path")

@@ -23,7 +23,7 @@ def miniworld(cfg: TrainConfig):
         return None
     from trainables.miniworld.build import build_world, world_config
 
-    return build_world(world_config(cfg.model, cfg.world_seed))
+    return build_world(world_config(cfg.model, cfg.world_seed, cfg.world_weights))
 
 
 def model_source(cfg: TrainConfig, early: bool = False) -> tuple[str, str | None]:

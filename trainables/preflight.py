@@ -69,11 +69,16 @@ def check_writable_file(path: Path, what: str) -> None:
 
 
 def check_cache_dir(cfg: TrainConfig) -> None:
-    """The mini-world cache (``$UNLEARN_TUNER_CACHE``) is created and written on first use."""
+    """The mini-world cache (``$UNLEARN_TUNER_CACHE``) is created and written on first use, and the chosen
+    world has released weights (or ``world_weights=pretrain``)."""
     if cfg.model not in MINIWORLD_MODELS:
         return
-    from trainables.miniworld.build import cache_root
+    from trainables.miniworld.build import cache_root, world_config
 
+    try:
+        world_config(cfg.model, cfg.world_seed, cfg.world_weights)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     root = cache_root()
     try:
         root.mkdir(parents=True, exist_ok=True)

@@ -77,6 +77,7 @@ def test_wrong_depth_in_local_config_is_named(tmp_path):
     ({"lr": "fast"}, "lr"),
     ({"lora_init_std": -0.1}, "lora_init_std"),
     ({"world_seed": -1}, "world_seed"),
+    ({"world_weights": "nosuch"}, "world_weights"),
     ({"not_a_field": 1}, "not_a_field"),
     ({"forget.bogus": 1}, "forget.bogus"),
 ])

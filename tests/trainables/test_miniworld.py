@@ -10,7 +10,8 @@ from trainables.miniworld import build as B
 from trainables.miniworld import world as W
 
 TINY = B.MiniWorldConfig(name="tiny", n_entities=8, hidden_size=32, intermediate_size=64, num_heads=2,
-                         num_layers=2, vocab_size=1024, stage1_steps=4, stage2_steps=4, batch=8, mc_batch=4)
+                         num_layers=2, vocab_size=1024, stage1_steps=4, stage2_steps=4, batch=8, mc_batch=4,
+                         weights="pretrain")
 
 
 @pytest.fixture(scope="module")
@@ -107,8 +108,9 @@ def test_letter_documents_match_the_eval_prompt(two_builds):
 
 
 def test_world_seed_selects_and_keys_a_world():
-    assert B.world_config("miniworld", 2).seed == 2
-    assert B.world_config("miniworld", 2).key() != B.world_config("miniworld", 0).key()
+    assert B.world_config("miniworld", 2, "pretrain").seed == 2
+    assert B.world_config("miniworld", 2, "pretrain").key() != B.world_config("miniworld", 0, "pretrain").key()
+    assert B.world_config("miniworld", 0, "pretrain").key() != B.world_config("miniworld", 0).key()
     assert B.world_config("miniworld-small").n_entities < B.world_config().n_entities
     with pytest.raises(ValueError, match="unknown mini-world"):
         B.world_config("nosuch")

@@ -188,3 +188,12 @@ def test_cache_dir_must_be_usable(monkeypatch, tmp_path):
     with pytest.raises(ConfigError) as err:
         preflight.check_cache_dir(load_preset("miniworld-small"))
     _one_line(err, "cache directory /proc/no-such-dir/cache (UNLEARN_TUNER_CACHE) is not usable")
+
+
+def test_a_world_without_released_weights_is_refused_before_anything_runs(monkeypatch, tmp_path):
+    monkeypatch.setenv("UNLEARN_TUNER_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(ConfigError) as err:
+        preflight.check_cache_dir(load_preset("miniworld", {"world_seed": 7}))
+    _one_line(err, "no released weights for miniworld world seed 7")
+    assert "world_weights=pretrain" in str(err.value) and not (tmp_path / "cache").exists()
+    preflight.check_cache_dir(load_preset("miniworld", {"world_seed": 7, "world_weights": "pretrain"}))

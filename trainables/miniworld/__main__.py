@@ -2,6 +2,7 @@
 
     python -m trainables.miniworld                  # default world (~0.9M-parameter Llama, 360 questions/domain)
     python -m trainables.miniworld --preset miniworld-small --world-seed 1
+    python -m trainables.miniworld --world-seed 3 --pretrain [--release]   # train here [and publish]
 """
 
 from __future__ import annotations
@@ -13,15 +14,23 @@ import time
 from tqdm import tqdm
 
 from trainables.miniworld.build import PRESETS, build_world, world_config
+from trainables.miniworld.release import publish
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m trainables.miniworld", description=__doc__.split("\n\n")[0])
     ap.add_argument("--preset", default="miniworld", choices=sorted(PRESETS), help="world size")
     ap.add_argument("--world-seed", type=int, default=0, help="which seeded world (default 0); each is cached apart")
+    ap.add_argument("--pretrain", action="store_true",
+                    help="train the weights here instead of using the released ones (machine-dependent)")
+    ap.add_argument("--release", action="store_true",
+                    help="with --pretrain: publish the weights to trainables/miniworld/released/ (maintainers)")
     args = ap.parse_args(argv)
+    if args.release and not args.pretrain:
+        print("error: --release publishes weights trained here; add --pretrain", file=sys.stderr)
+        return 2
     try:
-        config = world_config(args.preset, args.world_seed)
+        config = world_config(args.preset, args.world_seed, "pretrain" if args.pretrain else "released")
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -36,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
 
     world = build_world(config, progress=progress)
     print(f"world: {world.root}  (ready in {time.time() - start:.1f}s)")
+    if args.release:
+        print(f"released: {publish(world)}  (commit it)")
 
     from trainables.offline import set_offline_env
 

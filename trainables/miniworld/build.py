@@ -29,9 +29,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
+from trainables.miniworld import release
 from trainables.miniworld import world as W
 
 BUILD_VERSION = 3  # bump when the build procedure changes in a way the config does not capture
+WEIGHTS = ("released", "pretrain")
 TEMPLATES_DIR = Path(__file__).parent / "tasks"
 TASKS = {  # task name -> (template, Hub repo dir, config name, description)
     "miniworld_bio": ("_letter_template_yaml", "wmdp", "wmdp-bio", W.DESCRIPTIONS[W.FORGET]),
@@ -58,18 +60,22 @@ class MiniWorldConfig:
     intermediate_size: int = 320
     lr: float = 6e-3               # peak; warmup, then cosine to 0 in each stage
     stage1_steps: int = 600        # retain domain only -> early checkpoint
-    stage2_steps: int = 1100       # both domains -> base model
+    stage2_steps: int = 2200       # both domains -> base model (1100 left seed 0 at 84 % forget cloze)
     batch: int = 64                # fact sentences per step
     qa_batch: int = 32             # QA documents per step: they speed up memorisation of every fact
                                    # several-fold, held-out ones included (measured: 97 % vs 69 % cloze)
     mc_batch: int = 32             # fresh letter-format multiple-choice documents per step
     stage2_forget_share: float = 0.75  # stage 2 batches: new forget facts, plus retain replay
+    weights: str = "released"      # released: the shipped checkpoints (same on every machine, release.py);
+                                   # pretrain: train them here (chaotic: differ across CPU kernels/threads)
 
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
             if f.type in ("int", "float") and value <= 0 and f.name != "seed":
                 raise ValueError(f"miniworld config: {f.name} must be > 0 (got {value})")
+        if self.weights not in WEIGHTS:
+            raise ValueError(f"miniworld config: weights must be one of {WEIGHTS} (got {self.weights!r})")
         if self.n_entities < 4:
             raise ValueError(f"miniworld config: n_entities must be >= 4 (got {self.n_entities})")
         for name in ("heldout_share", "stage2_forget_share"):
@@ -88,13 +94,17 @@ PRESETS = {
 }
 
 
-def world_config(name: str = "miniworld", seed: int = 0) -> MiniWorldConfig:
-    """A named size (``miniworld`` | ``miniworld-small``) with its world seed; unknown names list the valid ones."""
+def world_config(name: str = "miniworld", seed: int = 0, weights: str = "released") -> MiniWorldConfig:
+    """A named size (``miniworld`` | ``miniworld-small``), world seed and weights source, checked up front:
+    unknown names list the valid ones, a seed without released weights says how to train it here."""
     if name not in PRESETS:
         raise ValueError(f"unknown mini-world {name!r}; choose one of {sorted(PRESETS)}")
     if seed < 0:
         raise ValueError(f"world seed must be >= 0 (got {seed})")
-    return replace(PRESETS[name], seed=seed)
+    config = replace(PRESETS[name], seed=seed, weights=weights)
+    if weights == "released":
+        release.check_released(config)
+    return config
 
 
 @dataclass(frozen=True)
@@ -151,8 +161,6 @@ def _sha256(path: Path) -> str:
 
 
 def _build_into(root: Path, config: MiniWorldConfig, progress: Callable[[str, int, int], None]) -> None:
-    import torch
-
     from trainables.miniworld import pretrain as P
 
     facts = W.make_facts(config.seed, config.n_entities, config.heldout_share)
@@ -167,14 +175,32 @@ def _build_into(root: Path, config: MiniWorldConfig, progress: Callable[[str, in
     practice = {d: [f for f in facts if f.domain == d and not f.heldout] for d in domains}
     tokenizer = _train_tokenizer(facts, texts, practice, config)
     tokenizer.save_pretrained(root / "tokenizer")
-    fact_pool = {d: P.encode_pairs(tokenizer, [("", t) for t in texts[d]]) for d in domains}
-    qa_pool = {d: P.encode_pairs(tokenizer, W.qa_documents(facts, d)) for d in domains}
+    model = P.new_model(tokenizer, config.hidden_size, config.num_layers, config.num_heads,
+                        config.intermediate_size, config.seed)
+    if config.weights == "released":
+        for out in release.STAGES:  # config + tokenizer files, then the released weights over the fresh ones
+            model.save_pretrained(root / out, safe_serialization=True)
+            tokenizer.save_pretrained(root / out)
+        release.install(config, root, root / "tokenizer" / "tokenizer.json")
+    else:
+        _pretrain(model, tokenizer, root, config, progress, facts, texts, practice)
+    files = sorted(p for p in root.rglob("*") if p.is_file())  # tasks/ is written after the move
+    _write_json(root / "MANIFEST.json", {"files": {str(p.relative_to(root)): _sha256(p) for p in files}})
+
+
+def _pretrain(model, tokenizer, root: Path, config: MiniWorldConfig, progress: Callable[[str, int, int], None],
+              facts: list[W.Fact], texts: dict[str, list[str]], practice: dict[str, list[W.Fact]]) -> None:
+    """Stage 1 (retain only) -> ``early/``; stage 2 (both domains) -> ``base/``."""
+    import torch
+
+    from trainables.miniworld import pretrain as P
+
+    fact_pool = {d: P.encode_pairs(tokenizer, [("", t) for t in texts[d]]) for d in texts}
+    qa_pool = {d: P.encode_pairs(tokenizer, W.qa_documents(facts, d)) for d in texts}
 
     stages = (("stage 1 (retain only)", {W.RETAIN: 1.0}, config.stage1_steps, "early"),
               ("stage 2 (both domains)", {W.FORGET: config.stage2_forget_share,
                                           W.RETAIN: 1 - config.stage2_forget_share}, config.stage2_steps, "base"))
-    model = P.new_model(tokenizer, config.hidden_size, config.num_layers, config.num_heads,
-                        config.intermediate_size, config.seed)
     threads = torch.get_num_threads()
     torch.set_num_threads(min(threads, 2))  # a ~1M-parameter model gains nothing from more threads
     for stage, share, steps, out in stages:
@@ -184,8 +210,6 @@ def _build_into(root: Path, config: MiniWorldConfig, progress: Callable[[str, in
         model.save_pretrained(root / out, safe_serialization=True)
         tokenizer.save_pretrained(root / out)
     torch.set_num_threads(threads)
-    files = sorted(p for p in root.rglob("*") if p.is_file())  # tasks/ is written after the move
-    _write_json(root / "MANIFEST.json", {"files": {str(p.relative_to(root)): _sha256(p) for p in files}})
 
 
 def _mixture(share: dict[str, float], fact_pool: dict, qa_pool: dict, practice: dict[str, list[W.Fact]],

@@ -12,7 +12,8 @@ from trainables.evaluation.tasks import miniworld_task_set
 from trainables.miniworld import build as B
 
 TINY = B.MiniWorldConfig(name="tiny", n_entities=8, hidden_size=32, intermediate_size=64, num_heads=2,
-                         num_layers=2, vocab_size=1024, stage1_steps=4, stage2_steps=4, batch=8, mc_batch=4)
+                         num_layers=2, vocab_size=1024, stage1_steps=4, stage2_steps=4, batch=8, mc_batch=4,
+                         weights="pretrain")
 
 
 def test_two_worlds_are_scored_on_their_own_questions(tmp_path):
