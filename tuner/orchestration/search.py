@@ -73,5 +73,6 @@ def restore_tuner(ctx: SearchContext) -> tune.Tuner:
     tuner = tune.Tuner.restore(str((ctx.path / "ray" / EXPERIMENT).resolve()), trainable=trainable(ctx),
                                resume_unfinished=True, resume_errored=True)
     # the restored RunConfig holds the reporter pickled with the old context (maybe another run_dir): renew it
-    tuner._local_tuner.get_run_config().progress_reporter = reporter(ctx)
+    if getattr(tuner, "_local_tuner", None) is not None:  # None under Ray Client, which keeps the old one
+        tuner._local_tuner.get_run_config().progress_reporter = reporter(ctx)
     return tuner
