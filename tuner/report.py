@@ -16,13 +16,16 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def sync_mlflow(run_dir: Path) -> None:
+    """Nothing for a directory that is not a search's (no complete run_config.json, no parent run)."""
+    from trainables.config import ConfigError
     from tuner.orchestration.context import SearchContext
     from tuner.records.mlflow_analysis import sync_analysis
     from tuner.records.tracking import Tracker
 
-    if not (run_dir / "run_config.json").is_file():
+    try:
+        ctx = SearchContext.load(run_dir)
+    except ConfigError:
         return
-    ctx = SearchContext.load(run_dir)
     if ctx.parent_run_id and "experiment_id" in ctx.extra:
         sync_analysis(Tracker(ctx.mlflow_uri, ctx.extra["experiment_id"], ctx.parent_run_id), run_dir)
 
