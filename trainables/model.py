@@ -6,6 +6,7 @@ Hidden states come from forward hooks on decoder blocks (``trainables.hooks``): 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -17,13 +18,14 @@ from trainables.config import MINIWORLD_MODELS, ConfigError, TrainConfig
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def miniworld(cfg: TrainConfig):
-    """The built (cached) mini-world for a mini-world config, else None."""
+def miniworld(cfg: TrainConfig, progress: Callable[[str, int, int], None] | None = None):
+    """The built (cached) mini-world for a mini-world config, else None; ``progress(stage, step, steps)`` is
+    called through its pretraining when it is built now."""
     if cfg.model not in MINIWORLD_MODELS:
         return None
     from trainables.miniworld.build import build_world, world_config
 
-    return build_world(world_config(cfg.model, cfg.world_seed, cfg.world_weights))
+    return build_world(world_config(cfg.model, cfg.world_seed, cfg.world_weights), progress=progress)
 
 
 def model_source(cfg: TrainConfig, early: bool = False) -> tuple[str, str | None]:

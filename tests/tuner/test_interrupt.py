@@ -61,7 +61,7 @@ def test_record_interrupt_leaves_nothing_running(tmp_path: Path, capsys: pytest.
     ctx.path.mkdir()
     tracker = Tracker.open(ctx.mlflow_uri, ctx.experiment, "run", artifact_root=ctx.path / "mlartifacts")
     ctx.parent_run_id = tracker.parent_run_id
-    done, running = tracker.child_run("t1", {}), tracker.child_run("t2", {})
+    (done, _), (running, _) = tracker.child_run("t1", "t1", {}), tracker.child_run("t2", "t2", {})
     tracker.finish(done)
     table = ResultsTable(ctx.path)
     table.write(TrialRow("t1", "done", mlflow_run_id=done))

@@ -81,7 +81,7 @@ def test_relocated_store_writes_artifacts_into_the_new_directory(tmp_path):
     old, new = tmp_path / "old", tmp_path / "new"
     old.mkdir()
     tracker = Tracker.open(default_uri(old), "exp", "parent", artifact_root=old / "mlartifacts")
-    child = tracker.child_run("t1", {"a": 1})
+    child, _ = tracker.child_run("t1", "t1 a=1", {"a": 1})
     shutil.move(old, new)
     assert relocate_store(new / "mlflow.db", old, new) == 3  # the experiment, the parent and the child
     client = MlflowClient(default_uri(new))

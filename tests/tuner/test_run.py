@@ -103,11 +103,13 @@ def _check_run(run_dir: Path, trials: int, uri: str, sampled: bool = True) -> No
     runs = mlflow.search_runs(experiment_names=["unlearn-tuner"])
     parents = runs[runs["tags.mlflow.parentRunId"].isna()]
     children = runs[runs["tags.mlflow.parentRunId"].notna()]
-    assert len(parents) == 1 and len(children) == trials
+    assert len(parents) == 1 and len(children) == trials + 1  # the trials and the baseline
     assert set(children["tags.mlflow.parentRunId"]) == set(parents["run_id"])
     assert set(runs["status"]) == {"FINISHED"}
-    assert children["metrics.eval_forget_acc"].notna().all() and children["metrics.cb_loss"].notna().all()
-    history = mlflow.MlflowClient(uri).get_metric_history(children["run_id"].iloc[0], "loss")
+    trial_runs = children[children["tags.trial_id"] != "baseline"]
+    assert len(trial_runs) == trials and (children["tags.trial_id"] == "baseline").sum() == 1
+    assert children["metrics.eval/forget_acc"].notna().all() and trial_runs["metrics.train/cb_loss"].notna().all()
+    history = mlflow.MlflowClient(uri).get_metric_history(trial_runs["run_id"].iloc[0], "train/loss")
     assert [m.step for m in history] == [4, 8, 12]
 
 

@@ -18,6 +18,7 @@ renamed into place, under a file lock, so concurrent builders and interrupted bu
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -25,7 +26,7 @@ import os
 import random
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
@@ -207,9 +208,23 @@ def _pretrain(model, tokenizer, root: Path, config: MiniWorldConfig, progress: C
         draws = _mixture(share, fact_pool, qa_pool, practice, tokenizer, config)
         P.pretrain(model, draws, steps, config.lr, config.seed, tokenizer.pad_token_id,
                    on_step=lambda i, loss, s=stage, n=steps: progress(s, i + 1, n))
-        model.save_pretrained(root / out, safe_serialization=True)
+        with _no_progress_bars():  # "Writing model shards" for the one shard of a ~1M-parameter model
+            model.save_pretrained(root / out, safe_serialization=True)
         tokenizer.save_pretrained(root / out)
     torch.set_num_threads(threads)
+
+
+@contextlib.contextmanager
+def _no_progress_bars() -> Iterator[None]:
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
 
 
 def _mixture(share: dict[str, float], fact_pool: dict, qa_pool: dict, practice: dict[str, list[W.Fact]],

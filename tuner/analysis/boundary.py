@@ -15,7 +15,7 @@ harmless. ``detectable_drop`` states the price: the retain drop that is flagged 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import Any
 
@@ -61,6 +61,7 @@ class BoundaryAnalysis:
     nearest: list[str]  # when nothing forgets harmlessly: the closest candidates
     detectable_drop: float | None  # retain drop (fraction) flagged as damage with probability 1/2
     summary: dict[str, str]  # trial_id (and "baseline") -> one-line description used in the verdict
+    p_harmless: dict[str, float | None] = field(default_factory=dict)  # scored trial -> the fit's P at its params
 
     def counts(self) -> dict[OutcomeState, int]:
         return {s: sum(v is s for v in self.states.values()) for s in OutcomeState}
@@ -109,7 +110,8 @@ def analyse(trials: list[TrialRow], baseline: TrialRow | None, delta: float = 0.
         delta=delta, confidence=confidence, n_trials=len(trials), baseline_problem=problem, states=states,
         unscored=unscored, pareto=pareto_front(scored), fit=fit, fit_note=fit_note,
         recommended=best.trial_id if best else None, tied=tied, nearest=nearest,
-        detectable_drop=_detectable_drop(scored, base, delta, z), summary=summary)
+        detectable_drop=_detectable_drop(scored, base, delta, z), summary=summary,
+        p_harmless={t.trial_id: fit.p_at(t.params) for t in scored} if fit else {})
 
 
 def classify(trial: TrialRow, baseline: TrialRow, delta: float, z: float) -> OutcomeState:

@@ -18,12 +18,14 @@ from ``seed`` and the trial number: the same study history gives the same propos
 from __future__ import annotations
 
 import random
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution
+from optuna.exceptions import ExperimentalWarning
 from optuna.samplers import BaseSampler, QMCSampler
 from optuna.trial import FrozenTrial, TrialState
 from scipy.stats import norm, qmc
@@ -46,7 +48,9 @@ class BoundarySampler(BaseSampler):
     def __init__(self, spec: ModelSpec, config: BoundarySamplerConfig | None = None, seed: int | None = None):
         self.spec, self.config = spec, config or BoundarySamplerConfig()
         self._seed = random.SystemRandom().randrange(2**31) if seed is None else seed
-        self._qmc = QMCSampler(scramble=True, seed=self._seed, warn_independent_sampling=False)
+        with warnings.catch_warnings():  # Optuna flags QMCSampler experimental; its use here is tested
+            warnings.filterwarnings("ignore", message=r"QMCSampler is experimental", category=ExperimentalWarning)
+            self._qmc = QMCSampler(scramble=True, seed=self._seed, warn_independent_sampling=False)
         self._cache: dict[tuple[int, ...], BoundaryState] = {}
 
     def __getstate__(self) -> dict[str, Any]:  # pickled into Tune's searcher state: drop the fitted models

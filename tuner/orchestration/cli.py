@@ -5,13 +5,16 @@
     python -m tuner.run --space kl_boundary --preset deep-ignorance --num-samples 40 --address auto \\
         --gpus-per-worker 1 eval_data_root=/shared/hf_data
     python -m tuner.run --resume runs/kl_boundary_miniworld_20261123-101500
+    python -m tuner.run --space kl_boundary --preset miniworld-small --num-samples 2 --verbose   # all output
     python -m tuner.run --list-spaces
 
 Every trial trains LoRA adapters in Ray Train workers, is scored with lm-eval in those workers, and
 lands in ``<run_dir>/results.{jsonl,csv,md}`` and MLflow (a parent run per search, a child per trial).
-The end prints the table, the boundary report and the command that opens the MLflow dashboard.
+The end prints the table, the boundary report and the command that opens the MLflow dashboard; Ray workers'
+output and library INFO lines go to ``<run_dir>/logs/`` (``tuner.orchestration.logs``) unless ``--verbose``.
 Everything a search needs is checked before Ray starts (``tuner.orchestration.preflight``): bad input prints
-one ``error:`` line and exits 2, leaving nothing behind. ``--resume`` takes no other flag but ``--address``.
+one ``error:`` line and exits 2, leaving nothing behind. ``--resume`` takes no other flag but ``--address``
+and ``--verbose``.
 """
 
 from __future__ import annotations
@@ -49,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--experiment", default="unlearn-tuner", help="MLflow experiment name")
     ap.add_argument("--seed", type=int, default=0, help="sampler seed (the training seed is seed=...)")
     ap.add_argument("--delta", type=float, help="harmless = retain drop <= delta (accuracy fraction, default 0.02)")
+    ap.add_argument("--verbose", action="store_true", help="also print Ray workers' output and library INFO "
+                    "lines (always in <run_dir>/logs/)")
     ap.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue an interrupted search")
     ap.add_argument("--list-spaces", action="store_true", help="print the search spaces and exit")
     ap.add_argument("overrides", nargs="*", metavar="key=value", help="TrainConfig fields for every trial")
@@ -93,15 +98,15 @@ def _check_overrides(space: SearchSpace, cfg: TrainConfig, overrides: dict[str, 
 
 
 def resume_context(args: argparse.Namespace, parser: argparse.ArgumentParser) -> SearchContext:
-    """The stored search of ``--resume``, wherever its directory now is. Only ``--address`` may change (a
-    requeued job gets a new cluster); any other flag would be ignored, so it is an error."""
+    """The stored search of ``--resume``, wherever its directory now is. Only ``--address`` (a requeued
+    job gets a new cluster) and ``--verbose`` may change; any other flag would be ignored, so it is an error."""
     defaults = vars(parser.parse_args([]))
     ignored = [f"--{key.replace('_', '-')}" for key, value in vars(args).items()
-               if key not in ("resume", "address", "overrides") and value != defaults[key]] + args.overrides
+               if key not in ("resume", "address", "verbose", "overrides") and value != defaults[key]] + args.overrides
     if ignored:
         raise ConfigError(f"--resume continues the search its run_config.json describes, so {' '.join(ignored)} "
-                          f"would be ignored; drop {'it' if len(ignored) == 1 else 'them'} (only --address may "
-                          f"change), or start a new search with --run-dir")
+                          f"would be ignored; drop {'it' if len(ignored) == 1 else 'them'} (only --address and "
+                          f"--verbose may change), or start a new search with --run-dir")
     ctx = SearchContext.load(args.resume)
     get_space(ctx.space)
     if "moved_from" in ctx.extra:
@@ -146,4 +151,4 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from tuner.orchestration.service import run_search
 
-    return run_search(ctx, resume=bool(args.resume))
+    return run_search(ctx, resume=bool(args.resume), verbose=args.verbose)

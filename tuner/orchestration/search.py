@@ -19,6 +19,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from search_spaces import get_space
 from tuner.boundary_search.searcher import BoundaryOptunaSearch
+from tuner.orchestration.console import SearchReporter
 from tuner.orchestration.context import SearchContext
 from tuner.orchestration.samplers import make_sampler
 from tuner.orchestration.trial import OBJECTIVES, trial_driver
@@ -54,17 +55,24 @@ def make_tuner(ctx: SearchContext) -> tune.Tuner:
         search_alg, num_samples = ConcurrencyLimiter(searcher, max_concurrent=ctx.max_concurrent), ctx.num_samples
     return tune.Tuner(
         trainable(ctx), param_space=param_space,
-        tune_config=tune.TuneConfig(search_alg=search_alg, num_samples=num_samples,
-                                    max_concurrent_trials=ctx.max_concurrent),
+        tune_config=tune.TuneConfig(search_alg=search_alg, num_samples=num_samples,  # a limiter, or a grid's cap:
+                                    max_concurrent_trials=None if search_alg else ctx.max_concurrent),
         run_config=tune.RunConfig(name=EXPERIMENT, storage_path=str((ctx.path / "ray").resolve()),
                                   failure_config=tune.FailureConfig(max_failures=1), verbose=1,
-                                  progress_reporter=tune.CLIReporter(
-                                      metric_columns=["step", "loss", "cb_loss", "retain_kl_loss", "forget_acc",
-                                                      *OBJECTIVES], max_report_frequency=30, max_column_length=12)),
+                                  progress_reporter=reporter(ctx)),
     )
+
+
+def reporter(ctx: SearchContext) -> SearchReporter:
+    return SearchReporter(ctx, metric_columns=["step", "loss", "cb_loss", "retain_kl_loss", "forget_acc",
+                                               *OBJECTIVES])
 
 
 def restore_tuner(ctx: SearchContext) -> tune.Tuner:
     _set_tune_env()
-    return tune.Tuner.restore(str((ctx.path / "ray" / EXPERIMENT).resolve()), trainable=trainable(ctx),
-                              resume_unfinished=True, resume_errored=True)
+    tuner = tune.Tuner.restore(str((ctx.path / "ray" / EXPERIMENT).resolve()), trainable=trainable(ctx),
+                               resume_unfinished=True, resume_errored=True)
+    # the restored RunConfig holds the reporter pickled with the old context (maybe another run_dir): renew it
+    if getattr(tuner, "_local_tuner", None) is not None:  # None under Ray Client, which keeps the old one
+        tuner._local_tuner.get_run_config().progress_reporter = reporter(ctx)
+    return tuner

@@ -1,11 +1,15 @@
 """One search from a validated ``SearchContext``: Ray, MLflow parent, baseline, Tune, report, summary.
 
+    python -m tuner.run --space kl_boundary --preset miniworld-small --num-samples 2 steps=8   # -> run_search
+
 Order matters and is the whole design (ARCHITECTURE.md §2): Ray and the cluster's GPU check (nothing is
 created before it passes), the run directory with ``run_config.json`` (resumable from then on), assets once
 (the mini-world is built here, before any worker asks for it), the parent run, the baseline row, then
 ``Tuner.fit()`` (or ``Tuner.restore`` on ``--resume``), then the boundary report and the summary. A failure
 after the directory exists marks the MLflow parent run FAILED and prints the resume command; a SIGTERM stops
 the search cleanly (``tuner.orchestration.interrupt``): runs KILLED, unfinished trials re-run by ``--resume``.
+The analysis goes back into MLflow (``tuner.records.mlflow_analysis``), and the summary is printed after
+``ray.shutdown()``, as the last lines; worker output is in ``<run_dir>/logs/`` (``tuner.orchestration.logs``).
 """
 
 from __future__ import annotations
@@ -15,20 +19,28 @@ import sys
 import traceback
 from pathlib import Path
 
-from trainables.config import ConfigError
+from trainables.config import MINIWORLD_MODELS, ConfigError, TrainConfig
+from trainables.evaluation.result import TaskScore
+from tuner.orchestration.console import WorldBuildBar
 from tuner.orchestration.context import SearchContext, default_uri
 from tuner.orchestration.interrupt import SearchInterrupted, SigtermHandler, record_interrupt, resume_command
+from tuner.records.mlflow_analysis import sync_analysis
+from tuner.records.mlflow_layout import parent_params
 from tuner.records.results import ResultsTable
-from tuner.records.tracking import Tracker, relocate_store, ui_command
+from tuner.records.schema import BASELINE_ID
+from tuner.records.tracking import Tracker, relocate_store, runs_link, ui_command
+from tuner.records.trial_runs import log_baseline
 
 
-def run_search(ctx: SearchContext, resume: bool) -> int:
+def run_search(ctx: SearchContext, resume: bool, verbose: bool = False) -> int:
+    """The search of ``python -m tuner.run``; ``verbose`` also shows worker output and library INFO lines."""
     import ray
 
     from trainables.launch import worker_env
     from trainables.model import miniworld
     from trainables.offline import offline_env
     from trainables.preflight import check_gpus
+    from tuner.orchestration.logs import quiet_libraries, route_driver_logs, route_worker_logs
     from tuner.orchestration.search import make_tuner, restore_tuner
     from tuner.orchestration.trial import score_baseline
 
@@ -37,7 +49,8 @@ def run_search(ctx: SearchContext, resume: bool) -> int:
     for key, value in env.items():
         os.environ.setdefault(key, value)
     in_ray_job = "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ  # `ray job submit` set the job's env already
-    ray.init(address=ctx.address, ignore_reinit_error=True, dashboard_host="127.0.0.1",
+    quiet_libraries(verbose)
+    ray.init(address=ctx.address, ignore_reinit_error=True, dashboard_host="127.0.0.1", log_to_driver=True,
              runtime_env=None if in_ray_job else {"env_vars": env})
     resources = ray.cluster_resources()
     try:  # a cluster's GPUs are known only now; nothing is created yet
@@ -47,6 +60,8 @@ def run_search(ctx: SearchContext, resume: bool) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     ctx.path.mkdir(parents=True, exist_ok=True)
+    route_driver_logs(ctx.path)
+    route_worker_logs(ctx.path, verbose)
     moved_from = ctx.extra.pop("moved_from", None)
     if moved_from and ctx.mlflow_uri == default_uri(ctx.path):
         relocate_store(ctx.path / "mlflow.db", Path(moved_from), ctx.path)
@@ -55,15 +70,14 @@ def run_search(ctx: SearchContext, resume: bool) -> int:
     ctx.save()  # from here on the directory is resumable
     tracker, sigterm = None, SigtermHandler().install()
     try:
-        miniworld(cfg)  # build the mini-world once, here, before any worker asks for it
+        miniworld(cfg, progress=_world_bar(cfg))  # built once, here, before any worker asks for it
         tracker = _open_parent(ctx)
         ctx.save()
         baseline = score_baseline(ctx)
         ctx.baseline_retain_acc = baseline.retain.acc if baseline.retain else None
         ctx.save()
-        tracker.log_metrics(ctx.parent_run_id, {"baseline_forget_acc": baseline.forget.acc,
-                                                "baseline_retain_acc": baseline.retain.acc})
-        print(f"baseline: forget {baseline.forget.acc:.4f}  retain {baseline.retain.acc:.4f}", flush=True)
+        log_baseline(tracker, baseline, ctx.path / "trials" / BASELINE_ID)
+        print(f"baseline: forget {_pct(baseline.forget)}  retain {_pct(baseline.retain)}", flush=True)
         tuner = restore_tuner(ctx) if resume and (ctx.path / "ray" / "search").exists() else make_tuner(ctx)
         with sigterm.tune():
             tuner.fit()
@@ -89,6 +103,20 @@ def _failed(ctx: SearchContext, tracker: Tracker | None, err: Exception) -> int:
     return 1
 
 
+def _world_bar(cfg: TrainConfig) -> WorldBuildBar | None:
+    """The mini-world's build bar (both pretraining stages), or None for other models."""
+    from trainables.miniworld.build import world_config
+
+    if cfg.model not in MINIWORLD_MODELS:
+        return None
+    world = world_config(cfg.model, cfg.world_seed)
+    return WorldBuildBar(world.stage1_steps + world.stage2_steps)
+
+
+def _pct(score: TaskScore | None) -> str:
+    return f"{100 * score.acc:.1f}±{100 * score.stderr:.1f}%" if score else "—"
+
+
 def _fit_concurrency(resources: dict[str, float], ctx: SearchContext) -> int:
     """Trials that fit at once: GPUs / (workers * gpus per worker), else CPUs / workers; at least 1."""
     if ctx.gpus_per_worker > 0:
@@ -103,15 +131,14 @@ def _open_parent(ctx: SearchContext) -> Tracker:
                            tags={"space": ctx.space, "preset": ctx.preset, "git_commit": ctx.git_commit})
     if not ctx.parent_run_id:  # a new search, or one that stopped before its parent run existed
         ctx.parent_run_id = tracker.parent_run_id
-        tracker.log_params(ctx.parent_run_id, {"space": ctx.space, "preset": ctx.preset, "seed": ctx.seed,
-                                               "delta": ctx.delta, "num_samples": ctx.num_samples,
-                                               "git_commit": ctx.git_commit, "fixed": ctx.fixed,
-                                               "config": ctx.train_config})
+        tracker.log_params(ctx.parent_run_id, parent_params(ctx))
     ctx.extra["experiment_id"] = tracker.experiment_id
     return tracker
 
 
 def _finish(ctx: SearchContext, tracker: Tracker) -> int:
+    import ray
+
     from tuner.analysis.report import render_report
 
     table = ResultsTable(ctx.path)
@@ -125,17 +152,18 @@ def _finish(ctx: SearchContext, tracker: Tracker) -> int:
     for path, name in ((table.jsonl, "results"), (table.csv, "results"), (table.md, "results"),
                        (ctx.path / "run_config.json", "results"), (report_dir, "report")):
         tracker.log_artifacts(ctx.parent_run_id, Path(path), name)
-    rows = table.rows()
-    done = [r for r in rows if r.status == "done" and not r.is_baseline]
-    tracker.log_metrics(ctx.parent_run_id, {"trials": len(rows) - 1, "trials_done": len(done)})
+    sync_analysis(tracker, ctx.path)
     tracker.finish(ctx.parent_run_id)
+    ray.shutdown()  # before the summary: nothing of Ray's may print after it
     print("\n" + table.md.read_text())
     study = ctx.path / "optuna.db"  # sampled spaces only; grid spaces run their points without Optuna
     print(f"run directory : {ctx.path}\nresults       : {table.md}\n                {table.csv}\n"
           f"                {table.jsonl}\nreport        : {report_dir / 'report.html'}\n"
           f"                {report_dir / 'report.md'}\n"
           + (f"optuna study  : {study}\n" if study.exists() else "") + (f"stop          : {stop}\n" if stop else "")
-          + f"MLflow        : {ui_command(ctx.mlflow_uri)}")
+          + f"logs          : {ctx.path / 'logs'}\n"
+          + f"MLflow        : {ui_command(ctx.mlflow_uri)}\n"
+          + f"                {runs_link(ctx.mlflow_uri, tracker.experiment_id)}", flush=True)
     return 0
 
 

@@ -21,12 +21,12 @@ from ray.tune.integration.ray_train import TuneReportCallback
 from search_spaces import get_space
 from trainables.evaluation.result import EvalResult
 from trainables.launch import make_trainer
-from trainables.progress import ProgressLine
 from trainables.train_loop import evaluate_base_per_worker
 from tuner.orchestration.context import SearchContext
 from tuner.records.results import ResultsTable
 from tuner.records.schema import BASELINE_ID, TrialRow
 from tuner.records.tracking import Tracker
+from tuner.records.trial_runs import log_failure, log_report, log_trial_result, open_trial_run
 
 OBJECTIVES = ("eval_forget_acc", "eval_retain_acc")
 WORST = {"eval_forget_acc": 1.0, "eval_retain_acc": 0.0}
@@ -44,9 +44,7 @@ class TrialProgress(ray.train.UserCallback):
         if status != self.status:
             self.status = status
             _update(self.ctx, self.trial_id, status=status)
-        if "step" in m:
-            tracker = Tracker(self.ctx.mlflow_uri, *_ids(self.ctx))
-            tracker.log_metrics(self.run_id, m, step=int(m["step"]))
+        log_report(Tracker(self.ctx.mlflow_uri, *_ids(self.ctx)), self.run_id, m)
 
 
 def _ids(ctx: SearchContext) -> tuple[str, str]:
@@ -70,22 +68,20 @@ def trial_driver(config: dict[str, Any], ctx: SearchContext) -> None:
     tracker = Tracker(ctx.mlflow_uri, *_ids(ctx))
     cfg = ctx.trial_config(params)
     row = _update(ctx, trial_id, status="queued", params=params, error="")
-    run_id = tracker.child_run(trial_id, {**params, "config": cfg.to_dict()})
+    run_id = open_trial_run(tracker, trial_id, params, cfg.to_dict())
     _update(ctx, trial_id, mlflow_run_id=run_id)
     start = time.time()
     try:
         trainer = make_trainer(cfg, name=f"train-{trial_id}", storage=ctx.path / "ray", workers=ctx.workers_per_trial,
                                use_gpu=ctx.gpus_per_worker > 0, callbacks=[
-                                   TuneReportCallback(), TrialProgress(ctx, trial_id, run_id),
-                                   ProgressLine(f"[{trial_id}] ")])
+                                   TuneReportCallback(), TrialProgress(ctx, trial_id, run_id)])
         result = trainer.fit()
         final = dict(result.return_value or {})
         adapter = Path(result.checkpoint.path) / "adapter" if result.checkpoint else None
     except Exception as err:  # a failed trial is recorded, never fatal for the search
         _update(ctx, trial_id, status="failed", error=f"{type(err).__name__}: {err}",
                 train_seconds=time.time() - start)
-        tracker.set_tags(run_id, {"error": traceback.format_exc()[-4000:]})
-        tracker.finish(run_id, failed=True)
+        log_failure(tracker, run_id, traceback.format_exc())
         tune.report({**WORST, "diverged": 0, "failed": 1})
         return
     row = _record(ctx, trial_id, final, adapter, time.time() - start, tracker, run_id)
@@ -94,7 +90,7 @@ def trial_driver(config: dict[str, Any], ctx: SearchContext) -> None:
 
 def _record(ctx: SearchContext, trial_id: str, final: dict[str, Any], adapter: Path | None, seconds: float,
             tracker: Tracker, run_id: str) -> TrialRow:
-    """Write the trial's curves, lm-eval JSON, table row and MLflow finals."""
+    """Write the trial's curves, lm-eval JSON and table row; finish its MLflow run."""
     out = ctx.path / "trials" / trial_id
     out.mkdir(parents=True, exist_ok=True)
     history = final.pop("history", [])
@@ -108,14 +104,8 @@ def _record(ctx: SearchContext, trial_id: str, final: dict[str, Any], adapter: P
         (out / "lm_eval.json").write_text(json.dumps(evaluation.raw, indent=1, default=str))
         changes.update(**_scores(evaluation), eval_seconds=evaluation.seconds,
                        train_seconds=seconds - evaluation.seconds)
-        tracker.log_metrics(run_id, {"eval_forget_acc": evaluation.forget.acc, "eval_retain_acc": evaluation.retain.acc,
-                                     **{f"eval_{k}_acc": v.acc for k, v in evaluation.scores.items()}},
-                            step=int(final.get("step", 0)))
-        tracker.log_artifacts(run_id, out / "lm_eval.json", "lm_eval")
-    if adapter and adapter.exists():
-        tracker.log_artifacts(run_id, adapter, "adapter")
-    tracker.log_metrics(run_id, {f"final_{k}": v for k, v in train_metrics.items()})
     row = _update(ctx, trial_id, **changes)
+    log_trial_result(tracker, run_id, row, history, out, adapter, ctx.trial_config({}).model)
     tracker.finish(run_id)
     return row
 

@@ -50,6 +50,12 @@ def ui_command(uri: str) -> str:
     return f"open {uri} in a browser"
 
 
+def runs_link(uri: str, experiment_id: str) -> str:
+    """The experiment's runs table (MLflow 3 opens its GenAI traces view without ``workflowType``)."""
+    server = "http://127.0.0.1:5000" if uri.startswith("sqlite:") else uri.rstrip("/")
+    return f"{server}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+
+
 class Tracker:
     """Thin, picklable handle: tracking URI + experiment + parent run id."""
 
@@ -77,19 +83,29 @@ class Tracker:
             parent_run_id = client.create_run(experiment_id, run_name=run_name, tags=tags or {}).info.run_id
         return cls(uri, experiment_id, parent_run_id)
 
-    def child_run(self, trial_id: str, params: dict[str, Any]) -> str:
-        """The trial's child run id: the existing one (resume) or a new one."""
-        client = self.client
-        existing = client.search_runs([self.experiment_id], filter_string=(
+    def find_child(self, trial_id: str) -> str | None:
+        """The run id of a trial's child run, if it has one."""
+        found = self.client.search_runs([self.experiment_id], filter_string=(
             f"tags.mlflow.parentRunId = '{self.parent_run_id}' and tags.trial_id = '{trial_id}'"))
-        if existing:
-            run_id = existing[0].info.run_id
-            client.update_run(run_id, status="RUNNING")
-            return run_id
-        run = client.create_run(self.experiment_id, run_name=trial_id,
-                                tags={"mlflow.parentRunId": self.parent_run_id, "trial_id": trial_id})
+        return found[0].info.run_id if found else None
+
+    def children(self) -> dict[str, Any]:
+        """The parent's child runs (``mlflow.entities.Run``) by their ``trial_id`` tag."""
+        runs = self.client.search_runs([self.experiment_id], max_results=5000,
+                                       filter_string=f"tags.mlflow.parentRunId = '{self.parent_run_id}'")
+        return {run.data.tags["trial_id"]: run for run in runs if "trial_id" in run.data.tags}
+
+    def child_run(self, trial_id: str, name: str, params: dict[str, Any]) -> tuple[str, bool]:
+        """The trial's child run id, and whether it is new: the existing one (resume, status RUNNING again)
+        or a new one named ``name`` with ``params``."""
+        run_id = self.find_child(trial_id)
+        if run_id:
+            self.client.update_run(run_id, status="RUNNING")
+            return run_id, False
+        run = self.client.create_run(self.experiment_id, run_name=name,
+                                     tags={"mlflow.parentRunId": self.parent_run_id, "trial_id": trial_id})
         self.log_params(run.info.run_id, params)
-        return run.info.run_id
+        return run.info.run_id, True
 
     def log_params(self, run_id: str, params: dict[str, Any]) -> None:
         flat = {k: v for k, v in _flatten(params).items() if not SECRET.search(k)}
@@ -103,6 +119,13 @@ class Tracker:
                  if isinstance(v, (int, float)) and math.isfinite(float(v))]
         if items:
             self.client.log_batch(run_id, metrics=items)
+
+    def log_points(self, run_id: str, points: list[tuple[str, float, int]]) -> None:
+        """Metric history points ``(key, value, step)``, in batches."""
+        now = int(time.time() * 1000)
+        items = [Metric(k, float(v), now, step) for k, v, step in points if math.isfinite(float(v))]
+        for start in range(0, len(items), 1000):
+            self.client.log_batch(run_id, metrics=items[start:start + 1000])
 
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
         self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
