@@ -4,16 +4,13 @@ and the analysis written back into a real sqlite store (``tuner.records.mlflow_a
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
-from tests.tuner.test_report import write_run
 from trainables.evaluation.result import TaskScore
-from tuner.analysis.report import render_report
 from tuner.orchestration.cli import build_parser, validate
 from tuner.orchestration.context import default_uri
-from tuner.records.mlflow_analysis import NOTE, sync_analysis
+from tuner.records.mlflow_analysis import NOTE
 from tuner.records.mlflow_layout import (
     adapter_readme,
     constants_and_curves,
@@ -23,10 +20,8 @@ from tuner.records.mlflow_layout import (
     run_name,
     train_metrics,
 )
-from tuner.records.results import ResultsTable
 from tuner.records.schema import TrialRow
-from tuner.records.tracking import Tracker, runs_link
-from tuner.records.trial_runs import log_baseline, open_trial_run
+from tuner.records.tracking import runs_link
 
 PARAMS = {"retain_coef": 5.123456, "remove_coef": 1.3, "beta_kl": 0.3}
 
@@ -64,16 +59,8 @@ def test_parent_params_hold_the_space_not_the_searched_defaults(tmp_path):
     assert not {"retain_coef", "remove_coef", "beta_kl"} & set(params["config"]) and "lr" in params["config"]
 
 
-def test_sync_analysis_tags_children_and_describes_the_parent(tmp_path: Path):
-    run_dir = write_run(tmp_path / "run")
-    render_report(run_dir)
-    tracker = Tracker.open(default_uri(run_dir), "exp", "parent", artifact_root=run_dir / "mlartifacts")
-    table = ResultsTable(run_dir)
-    rows = {r.trial_id: r for r in table.rows()}
-    log_baseline(tracker, rows["baseline"], run_dir / "trials" / "baseline")
-    ids = {t: open_trial_run(tracker, t, rows[t].params, {"lr": 1e-3}) for t in ("t00", "t09", "t99")}
-    sync_analysis(tracker, run_dir)
-    sync_analysis(tracker, run_dir)  # a second pass (resume, tuner.report) logs nothing twice
+def test_sync_analysis_tags_children_and_describes_the_parent(logged_run):
+    run_dir, tracker, ids = logged_run
     client = MlflowClient(default_uri(run_dir))
     runs = {t: client.get_run(run_id) for t, run_id in ids.items()}
     assert runs["t00"].info.run_name == "t00 retain=1 remove=0.1 beta_kl=0.5"
