@@ -180,7 +180,8 @@ def _build_into(root: Path, config: MiniWorldConfig, progress: Callable[[str, in
                         config.intermediate_size, config.seed)
     if config.weights == "released":
         for out in release.STAGES:  # config + tokenizer files, then the released weights over the fresh ones
-            model.save_pretrained(root / out, safe_serialization=True)
+            with _no_progress_bars():
+                model.save_pretrained(root / out, safe_serialization=True)
             tokenizer.save_pretrained(root / out)
         release.install(config, root, root / "tokenizer" / "tokenizer.json")
     else:
