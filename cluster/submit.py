@@ -48,6 +48,7 @@ EXCLUDES = [
     "*.sqlite",
     "*.pt",
     "*.safetensors",
+    "!/trainables/miniworld/released/*/*.safetensors",  # the mini-world's shipped weights (release.py)
     "*.ckpt",
     "*.tar",
     "*.tar.gz",

@@ -120,7 +120,8 @@ def test_time_limit_stops_the_search_and_the_printed_line_resumes_it(slurm, timi
     assert state == ("FAILED", "143:0"), log[-5000:]  # the script's own exit 143, before the limit's hard kill
     caught = datetime.fromisoformat(printed(log, r"^ray_cluster: caught SIGTERM at (\S+)")[1])
     lead = (limit_end - caught).total_seconds()
-    assert 55 <= lead <= 125, f"SIGTERM {lead:.0f} s before the limit: not the template's --signal=B:TERM@60"
+    # --signal=B:TERM@60, sent by slurmctld's periodic limit check (late under load); the hard kill would be ~0
+    assert 20 <= lead <= 125, f"SIGTERM {lead:.0f} s before the limit: not the template's --signal=B:TERM@60"
     grace = int(printed(log, r"^ray_cluster: the driver exited with 143 after (\d+) ms")[1]) / 1000
     assert grace < 45, "the driver needed more than RAY_DRIVER_GRACE_S"
     printed(log, rf"^interrupted: the search stopped on SIGTERM; continue with: python -m tuner.run --resume "

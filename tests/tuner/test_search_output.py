@@ -18,6 +18,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from tests.tuner.test_run import ROOT, SMALL, run_cli
+from tuner.records.mlflow_analysis import verdict_note
 
 WORKER_LINES = ("TrainingReport(", "Building contexts", "PreemptionWatcher", "RayTrainWorker pid=",
                 "`pretrained` model kwarg", "PYTHON worker processes have been started", "Token authentication")
@@ -79,4 +80,4 @@ def test_mlflow_runs_table(search):
     subprocess.run([sys.executable, "-m", "tuner.report", str(run_dir), "--delta", "0.3"], cwd=ROOT, check=True,
                    capture_output=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
     verdict = json.loads((run_dir / "report" / "boundary.json").read_text())["verdict"]
-    assert client.get_run(config["parent_run_id"]).data.tags["mlflow.note.content"] == verdict
+    assert client.get_run(config["parent_run_id"]).data.tags["mlflow.note.content"] == verdict_note(verdict)
