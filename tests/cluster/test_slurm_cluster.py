@@ -254,7 +254,7 @@ def test_tuner_run_search_via_job_submit(ray_cluster, slurm):
     parents = [x for x in runs if "mlflow.parentRunId" not in x.data.tags]
     assert len(parents) == 1, [x.info.run_name for x in runs]
     children = [x for x in runs if x.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
-    assert len(children) == 2 and len(runs) == 3, [x.info.run_name for x in runs]
+    assert len(children) == 3 and len(runs) == 4, [x.info.run_name for x in runs]  # 2 trials + the baseline
 
 
 @pytest.mark.slow

@@ -68,7 +68,14 @@ class SigtermHandler:
 
 
 def record_interrupt(ctx: SearchContext, tracker: Tracker | None) -> int:
-    """Unfinished trials -> ``interrupted`` rows and KILLED child runs; parent KILLED; the resume line."""
+    """Unfinished trials -> ``interrupted`` rows and KILLED child runs; parent KILLED; the resume line.
+
+    Ray is shut down first: a trial actor still reporting would otherwise write its row over ``interrupted``.
+    """
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
     table = ResultsTable(ctx.path)
     for row in table.rows():
         if row.status not in FINAL:
