@@ -15,14 +15,13 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from trainables.architectures import ARCHITECTURES, Architecture
-from trainables.miniworld.build import WEIGHTS
+from trainables.miniworld.build import WEIGHTS as WORLD_WEIGHTS  # mini-world weight sources
 
 MINIWORLD_MODELS = ("miniworld", "miniworld-small")
 REMOVE_VARIANTS = ("cos", "checkpoint")
 SCHEDULES = ("eleuther", "paper", "constant")
 LR_SCHEDULES = ("constant", "linear", "cosine")
 DTYPES = ("float32", "bfloat16", "float16")
-WORLD_WEIGHTS = WEIGHTS  # mini-world weight sources (trainables.miniworld.release)
 EVAL_TASK_SETS = ("miniworld", "real")
 
 

@@ -152,13 +152,9 @@ def build_world(config: MiniWorldConfig = PRESETS["miniworld"], *, root: Path | 
 def _manifest_ok(root: Path) -> bool:
     try:
         manifest = json.loads((root / "MANIFEST.json").read_text())
-        return all(_sha256(root / rel) == digest for rel, digest in manifest["files"].items())
+        return all(release.sha256(root / rel) == digest for rel, digest in manifest["files"].items())
     except (OSError, ValueError, KeyError):
         return False
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _build_into(root: Path, config: MiniWorldConfig, progress: Callable[[str, int, int], None]) -> None:
@@ -187,7 +183,7 @@ def _build_into(root: Path, config: MiniWorldConfig, progress: Callable[[str, in
     else:
         _pretrain(model, tokenizer, root, config, progress, facts, texts, practice)
     files = sorted(p for p in root.rglob("*") if p.is_file())  # tasks/ is written after the move
-    _write_json(root / "MANIFEST.json", {"files": {str(p.relative_to(root)): _sha256(p) for p in files}})
+    _write_json(root / "MANIFEST.json", {"files": {str(p.relative_to(root)): release.sha256(p) for p in files}})
 
 
 def _pretrain(model, tokenizer, root: Path, config: MiniWorldConfig, progress: Callable[[str, int, int], None],

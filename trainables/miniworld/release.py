@@ -59,12 +59,12 @@ def install(config, root: Path, tokenizer_json: Path) -> None:
     check_released(config)
     src = _release_dir(config.name, config.seed)
     manifest = json.loads((src / "RELEASE.json").read_text())
-    if _sha256(tokenizer_json) != manifest["tokenizer_sha256"]:
+    if sha256(tokenizer_json) != manifest["tokenizer_sha256"]:
         raise ValueError(f"the tokenizer rebuilt here differs from the released {config.name} seed {config.seed} "
                          f"one (tokenizers version?); train the world here with world_weights=pretrain")
     for stage in STAGES:
         weights = src / f"{stage}.safetensors"
-        if _sha256(weights) != manifest["sha256"][stage]:
+        if sha256(weights) != manifest["sha256"][stage]:
             raise ValueError(f"{weights} is corrupt (sha256 mismatch); restore it from git")
         shutil.copyfile(weights, root / stage / "model.safetensors")
 
@@ -79,8 +79,8 @@ def publish(world) -> Path:
     for stage in STAGES:
         shutil.copyfile(world.root / stage / "model.safetensors", dest / f"{stage}.safetensors")
     manifest = {"recipe_key": recipe_key(config), "world_key": config.key(),
-                "tokenizer_sha256": _sha256(world.tokenizer_dir / "tokenizer.json"),
-                "sha256": {stage: _sha256(dest / f"{stage}.safetensors") for stage in STAGES},
+                "tokenizer_sha256": sha256(world.tokenizer_dir / "tokenizer.json"),
+                "sha256": {stage: sha256(dest / f"{stage}.safetensors") for stage in STAGES},
                 "built_with": {"torch": torch.__version__, "threads": min(torch.get_num_threads(), 2),
                                "cpu_capability": torch.backends.cpu.get_cpu_capability(),
                                "machine": platform.machine()}}
@@ -88,5 +88,6 @@ def publish(world) -> Path:
     return dest
 
 
-def _sha256(path: Path) -> str:
+def sha256(path: Path) -> str:
+    """Hex sha256 of a file's bytes (release manifests and the world cache's MANIFEST.json)."""
     return hashlib.sha256(path.read_bytes()).hexdigest()
