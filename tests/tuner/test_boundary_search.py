@@ -13,6 +13,8 @@ from scipy.special import expit, logit
 
 from tuner.boundary_search import BoundarySampler, BoundarySamplerConfig, ModelSpec, StopRule, decide
 from tuner.boundary_search.cube import UnitCube
+from tuner.boundary_search.report_fit import ModelFit
+from tuner.boundary_search.state import BoundaryState
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 SPACE = {"retain_coef": optuna.distributions.FloatDistribution(0.3, 100.0, log=True),
@@ -111,8 +113,32 @@ def test_stopping_rule_waits_for_enough_trials_then_pins_the_boundary():
     last = decisions[-1]
     assert last.stop, [d.reason for d in decisions[-3:]]
     assert "boundary pinned" in last.reason and last.ambiguous_share <= rule.max_ambiguous
-    rec = study.sampler.state(study).recommend()
+    state = study.sampler.state(study)
+    rec = state.recommend()
     assert rec.p_feasible >= rule.min_p_feasible and rec.retain_drop <= SPEC.delta
+    # what the report will print: every beta_kl slice has a narrow finite interval, its boundary within the
+    # benchmark's 0.2-decade target of the true ratio 0.5
+    fit = ModelFit.from_state(state)
+    assert fit.unpinned(rule.max_slice_width) == ()
+    assert all(np.log10(hi / lo) <= rule.max_slice_width for _, lo, hi in fit.intervals)
+    assert all(abs(np.log10(ratio / 0.5)) <= 0.2 for _, ratio in fit.by_beta)
+
+
+def test_stopping_rule_waits_for_a_slice_nobody_sampled():
+    """Trials only at beta_kl < 0.6: however well the low slices are known, the beta_kl = 1 slice is open."""
+    rng = np.random.default_rng(0)
+    study = optuna.create_study(directions=["minimize", "maximize"])
+    for u in rng.random((40, 3)):
+        params = {"retain_coef": 0.3 * (100 / 0.3) ** u[0], "remove_coef": 0.1 * 300 ** u[1], "beta_kl": 0.6 * u[2]}
+        forget, retain, fse, rse = objective(params)
+        study.add_trial(optuna.trial.create_trial(params=params, distributions=SPACE, values=[forget, retain],
+                                                  user_attrs={"forget_stderr": fse, "retain_stderr": rse}))
+    state = BoundaryState.from_study(study, SPEC)
+    assert 1.0 in ModelFit.from_state(state).unpinned(0.5)
+    decision = decide(state, StopRule(min_trials=10, max_ambiguous=1.0), trial_ids={})
+    assert not decision.stop and "not yet pinned at beta_kl 1" in decision.reason
+    named = decide(state, StopRule(min_trials=10), trial_ids={state.recommend().trial_number: "abc123"})
+    assert "recommended trial abc123" in named.reason
 
 
 def test_stopping_rule_needs_a_feasible_recommendation():

@@ -67,3 +67,26 @@ def test_world_build_bar_spans_both_stages(monkeypatch):
         for step in range(1, steps + 1):
             world(stage, step, steps)
     assert (world.bar.n, world.bar.postfix, world.bar.closed) == (5, ["stage 1", "stage 2"], True)
+
+
+def test_tune_slow_operation_warning_is_dropped_from_the_console_only(tmp_path, monkeypatch):
+    """Tune's warn_if_slow fires on the GP fit in every searcher call: off the console, still in driver.log."""
+    import logging
+    import time
+
+    from ray.tune.utils import util
+
+    from tuner.orchestration.logs import quiet_libraries, route_driver_logs
+
+    console = io.StringIO()
+    handler = logging.StreamHandler(console)
+    ray_logger = logging.getLogger("ray")
+    monkeypatch.setattr(ray_logger, "handlers", [handler])
+    monkeypatch.setattr(util, "START_OF_TIME", time.time() - 120)  # Tune stays quiet in its first minute
+    quiet_libraries(verbose=False)
+    route_driver_logs(tmp_path)
+    with util.warn_if_slow("choose_trial_to_run", threshold=0.001):
+        time.sleep(0.01)
+    logging.getLogger("ray.tune").warning("a real warning")
+    assert console.getvalue() == "a real warning\n"
+    assert "`choose_trial_to_run` operation took" in (tmp_path / "logs" / "driver.log").read_text()

@@ -5,7 +5,8 @@ behind the interface of ``tuner.analysis.boundary_fit.BoundaryFit`` (so the verd
 
 Per beta_kl slice, at the trials' median retain_coef, the boundary is the remove/retain ratio where
 P(harmless) crosses 0.5 along remove_coef; its interval runs from the 0.9 to the 0.1 crossing, and is
-finite once the model has pinned the boundary inside the searched range.
+finite once the model has pinned the boundary inside the searched range. ``unpinned`` names the slices the
+stopping rule still waits for (the report states an interval for every other slice).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class ModelFit:
     ratio_ci: tuple[float, float]  # P = 0.9 and P = 0.1 crossings; inf when P stays above 0.1 in range
     by_beta: tuple[tuple[float, float | None], ...]
     intervals: tuple[tuple[float, float, float], ...]  # (beta_kl, lo, hi) ratios per slice
+    ratio_range: tuple[float, float]  # remove/retain at the ends of remove_coef's range, at at_retain
     n_harmless: int  # trials with retain drop <= delta on the point estimate
     n_damaged: int
 
@@ -54,6 +56,31 @@ class ModelFit:
         """Which model the boundary comes from (the verdict states the boundary itself)."""
         return (f"the boundary sampler's GP model of {self.n_harmless + self.n_damaged} trials "
                 f"({self.n_harmless} with retain drop <= delta, {self.n_damaged} above)")
+
+    def unpinned(self, max_width: float) -> tuple[float, ...]:
+        """beta_kl slices whose boundary is not pinned yet: its 0.9..0.1 interval is open, wider than
+        ``max_width`` decades, or reaches outside the remove/retain ratios sampled nearest that slice. A slice
+        the model calls harmless (P > 0.9) or damaged (P < 0.1) along the whole range is pinned once trials
+        near it come within ``max_width`` decades of that end of the range: its boundary lies beyond the range."""
+        levels = [b for b, _, _ in self.intervals]
+        nearest = np.array([min(levels, key=lambda b: abs(b - t.params["beta_kl"])) for t in self._state.trials])
+        ratios = np.array([t.params["remove_coef"] / t.params["retain_coef"] for t in self._state.trials])
+        bottom, top = self.ratio_range
+        out = []
+        for beta, lo, hi in self.intervals:
+            sampled = ratios[nearest == beta]
+            if not len(sampled):
+                pinned = False
+            elif lo >= top * (1 - 1e-9):  # harmless along the whole range
+                pinned = sampled.max() >= top / 10**max_width
+            elif hi <= bottom * (1 + 1e-9):  # damaged from the bottom of the range up
+                pinned = sampled.min() <= bottom * 10**max_width
+            else:
+                pinned = (math.isfinite(hi) and sampled.min() <= lo and hi <= sampled.max()
+                          and math.log10(hi / lo) <= max_width)
+            if not pinned:
+                out.append(beta)
+        return tuple(out)
 
     @classmethod
     def from_state(cls, state: BoundaryState) -> ModelFit:
@@ -78,6 +105,7 @@ class ModelFit:
         fit = cls(features=names, at_retain=at_retain, at_beta=at_beta, ratio=at[0], ratio_ci=(at[1], at[2]),
                   by_beta=tuple((b, c[0]) for b, c in zip(levels, per_slice, strict=True)) if beta else (),
                   intervals=tuple((b, c[1], c[2]) for b, c in zip(levels, per_slice, strict=True)) if beta else (),
+                  ratio_range=(float(x[0] / at_retain), float(x[-1] / at_retain)),
                   n_harmless=int(drops.sum()), n_damaged=int((~drops).sum()))
         object.__setattr__(fit, "_state", state)
         return fit

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import random
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,8 +65,8 @@ class BoundarySampler(BaseSampler):
             self._cache = {key: BoundaryState.from_study(study, self.spec)}
         return self._cache[key]
 
-    def stop_decision(self, study: optuna.Study) -> StopDecision:
-        return decide(self.state(study), self.config.stop)
+    def stop_decision(self, study: optuna.Study, trial_ids: Mapping[int, str] | None = None) -> StopDecision:
+        return decide(self.state(study), self.config.stop, trial_ids)
 
     # --- Optuna's sampler interface ------------------------------------------------------------------------
     def _modelled(self, study: optuna.Study, trial: FrozenTrial) -> bool:

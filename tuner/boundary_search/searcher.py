@@ -30,7 +30,8 @@ class BoundaryOptunaSearch(OptunaSearch):
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
         sampler = self._sampler
         if trial_id not in self._ot_trials and isinstance(sampler, BoundarySampler) and self._ot_study is not None:
-            decision = sampler.stop_decision(self._ot_study)
+            ids = {t.number: tid for tid, t in self._ot_trials.items()}
+            decision = sampler.stop_decision(self._ot_study, ids)
             if decision.stop:
                 path = Path(self._run_dir) / STOP_FILE
                 path.write_text(json.dumps({"reason": decision.reason, "ambiguous_share": decision.ambiguous_share,

@@ -1,6 +1,8 @@
 """When is the boundary pinned? The search stops by itself when, after at least ``min_trials``:
 
     share of the space with 0.1 < P(harmless) < 0.9   <=  max_ambiguous         (the boundary is located)
+    every beta_kl slice of the report pinned           (ModelFit.unpinned: a finite interval of at most
+                                                         max_slice_width decades, inside the sampled ratios)
     recommended trial: retain drop <= delta observed   and  P(feasible) >= min_p_feasible
 
 ``--num-samples`` stays the budget cap; ``StopDecision.reason`` says why the rule fired, the searcher leaves it in
@@ -11,9 +13,11 @@ and the report show.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from tuner.boundary_search.report_fit import ModelFit
 from tuner.boundary_search.state import AMBIGUOUS, BoundaryState
 
 STOP_FILE = "stop.json"
@@ -24,6 +28,7 @@ class StopRule:
     max_ambiguous: float = 0.08  # x log10(range of remove_coef) ~ mean ambiguous width in decades
     min_p_feasible: float = 0.9
     min_trials: int = 16
+    max_slice_width: float = 0.5  # decades of remove/retain between the P = 0.9 and P = 0.1 crossings
 
 
 @dataclass(frozen=True)
@@ -34,8 +39,9 @@ class StopDecision:
     p_feasible: float | None = None
 
 
-def decide(state: BoundaryState | None, rule: StopRule) -> StopDecision:
-    """Evaluate ``rule`` on the current model; ``reason`` explains either way."""
+def decide(state: BoundaryState | None, rule: StopRule, trial_ids: Mapping[int, str] | None = None) -> StopDecision:
+    """Evaluate ``rule`` on the current model; ``reason`` explains either way and names the recommended trial
+    by its id in ``trial_ids`` (Optuna trial number -> Tune trial id), else by its Optuna number."""
     n = len(state.trials) if state else 0
     if state is None or n < rule.min_trials:
         return StopDecision(False, f"{n} of at least {rule.min_trials} trials complete")
@@ -45,8 +51,12 @@ def decide(state: BoundaryState | None, rule: StopRule) -> StopDecision:
     where = f"ambiguous region ({lo:g} < P(harmless) < {hi:g}) covers {share:.1%} of the space"
     if rec is None:
         return StopDecision(False, f"{where}; no trial is feasible yet", share)
-    pinned = share <= rule.max_ambiguous and rec.p_feasible >= rule.min_p_feasible
-    text = (f"{where} (limit {rule.max_ambiguous:.0%}); recommended trial {rec.trial_number} has "
+    open_slices = ModelFit.from_state(state).unpinned(rule.max_slice_width)
+    pinned = share <= rule.max_ambiguous and not open_slices and rec.p_feasible >= rule.min_p_feasible
+    slices = (f"boundary not yet pinned at beta_kl {', '.join(f'{b:.3g}' for b in open_slices)}" if open_slices
+              else "boundary pinned at every beta_kl slice")
+    name = (trial_ids or {}).get(rec.trial_number, f"#{rec.trial_number}")
+    text = (f"{where} (limit {rule.max_ambiguous:.0%}); {slices}; recommended trial {name} has "
             f"P(retain drop <= delta) = {rec.p_feasible:.2f} (needs {rule.min_p_feasible:g})")
     prefix = f"boundary pinned after {n} trials: " if pinned else ""
     return StopDecision(pinned, prefix + text, share, rec.p_feasible)
