@@ -20,6 +20,7 @@ from tuner.orchestration.interrupt import (
     SigtermHandler,
     record_interrupt,
     resume_command,
+    stopping,
 )
 from tuner.records.results import ResultsTable
 from tuner.records.schema import TrialRow
@@ -35,21 +36,23 @@ def handlers():
         signal.signal(sig, handler)
 
 
-def test_sigterm_outside_tune_raises(handlers):
-    handler = SigtermHandler().install()
+def test_sigterm_outside_tune_raises_and_marks_the_run_stopping(handlers, tmp_path: Path):
+    (tmp_path / "stopping").touch()  # left by an earlier interrupted search: --resume starts afresh
+    handler = SigtermHandler(tmp_path).install()
+    assert not stopping(tmp_path)
     with pytest.raises(SearchInterrupted):
         os.kill(os.getpid(), signal.SIGTERM)
-    assert handler.received is not None
+    assert handler.received is not None and stopping(tmp_path)  # trials cut off now are not "failed"
 
 
-def test_sigterm_inside_tune_asks_tune_to_stop(handlers):
+def test_sigterm_inside_tune_asks_tune_to_stop(handlers, tmp_path: Path):
     asked = []
 
     def signal_interrupt_tune_run(signum, frame):  # the name of Ray Tune's own SIGUSR1 handler
         asked.append(signum)
 
     signal.signal(signal.SIGUSR1, signal_interrupt_tune_run)
-    handler = SigtermHandler().install()
+    handler = SigtermHandler(tmp_path).install()
     with handler.tune():
         os.kill(os.getpid(), signal.SIGTERM)  # no exception: Tune stops on its own
     assert asked == [signal.SIGUSR1] and handler.received is not None

@@ -28,21 +28,31 @@ from tuner.records.tracking import Tracker
 EXIT_CODE = 128 + signal.SIGTERM  # what a shell reports for a process ended by SIGTERM
 FINAL = ("done", "diverged", "failed")
 RESUME_FILE_ENV = "RAY_CLUSTER_RESUME_FILE"  # set by the sbatch template for its driver
+STOPPING_FILE = "stopping"  # in the run directory from the first SIGTERM on; trials read it (``stopping``)
 
 
 class SearchInterrupted(Exception):
     """SIGTERM arrived while no Tune experiment was running."""
 
 
+def stopping(run_dir: Path) -> bool:
+    """Whether the search in ``run_dir`` is stopping on SIGTERM: a trial whose training fails now was cut off
+    (its row stays unfinished, so ``record_interrupt`` marks it ``interrupted``), it did not fail."""
+    return (Path(run_dir) / STOPPING_FILE).is_file()
+
+
 class SigtermHandler:
     """Installed after ``ray.init`` (which sets its own SIGTERM handler in the driver); ``received`` is the
-    monotonic time of the first SIGTERM, or None."""
+    monotonic time of the first SIGTERM, or None. The first SIGTERM also creates ``run_dir/stopping`` (removed
+    by ``install``, i.e. on ``--resume``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, run_dir: Path) -> None:
         self.received: float | None = None
         self._in_tune = False
+        self._marker = Path(run_dir) / STOPPING_FILE
 
     def install(self) -> SigtermHandler:
+        self._marker.unlink(missing_ok=True)
         signal.signal(signal.SIGTERM, self._handle)
         return self
 
@@ -59,6 +69,7 @@ class SigtermHandler:
         first = self.received is None
         self.received = self.received or time.monotonic()
         if first:
+            self._marker.touch()
             print("SIGTERM: stopping the search (state saved, unfinished trials marked for re-run)", file=sys.stderr,
                   flush=True)
         if self._in_tune and getattr(signal.getsignal(signal.SIGUSR1), "__name__", "") == "signal_interrupt_tune_run":

@@ -68,7 +68,7 @@ def run_search(ctx: SearchContext, resume: bool, verbose: bool = False) -> int:
     if not ctx.max_concurrent:
         ctx.max_concurrent = _fit_concurrency(resources, ctx)
     ctx.save()  # from here on the directory is resumable
-    tracker, sigterm = None, SigtermHandler().install()
+    tracker, sigterm = None, SigtermHandler(ctx.path).install()
     try:
         miniworld(cfg, progress=_world_bar(cfg))  # built once, here, before any worker asks for it
         tracker = _open_parent(ctx)

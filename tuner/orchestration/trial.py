@@ -23,6 +23,7 @@ from trainables.evaluation.result import EvalResult
 from trainables.launch import make_trainer
 from trainables.train_loop import evaluate_base_per_worker
 from tuner.orchestration.context import SearchContext
+from tuner.orchestration.interrupt import stopping
 from tuner.records.results import ResultsTable
 from tuner.records.schema import BASELINE_ID, TrialRow
 from tuner.records.tracking import Tracker
@@ -79,6 +80,8 @@ def trial_driver(config: dict[str, Any], ctx: SearchContext) -> None:
         final = dict(result.return_value or {})
         adapter = Path(result.checkpoint.path) / "adapter" if result.checkpoint else None
     except Exception as err:  # a failed trial is recorded, never fatal for the search
+        if stopping(ctx.path):  # cut off by the search's SIGTERM: an error for Tune, re-run on --resume
+            raise
         _update(ctx, trial_id, status="failed", error=f"{type(err).__name__}: {err}",
                 train_seconds=time.time() - start)
         log_failure(tracker, run_id, traceback.format_exc())
