@@ -62,3 +62,28 @@ def test_report_uses_the_boundary_samplers_model(tmp_path: Path):
     assert "boundary sampler's GP model" in verdict["evidence"] and "P(feasible)=" in verdict["recommended"]
     assert "boundary pinned" in verdict["stopped"] and len(verdict["boundary"]) == 3
     assert (out / "harmless_map.png").stat().st_size > 10_000
+
+
+def test_a_slice_harmless_up_to_the_range_end_says_so_without_extrapolating():
+    """Damage only above remove/retain 0.5 while trials stay below: the model's P(harmless) >= 0.5 along the whole
+    searched line at that slice, and the verdict states it up to the range's end, not a made-up boundary."""
+    import numpy as np
+
+    from tuner.boundary_search.report_fit import ModelFit
+    from tuner.boundary_search.state import BoundaryState
+
+    rng = np.random.default_rng(0)
+    study = optuna.create_study(directions=["minimize", "maximize"])
+    rows = [row(BASELINE_ID, 0.99, BASE)]
+    for u in rng.random((24, 3)):  # retain 30..100, remove 0.1..3: ratios <= 0.1, all harmless
+        params = {"retain_coef": 30 * (100 / 30) ** u[0], "remove_coef": 0.1 * 30 ** u[1], "beta_kl": u[2]}
+        forget, retain, fse, rse = objective(params)
+        study.add_trial(optuna.trial.create_trial(params=params, distributions=SPACE, values=[forget, retain],
+                                                  user_attrs={"forget_stderr": fse, "retain_stderr": rse}))
+        rows.append(row(f"t{len(rows)}", forget, retain, **params))
+    fit = ModelFit.from_state(BoundaryState.from_study(study, SPEC))
+    assert all(ratio is None for _, ratio in fit.by_beta)
+    a = analyse(rows, rows[0], 0.02, model=fit)
+    lines = build_verdict(a, rows[1:], rows[0], "").boundary
+    assert len(lines) == 3 and all("no retain damage inside the searched range" in line for line in lines)
+    assert all(f"up to remove/retain ≈ {fit.ratio_range[1]:.3g}" in line for line in lines)

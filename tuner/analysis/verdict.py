@@ -113,7 +113,12 @@ def _boundary(a: BoundaryAnalysis, scored: list[TrialRow]) -> tuple[str, ...]:
     for beta, ratio in slices:
         near = [p for p in pts if beta is None or p[1] is None or _nearest(p[1], levels) == beta]
         where = f"at beta_kl ≈ {beta:.3g}: " if beta is not None and len(slices) > 1 else ""
-        lines.append(where + _slice(ratio, intervals.get(beta), near))
+        if ratio is None and hasattr(fit, "ratio_range"):  # the sampler's model: harmless up to the range's end
+            lines.append(where + f"no retain damage inside the searched range: P(harmless) ≥ 0.5 up to remove/retain "
+                                 f"≈ {_g(fit.ratio_range[1])} (remove_coef's upper end at retain_coef "
+                                 f"{_g(fit.at_retain)})")
+        else:
+            lines.append(where + _slice(ratio, intervals.get(beta), near))
     return tuple(lines)
 
 

@@ -58,26 +58,19 @@ class ModelFit:
                 f"({self.n_harmless} with retain drop <= delta, {self.n_damaged} above)")
 
     def unpinned(self, max_width: float) -> tuple[float, ...]:
-        """beta_kl slices whose boundary is not pinned yet: its 0.9..0.1 interval is open, wider than
-        ``max_width`` decades, or reaches outside the remove/retain ratios sampled nearest that slice. A slice
-        the model calls harmless (P > 0.9) or damaged (P < 0.1) along the whole range is pinned once trials
-        near it come within ``max_width`` decades of that end of the range: its boundary lies beyond the range."""
+        """beta_kl slices whose boundary is not pinned yet. A slice is pinned when its 0.9..0.1 interval,
+        clipped to the searched range, spans at most ``max_width`` decades of remove/retain and trials near that
+        slice reach within ``max_width`` decades of both its ends (so a slice harmless, or damaged, along the
+        whole range is pinned once trials come near that end of the range)."""
         levels = [b for b, _, _ in self.intervals]
         nearest = np.array([min(levels, key=lambda b: abs(b - t.params["beta_kl"])) for t in self._state.trials])
         ratios = np.array([t.params["remove_coef"] / t.params["retain_coef"] for t in self._state.trials])
-        bottom, top = self.ratio_range
         out = []
         for beta, lo, hi in self.intervals:
             sampled = ratios[nearest == beta]
-            if not len(sampled):
-                pinned = False
-            elif lo >= top * (1 - 1e-9):  # harmless along the whole range
-                pinned = sampled.max() >= top / 10**max_width
-            elif hi <= bottom * (1 + 1e-9):  # damaged from the bottom of the range up
-                pinned = sampled.min() <= bottom * 10**max_width
-            else:
-                pinned = (math.isfinite(hi) and sampled.min() <= lo and hi <= sampled.max()
-                          and math.log10(hi / lo) <= max_width)
+            hi = min(hi, self.ratio_range[1])
+            pinned = (len(sampled) > 0 and math.log10(hi / lo) <= max_width
+                      and sampled.min() <= lo * 10**max_width and sampled.max() >= hi / 10**max_width)
             if not pinned:
                 out.append(beta)
         return tuple(out)
