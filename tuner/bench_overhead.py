@@ -78,7 +78,8 @@ def _mean(values: list[float]) -> str:
 def phase_table(trials: list[TrialRow], bare_phases: list[dict[str, float]], bare_walls: list[float]) -> str:
     """``| phase | search | bare |``: mean seconds per trial over the trials that have the phase (n if fewer)."""
     search = [row.phase_seconds for row in trials]
-    names = list(dict.fromkeys(name for phases in search + bare_phases for name in phases))
+    ordered = sorted(search, key=len, reverse=True) + bare_phases  # a trial with every phase first (gap)
+    names = list(dict.fromkeys(name for phases in ordered for name in phases))
     lines = ["| phase (mean s per trial) | search | bare |", "|---|---:|---:|"]
     for name in names:
         s = [p[name] for p in search if name in p]
@@ -86,7 +87,7 @@ def phase_table(trials: list[TrialRow], bare_phases: list[dict[str, float]], bar
         lines.append(f"| {name}{note} | {_mean(s)} | {_mean([p[name] for p in bare_phases if name in p])} |")
     lines.append(f"| **sum of phases** | {_mean([sum(p.values()) for p in search])} | "
                  f"{_mean([sum(p.values()) for p in bare_phases])} |")
-    lines.append(f"| wall per trial (driver: fit; bare: run_in_process) | "
+    lines.append(f"| fit() per trial (train + eval seconds); bare: run_in_process | "
                  f"{_mean([row.train_seconds + row.eval_seconds for row in trials])} | {_mean(bare_walls)} |")
     return "\n".join(lines)
 

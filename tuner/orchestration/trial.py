@@ -7,7 +7,8 @@ retried or resumed trial continues from its last checkpoint. Optuna sees only th
 
 Each row's ``phase_seconds`` is the trial's time, phase by phase, in the order they ran:
 
-    gap            previous trial's driver returned -> this one's started (Tune: result, actor, scheduling)
+    gap            previous trial's driver returned -> this one's started (Tune: result, actor, scheduling;
+                   with concurrent trials, since the latest one returned; none for a session's first trial)
     trial_setup    status rows, the MLflow child run opened
     worker_start   TorchTrainer.fit() called -> the loop started (controller, worker group, process group),
                    less the worker's own ``imports``

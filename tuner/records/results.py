@@ -84,8 +84,9 @@ def _param_names(rows: list[TrialRow]) -> list[str]:
 
 
 def _phase_names(rows: list[TrialRow]) -> list[str]:
+    """Every phase once, in the order of the row with the most (a trial's, not the baseline's)."""
     names: list[str] = []
-    for row in rows:
+    for row in sorted(rows, key=lambda r: -len(r.phase_seconds)):
         names += [k for k in row.phase_seconds if k not in names]
     return names
 
