@@ -194,6 +194,8 @@ def test_two_workers_match_one_worker_with_the_same_global_batch(tmp_path):
     base = {"steps": 6, "log_every": 1, "per_device_batch": 8}
     one, _ = _fit(load_preset("miniworld-small", {**base, "grad_accum": 2}), tmp_path, "one", workers=1)
     two, _ = _fit(load_preset("miniworld-small", base), tmp_path, "two", workers=2)
+    assert {"imports", "model_load", "first_step", "steps", "checkpoint"} <= set(two["phase_seconds"])
+    assert two["wall_clock"][0] <= two["wall_clock"][1]  # the driver splits fit() with it (tuner trial phases)
     relative = [abs(a["loss"] - b["loss"]) / max(abs(a["loss"]), 1e-8)
                 for a, b in zip(one["history"], two["history"], strict=True)]
     print(f"1 worker x accum 2 vs 2 workers: max relative loss difference {max(relative):.2e} over "

@@ -15,6 +15,7 @@ Each row's ``phase_seconds`` is the trial's time, phase by phase, in the order t
     imports ... evaluation   the worker's phases (``trainables.train_loop``); worker_other: its untimed rest
     teardown       the loop returned -> fit() returned (result, worker group shut down)
     results        metrics.jsonl, lm_eval.json, the table row;  mlflow: curves, scores, adapter, run finished
+    fit            only a failed trial's: fit() until it raised, unsplit
 """
 
 from __future__ import annotations
