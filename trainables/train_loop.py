@@ -8,6 +8,8 @@ student forward (DDP-safe) and one teacher forward under ``disable_adapter()`` +
 
     loss = c_rm * L_remove + c_ret * (retain_l2 * L_l2 + beta_kl * L_kl)    (c_* from the schedule)
 
+Each run times its phases (``trainables.phases``) and returns them as ``phase_seconds``.
+
 Every ``log_every`` steps the rank-averaged metrics are reported (with a safetensors checkpoint every
 ``checkpoint_every`` steps and at the end); a run resumes from ``ray.train.get_checkpoint()``. A
 non-finite loss stops the run with a finite ``diverged`` result. Rank 0 evaluates the adapted model
@@ -28,13 +30,18 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+import trainables
 from trainables import losses
 from trainables.checkpoint import load_checkpoint, save_checkpoint
 from trainables.config import TrainConfig
 from trainables.data import BatchSampler, load_texts, tokenize
 from trainables.hooks import capture_block_outputs, unwrap_model
 from trainables.model import add_lora, load_base_model, load_frozen, load_tokenizer, miniworld
+from trainables.phases import PhaseTimer
 from trainables.schedules import coefficients
+
+# This process's import of the loop and its libraries (transformers, peft): paid once, by its first Ray run.
+_UNREPORTED_IMPORTS = {"imports": time.perf_counter() - trainables.IMPORTED_AT}
 
 METRICS = ("loss", "cb_loss", "retain_l2_loss", "retain_kl_loss", "retain_acc", "forget_acc", "cos_sim_mean",
            "grad_norm", "coef_remove", "coef_retain", "lr", "tokens_per_s")
@@ -52,20 +59,28 @@ class Unlearner:
             ctx = ray.train.get_context()
             self.rank, self.world_size = ctx.get_world_rank(), ctx.get_world_size()
         self.history: list[dict[str, float]] = []
+        self.timer = PhaseTimer()
 
     # --- set-up -------------------------------------------------------------------------------------------
     def setup(self) -> None:
         cfg = self.cfg
         random.seed(cfg.seed)
         torch.manual_seed(cfg.seed)
-        self.device = self._device()
-        self.tokenizer = load_tokenizer(cfg)
-        self.model = add_lora(load_base_model(cfg, self.device), cfg)
-        self.ddp_model = self._wrap_ddp(self.model)
-        self.reference = load_frozen(cfg, self.device, early=True) if cfg.remove_variant == "checkpoint" else None
-        self._setup_data()
-        self._setup_optimizer()
-        self.start_step = self._maybe_resume()
+        self.device, timer = self._device(), self.timer
+        with timer.phase("model_load"):
+            self.tokenizer = load_tokenizer(cfg)
+            base = load_base_model(cfg, self.device)
+        with timer.phase("lora_setup"):
+            self.model = add_lora(base, cfg)
+            self.ddp_model = self._wrap_ddp(self.model)
+        with timer.phase("model_load"):
+            self.reference = load_frozen(cfg, self.device, early=True) if cfg.remove_variant == "checkpoint" else None
+        with timer.phase("data"):
+            self._setup_data()
+        with timer.phase("lora_setup"):
+            self._setup_optimizer()
+        with timer.phase("checkpoint"):
+            self.start_step = self._maybe_resume()
 
     def _device(self) -> torch.device:
         if self.in_ray:
@@ -159,35 +174,45 @@ class Unlearner:
 
     # --- the loop -------------------------------------------------------------------------------------
     def train(self) -> dict[str, Any]:
-        cfg, accum = self.cfg, self.cfg.grad_accum
+        cfg = self.cfg
         step, window = self.start_step, _Window()
         last: dict[str, float] = {}
         while step < self.total_steps:
-            self.optimizer.zero_grad(set_to_none=True)
-            for a in range(accum):
-                micro_batch = (step * accum + a) * self.world_size + self.rank
-                sync = a == accum - 1 or not hasattr(self.ddp_model, "no_sync")
-                with self.ddp_model.no_sync() if not sync else contextlib.nullcontext():
-                    loss, metrics, tokens = self._loss_step(step, micro_batch)
-                    if math.isfinite(loss.item()):
-                        (loss / accum).backward()
-                window.add(metrics, tokens)
-            diverged = self._any_rank(not all(math.isfinite(v) for v in window.means().values()))
-            grad_norm = float("nan") if diverged else float(torch.nn.utils.clip_grad_norm_(
-                [p for p in self.model.parameters() if p.requires_grad], cfg.max_grad_norm))
-            if diverged or not math.isfinite(grad_norm):
+            with self.timer.phase("first_step" if step == self.start_step else "steps"):
+                stepped = self._optimizer_step(step, window)
+            if not stepped:
                 return self._finish(step, {**last, **_finite(window.means())}, diverged=True)
-            self.optimizer.step()
-            self.scheduler.step()
             step += 1
-            window.extra(grad_norm=grad_norm, lr=self.scheduler.get_last_lr()[0])
             if step % cfg.log_every == 0 or step == self.total_steps:
-                last = {"step": step, "total_steps": self.total_steps, **self._all_ranks_mean(window.means()),
-                        "tokens_per_s": window.tokens_per_s(self.world_size)}
-                self._report(last, save=step == self.total_steps or (
-                    cfg.checkpoint_every > 0 and step % cfg.checkpoint_every == 0))
+                save = step == self.total_steps or (cfg.checkpoint_every > 0 and step % cfg.checkpoint_every == 0)
+                with self.timer.phase("checkpoint" if save else "report"):
+                    last = {"step": step, "total_steps": self.total_steps, **self._all_ranks_mean(window.means()),
+                            "tokens_per_s": window.tokens_per_s(self.world_size)}
+                    self._report(last, save=save)
                 window = _Window()
         return self._finish(step, last, diverged=False)
+
+    def _optimizer_step(self, step: int, window: _Window) -> bool:
+        """One update from ``grad_accum`` micro-batches; False (nothing updated) when any rank diverged."""
+        accum = self.cfg.grad_accum
+        self.optimizer.zero_grad(set_to_none=True)
+        for a in range(accum):
+            micro_batch = (step * accum + a) * self.world_size + self.rank
+            sync = a == accum - 1 or not hasattr(self.ddp_model, "no_sync")
+            with self.ddp_model.no_sync() if not sync else contextlib.nullcontext():
+                loss, metrics, tokens = self._loss_step(step, micro_batch)
+                if math.isfinite(loss.item()):
+                    (loss / accum).backward()
+            window.add(metrics, tokens)
+        diverged = self._any_rank(not all(math.isfinite(v) for v in window.means().values()))
+        grad_norm = float("nan") if diverged else float(torch.nn.utils.clip_grad_norm_(
+            [p for p in self.model.parameters() if p.requires_grad], self.cfg.max_grad_norm))
+        if diverged or not math.isfinite(grad_norm):
+            return False
+        self.optimizer.step()
+        self.scheduler.step()
+        window.extra(grad_norm=grad_norm, lr=self.scheduler.get_last_lr()[0])
+        return True
 
     def _finish(self, step: int, last: dict[str, float], diverged: bool) -> dict[str, Any]:
         result: dict[str, Any] = {**last, "step": step, "diverged": int(diverged), "total_steps": self.total_steps}
@@ -267,28 +292,37 @@ def evaluate_adapted(unlearner: Unlearner) -> dict[str, Any]:
     from trainables.evaluation.tasks import task_set_for
 
     cfg = unlearner.cfg
-    result = evaluate_model(unwrap_model(unlearner.model), unlearner.tokenizer, task_set_for(cfg),
+    with unlearner.timer.phase("eval_tasks"):
+        task_set = task_set_for(cfg)
+    result = evaluate_model(unwrap_model(unlearner.model), unlearner.tokenizer, task_set,
                             batch_size=cfg.eval_batch_size, limit=cfg.eval_limit or None,
-                            add_bos_token=cfg.add_bos_token)
+                            add_bos_token=cfg.add_bos_token, phases=unlearner.timer)
     return result.to_dict()
 
 
 def train_loop_per_worker(loop_config: dict[str, Any]) -> dict[str, Any]:
-    """Ray Train entry point: ``{"train": TrainConfig dict, "evaluate": bool}`` -> rank 0's final metrics."""
+    """Ray Train entry point: ``{"train": TrainConfig dict, "evaluate": bool}`` -> rank 0's final metrics.
+
+    ``wall_clock``: (start, end) of this function in ``time.time()``, for the driver's worker_start / teardown.
+    """
+    started = time.time()
     torch.set_num_threads(int(os.environ.get("UNLEARN_TORCH_THREADS", "1")))
     unlearner = Unlearner(TrainConfig.from_dict(loop_config["train"]), in_ray=True)
+    unlearner.timer.add("imports", _UNREPORTED_IMPORTS.pop("imports", 0.0))
     unlearner.setup()
     final = unlearner.train()
     if loop_config.get("evaluate", True) and not final["diverged"]:
         import ray.train
 
-        ray.train.report({"evaluating": 1})  # every rank reports; the controller marks the trial "evaluating"
+        with unlearner.timer.phase("report"):
+            ray.train.report({"evaluating": 1})  # every rank reports; the controller marks the trial "evaluating"
         if unlearner.rank == 0:
             final["eval"] = evaluate_adapted(unlearner)
         if unlearner.world_size > 1:
-            dist.barrier()
-    final["history"] = unlearner.history
-    return final
+            with unlearner.timer.phase("evaluation"):
+                dist.barrier()
+    return {**final, "history": unlearner.history, "phase_seconds": unlearner.timer.seconds,
+            "wall_clock": [started, time.time()]}
 
 
 def evaluate_base_per_worker(loop_config: dict[str, Any]) -> dict[str, Any]:
@@ -296,14 +330,19 @@ def evaluate_base_per_worker(loop_config: dict[str, Any]) -> dict[str, Any]:
     from trainables.evaluation.stage import evaluate_model
     from trainables.evaluation.tasks import task_set_for
 
+    started, timer = time.time(), PhaseTimer()
+    timer.add("imports", _UNREPORTED_IMPORTS.pop("imports", 0.0))
     torch.set_num_threads(int(os.environ.get("UNLEARN_TORCH_THREADS", "1")))
     cfg = TrainConfig.from_dict(loop_config["train"])
     import ray.train.torch
 
-    model = load_base_model(cfg, ray.train.torch.get_device())
-    result = evaluate_model(model, load_tokenizer(cfg), task_set_for(cfg), batch_size=cfg.eval_batch_size,
-                            limit=cfg.eval_limit or None, add_bos_token=cfg.add_bos_token)
-    return {"eval": result.to_dict()}
+    with timer.phase("model_load"):
+        model, tokenizer = load_base_model(cfg, ray.train.torch.get_device()), load_tokenizer(cfg)
+    with timer.phase("eval_tasks"):
+        task_set = task_set_for(cfg)
+    result = evaluate_model(model, tokenizer, task_set, batch_size=cfg.eval_batch_size,
+                            limit=cfg.eval_limit or None, add_bos_token=cfg.add_bos_token, phases=timer)
+    return {"eval": result.to_dict(), "phase_seconds": timer.seconds, "wall_clock": [started, time.time()]}
 
 
 def run_in_process(cfg: TrainConfig, out_dir: Path | None = None, evaluate: bool = True) -> dict[str, Any]:
@@ -313,5 +352,4 @@ def run_in_process(cfg: TrainConfig, out_dir: Path | None = None, evaluate: bool
     final = unlearner.train()
     if evaluate and not final["diverged"]:
         final["eval"] = evaluate_adapted(unlearner)
-    final["history"] = unlearner.history
-    return final
+    return {**final, "history": unlearner.history, "phase_seconds": unlearner.timer.seconds}

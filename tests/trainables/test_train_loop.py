@@ -26,13 +26,18 @@ from trainables.train_loop import METRICS, Unlearner, run_in_process
 SMALL = {"steps": 6, "log_every": 2, "per_device_batch": 8}
 
 
-def test_in_process_reports_every_metric_and_checkpoints(tmp_path):
+def test_in_process_reports_every_metric_checkpoints_and_times_its_phases(tmp_path):
     cfg = load_preset("miniworld-small", SMALL)
+    start = time.perf_counter()
     final = run_in_process(cfg, out_dir=tmp_path, evaluate=False)
+    wall = time.perf_counter() - start
     assert [h["step"] for h in final["history"]] == [2, 4, 6] and final["diverged"] == 0
     for row in final["history"]:
         assert set(METRICS) <= set(row) and all(math.isfinite(row[k]) for k in METRICS)
     assert (tmp_path / "adapter" / "adapter_model.safetensors").exists()
+    phases = final["phase_seconds"]
+    assert list(phases) == ["model_load", "lora_setup", "data", "checkpoint", "first_step", "steps", "report"]
+    assert all(s >= 0 for s in phases.values()) and sum(phases.values()) <= wall
 
 
 def _trainable(model: torch.nn.Module) -> list[tuple[str, torch.nn.Parameter]]:
@@ -189,6 +194,8 @@ def test_two_workers_match_one_worker_with_the_same_global_batch(tmp_path):
     base = {"steps": 6, "log_every": 1, "per_device_batch": 8}
     one, _ = _fit(load_preset("miniworld-small", {**base, "grad_accum": 2}), tmp_path, "one", workers=1)
     two, _ = _fit(load_preset("miniworld-small", base), tmp_path, "two", workers=2)
+    assert {"imports", "model_load", "first_step", "steps", "checkpoint"} <= set(two["phase_seconds"])
+    assert two["wall_clock"][0] <= two["wall_clock"][1]  # the driver splits fit() with it (tuner trial phases)
     relative = [abs(a["loss"] - b["loss"]) / max(abs(a["loss"]), 1e-8)
                 for a, b in zip(one["history"], two["history"], strict=True)]
     print(f"1 worker x accum 2 vs 2 workers: max relative loss difference {max(relative):.2e} over "

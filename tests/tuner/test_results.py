@@ -22,15 +22,19 @@ def test_rows_last_wins_and_baseline_first(tmp_path):
     table.write(TrialRow("t1", "queued", params={"retain_coef": 1.0, "remove_coef": 3.0}))
     table.write(TrialRow("baseline", "done", forget=_score("bio", 0.9), retain=_score("stem", 1.0)))
     table.write(TrialRow("t1", "done", params={"retain_coef": 1.0, "remove_coef": 3.0},
-                         train_metrics={"cb_loss": 0.2}, forget=_score("bio", 0.3), retain=_score("stem", 0.95)))
+                         train_metrics={"cb_loss": 0.2}, forget=_score("bio", 0.3), retain=_score("stem", 0.95),
+                         phase_seconds={"model_load": 1.5, "steps": 2.0}))
     rows = table.rows()
     assert [r.trial_id for r in rows] == ["baseline", "t1"] and rows[1].status == "done"
     assert len(table.jsonl.read_text().splitlines()) == 3
     parsed = list(csv.DictReader(io.StringIO(table.csv.read_text())))
     assert abs(float(parsed[1]["forget_delta"]) - (0.3 - 0.9)) < 1e-12
+    assert (parsed[0]["time_model_load"], parsed[1]["time_model_load"], parsed[1]["time_steps"]) == ("", "1.5", "2.0")
     md = table.md.read_text()
     assert "## Training metrics (final step)" in md and "| baseline |" in md and "-60.00" in md
     assert TrialRow.from_dict(json.loads(table.jsonl.read_text().splitlines()[-1])) == rows[1]
+    older = {k: v for k, v in rows[1].to_dict().items() if k != "phase_seconds"}  # a row from before the phases
+    assert TrialRow.from_dict(older).phase_seconds == {}
 
 
 def _writer(run_dir, i, barrier):

@@ -91,6 +91,7 @@ def _check_run(run_dir: Path, trials: int, uri: str, sampled: bool = True) -> No
     for trial_id, row in rows.items():
         assert row["status"] == "done", row
         assert 0 <= row["forget"]["acc"] <= 1 and row["retain"]["n"] > 0
+        assert row["phase_seconds"]["evaluation"] > 0 and min(row["phase_seconds"].values()) >= 0
         if trial_id != "baseline":
             assert row["train_metrics"]["step"] == 12 and row["mlflow_run_id"]
             assert (run_dir / "trials" / trial_id / "metrics.jsonl").exists()
@@ -98,6 +99,8 @@ def _check_run(run_dir: Path, trials: int, uri: str, sampled: bool = True) -> No
     assert (run_dir / "results.csv").read_text().count("\n") == trials + 2
     assert (run_dir / "report" / "report.html").exists()
     assert (run_dir / "optuna.db").exists() == sampled  # grid spaces run their points without Optuna
+    search_phases = json.loads((run_dir / "search_phases.json").read_text())
+    assert {"ray_start", "baseline", "tune_fit", "finish"} <= set(search_phases)
 
     mlflow.set_tracking_uri(uri)
     runs = mlflow.search_runs(experiment_names=["unlearn-tuner"])
@@ -109,6 +112,7 @@ def _check_run(run_dir: Path, trials: int, uri: str, sampled: bool = True) -> No
     trial_runs = children[children["tags.trial_id"] != "baseline"]
     assert len(trial_runs) == trials and (children["tags.trial_id"] == "baseline").sum() == 1
     assert children["metrics.eval/forget_acc"].notna().all() and trial_runs["metrics.train/cb_loss"].notna().all()
+    assert children["metrics.time/evaluation"].notna().all()
     history = mlflow.MlflowClient(uri).get_metric_history(trial_runs["run_id"].iloc[0], "train/loss")
     assert [m.step for m in history] == [4, 8, 12]
 

@@ -30,12 +30,14 @@ import torch
 from trainables.evaluation.result import EvalResult, TaskScore
 from trainables.evaluation.tasks import TaskSet, check_tasks, make_task_manager
 from trainables.offline import set_offline_env
+from trainables.phases import PhaseTimer
 
 FEWSHOT_SEED = 1234  # lm-eval's default ``fewshot_random_seed`` (CLI and simple_evaluate)
 
 
 def evaluate_model(model: torch.nn.Module, tokenizer: Any, task_set: TaskSet, *, batch_size: int = 32,
-                   limit: int | float | None = None, add_bos_token: bool | None = None) -> EvalResult:
+                   limit: int | float | None = None, add_bos_token: bool | None = None,
+                   phases: PhaseTimer | None = None) -> EvalResult:
     """Run ``task_set.tasks`` on ``model`` where it lies (device, dtype); score every task and group.
 
     ``add_bos_token``: ``None`` keeps the tokenizer's own behaviour, i.e. what ``lm_eval run`` does without
@@ -43,24 +45,29 @@ def evaluate_model(model: torch.nn.Module, tokenizer: Any, task_set: TaskSet, *,
     tokenizer is switched for the duration, as lm-eval does when it loads one). Pass ``True`` for models
     trained with ``<s>`` first whose tokenizer does not add it itself (the mini-world).
     ``limit`` caps the questions per subtask (smoke tests only; ``n`` reports what ran).
+    ``phases`` gets ``eval_tasks`` (lm-eval import, task index, HFLM, task objects) and ``evaluation``.
     """
-    if task_set.offline:
-        set_offline_env()  # before lm_eval imports datasets
-    from lm_eval.evaluator import evaluate
-    from lm_eval.models.huggingface import HFLM
+    phases = phases or PhaseTimer()
+    with phases.phase("eval_tasks"):
+        if task_set.offline:
+            set_offline_env()  # before lm_eval imports datasets
+        from lm_eval.evaluator import evaluate
+        from lm_eval.models.huggingface import HFLM
 
-    check_tasks(task_set)
-    task_manager = make_task_manager(task_set)
+        check_tasks(task_set)
+        task_manager = make_task_manager(task_set)
     start = time.perf_counter()
     with _restored_state(model), _eval_tokenizer(tokenizer, add_bos_token):
-        lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, add_bos_token=add_bos_token)
-        # What simple_evaluate does before ``evaluate``, minus its env-info probe (1-4 s, subprocesses).
-        loaded = task_manager.load(list(task_set.tasks))
-        for task in loaded["tasks"].values():
-            if task.get_config("num_fewshot") is None:
-                task.set_config(key="num_fewshot", value=0)
-            task.set_fewshot_seed(seed=FEWSHOT_SEED)
-        res = evaluate(lm=lm, task_dict=loaded, limit=limit, bootstrap_iters=1, log_samples=False)
+        with phases.phase("eval_tasks"):
+            lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, add_bos_token=add_bos_token)
+            # What simple_evaluate does before ``evaluate``, minus its env-info probe (1-4 s, subprocesses).
+            loaded = task_manager.load(list(task_set.tasks))
+            for task in loaded["tasks"].values():
+                if task.get_config("num_fewshot") is None:
+                    task.set_config(key="num_fewshot", value=0)
+                task.set_fewshot_seed(seed=FEWSHOT_SEED)
+        with phases.phase("evaluation"):
+            res = evaluate(lm=lm, task_dict=loaded, limit=limit, bootstrap_iters=1, log_samples=False)
     seconds = time.perf_counter() - start
     if res is None:
         raise RuntimeError("lm-eval returned no results (only rank 0 does under torchrun)")

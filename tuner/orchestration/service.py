@@ -10,10 +10,13 @@ after the directory exists marks the MLflow parent run FAILED and prints the res
 the search cleanly (``tuner.orchestration.interrupt``): runs KILLED, unfinished trials re-run by ``--resume``.
 The analysis goes back into MLflow (``tuner.records.mlflow_analysis``), and the summary is printed after
 ``ray.shutdown()``, as the last lines; worker output is in ``<run_dir>/logs/`` (``tuner.orchestration.logs``).
+The search's own phases (ray_start, world, mlflow_parent, baseline, tune_fit, finish) are written to
+``<run_dir>/search_phases.json`` in seconds; each trial's are in its results row (``phase_seconds``).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import traceback
@@ -21,6 +24,7 @@ from pathlib import Path
 
 from trainables.config import MINIWORLD_MODELS, ConfigError, TrainConfig
 from trainables.evaluation.result import TaskScore
+from trainables.phases import PhaseTimer
 from tuner.orchestration.console import WorldBuildBar
 from tuner.orchestration.context import SearchContext, default_uri
 from tuner.orchestration.interrupt import SearchInterrupted, SigtermHandler, record_interrupt, resume_command
@@ -42,17 +46,18 @@ def run_search(ctx: SearchContext, resume: bool, verbose: bool = False) -> int:
     from trainables.preflight import check_gpus
     from tuner.orchestration.logs import quiet_libraries, route_driver_logs, route_worker_logs
     from tuner.orchestration.search import make_tuner, restore_tuner
-    from tuner.orchestration.trial import score_baseline
+    from tuner.orchestration.trial import clear_trial_clock, score_baseline
 
-    cfg = ctx.trial_config({})
+    cfg, timer = ctx.trial_config({}), PhaseTimer()
     env = worker_env(offline_env(cfg))
     for key, value in env.items():
         os.environ.setdefault(key, value)
     in_ray_job = "RAY_JOB_CONFIG_JSON_ENV_VAR" in os.environ  # `ray job submit` set the job's env already
     quiet_libraries(verbose)
-    ray.init(address=ctx.address, ignore_reinit_error=True, dashboard_host="127.0.0.1", log_to_driver=True,
-             runtime_env=None if in_ray_job else {"env_vars": env})
-    resources = ray.cluster_resources()
+    with timer.phase("ray_start"):
+        ray.init(address=ctx.address, ignore_reinit_error=True, dashboard_host="127.0.0.1", log_to_driver=True,
+                 runtime_env=None if in_ray_job else {"env_vars": env})
+        resources = ray.cluster_resources()
     try:  # a cluster's GPUs are known only now; nothing is created yet
         check_gpus(ctx.gpus_per_worker, ctx.workers_per_trial, resources.get("GPU", 0), "the Ray cluster")
     except ConfigError as err:
@@ -70,22 +75,32 @@ def run_search(ctx: SearchContext, resume: bool, verbose: bool = False) -> int:
     ctx.save()  # from here on the directory is resumable
     tracker, sigterm = None, SigtermHandler(ctx.path).install()
     try:
-        miniworld(cfg, progress=_world_bar(cfg))  # built once, here, before any worker asks for it
-        tracker = _open_parent(ctx)
-        ctx.save()
-        baseline = score_baseline(ctx)
-        ctx.baseline_retain_acc = baseline.retain.acc if baseline.retain else None
-        ctx.save()
-        log_baseline(tracker, baseline, ctx.path / "trials" / BASELINE_ID)
+        with timer.phase("world"):
+            miniworld(cfg, progress=_world_bar(cfg))  # built once, here, before any worker asks for it
+        with timer.phase("mlflow_parent"):
+            tracker = _open_parent(ctx)
+            ctx.save()
+        with timer.phase("baseline"):
+            baseline = score_baseline(ctx)
+            ctx.baseline_retain_acc = baseline.retain.acc if baseline.retain else None
+            ctx.save()
+            log_baseline(tracker, baseline, ctx.path / "trials" / BASELINE_ID)
         print(f"baseline: forget {_pct(baseline.forget)}  retain {_pct(baseline.retain)}", flush=True)
-        tuner = restore_tuner(ctx) if resume and (ctx.path / "ray" / "search").exists() else make_tuner(ctx)
-        with sigterm.tune():
-            tuner.fit()
-        return record_interrupt(ctx, tracker) if sigterm.received else _finish(ctx, tracker)
+        with timer.phase("tune_fit"):
+            clear_trial_clock(ctx)
+            tuner = restore_tuner(ctx) if resume and (ctx.path / "ray" / "search").exists() else make_tuner(ctx)
+            with sigterm.tune():
+                tuner.fit()
+        if sigterm.received:
+            return record_interrupt(ctx, tracker)
+        with timer.phase("finish"):
+            return _finish(ctx, tracker)
     except SearchInterrupted:
         return record_interrupt(ctx, tracker)
     except Exception as err:
         return record_interrupt(ctx, tracker) if sigterm.received else _failed(ctx, tracker, err)
+    finally:
+        (ctx.path / "search_phases.json").write_text(json.dumps(timer.seconds, indent=1))
 
 
 def _failed(ctx: SearchContext, tracker: Tracker | None, err: Exception) -> int:

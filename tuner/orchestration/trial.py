@@ -4,6 +4,18 @@ The trial function is a Train *driver*: it reserves no CPU/GPU (``{"cpu": 0, "me
 P1) and runs no forward pass itself. Its TorchTrainer has the stable name ``train-<trial_id>``, so a
 retried or resumed trial continues from its last checkpoint. Optuna sees only the final report:
 ``eval_forget_acc`` (↓) and ``eval_retain_acc`` (↑), finite even when the run diverged or failed.
+
+Each row's ``phase_seconds`` is the trial's time, phase by phase, in the order they ran:
+
+    gap            previous trial's driver returned -> this one's started (Tune: result, actor, scheduling;
+                   with concurrent trials, since the latest one returned; none for a session's first trial)
+    trial_setup    status rows, the MLflow child run opened
+    worker_start   TorchTrainer.fit() called -> the loop started (controller, worker group, process group),
+                   less the worker's own ``imports``
+    imports ... evaluation   the worker's phases (``trainables.train_loop``); worker_other: its untimed rest
+    teardown       the loop returned -> fit() returned (result, worker group shut down)
+    results        metrics.jsonl, lm_eval.json, the table row;  mlflow: curves, scores, adapter, run finished
+    fit            only a failed trial's: fit() until it raised, unsplit
 """
 
 from __future__ import annotations
@@ -21,13 +33,14 @@ from ray.tune.integration.ray_train import TuneReportCallback
 from search_spaces import get_space
 from trainables.evaluation.result import EvalResult
 from trainables.launch import make_trainer
+from trainables.phases import PhaseTimer
 from trainables.train_loop import evaluate_base_per_worker
 from tuner.orchestration.context import SearchContext
 from tuner.orchestration.interrupt import stopping
 from tuner.records.results import ResultsTable
 from tuner.records.schema import BASELINE_ID, TrialRow
 from tuner.records.tracking import Tracker
-from tuner.records.trial_runs import log_failure, log_report, log_trial_result, open_trial_run
+from tuner.records.trial_runs import log_failure, log_phases, log_report, log_trial_result, open_trial_run
 
 OBJECTIVES = ("eval_forget_acc", "eval_retain_acc")
 WORST = {"eval_forget_acc": 1.0, "eval_retain_acc": 0.0}
@@ -63,14 +76,18 @@ def _update(ctx: SearchContext, trial_id: str, **changes: Any) -> TrialRow:
 
 def trial_driver(config: dict[str, Any], ctx: SearchContext) -> None:
     """Tune function trainable (``tune.with_parameters(trial_driver, ctx=ctx)``)."""
-    trial_id = tune.get_context().get_trial_id()
-    overrides = get_space(ctx.space).trial_overrides(ctx.preset, config)
-    params = {k: v for k, v in overrides.items() if k not in ctx.fixed or ctx.fixed[k] != v}
-    tracker = Tracker(ctx.mlflow_uri, *_ids(ctx))
-    cfg = ctx.trial_config(params)
-    row = _update(ctx, trial_id, status="queued", params=params, error="")
-    run_id = open_trial_run(tracker, trial_id, params, cfg.to_dict())
-    _update(ctx, trial_id, mlflow_run_id=run_id)
+    timer, last_end = PhaseTimer(), _last_end_file(ctx)
+    if last_end.exists():
+        timer.add("gap", time.time() - float(last_end.read_text()))
+    with timer.phase("trial_setup"):
+        trial_id = tune.get_context().get_trial_id()
+        overrides = get_space(ctx.space).trial_overrides(ctx.preset, config)
+        params = {k: v for k, v in overrides.items() if k not in ctx.fixed or ctx.fixed[k] != v}
+        tracker = Tracker(ctx.mlflow_uri, *_ids(ctx))
+        cfg = ctx.trial_config(params)
+        _update(ctx, trial_id, status="queued", params=params, error="")
+        run_id = open_trial_run(tracker, trial_id, params, cfg.to_dict())
+        _update(ctx, trial_id, mlflow_run_id=run_id)
     start = time.time()
     try:
         trainer = make_trainer(cfg, name=f"train-{trial_id}", storage=ctx.path / "ray", workers=ctx.workers_per_trial,
@@ -82,35 +99,64 @@ def trial_driver(config: dict[str, Any], ctx: SearchContext) -> None:
     except Exception as err:  # a failed trial is recorded, never fatal for the search
         if stopping(ctx.path):  # cut off by the search's SIGTERM: an error for Tune, re-run on --resume
             raise
+        timer.add("fit", time.time() - start)
         _update(ctx, trial_id, status="failed", error=f"{type(err).__name__}: {err}",
-                train_seconds=time.time() - start)
+                train_seconds=time.time() - start, phase_seconds=timer.seconds)
         log_failure(tracker, run_id, traceback.format_exc())
         tune.report({**WORST, "diverged": 0, "failed": 1})
+        last_end.write_text(str(time.time()))
         return
-    row = _record(ctx, trial_id, final, adapter, time.time() - start, tracker, run_id)
+    _fit_phases(timer, start, time.time(), final)
+    row = _record(ctx, trial_id, final, adapter, time.time() - start, tracker, run_id, timer)
     tune.report(_objectives(row, ctx))
+    last_end.write_text(str(time.time()))
+
+
+def _last_end_file(ctx: SearchContext) -> Path:
+    """When the last trial driver returned (``time.time()``); ``clear_trial_clock`` removes it."""
+    return ctx.path / "trials" / ".last_trial_end"
+
+
+def clear_trial_clock(ctx: SearchContext) -> None:
+    """Before ``Tuner.fit()``: the first trial of this session has no gap (not the time since a past session)."""
+    _last_end_file(ctx).parent.mkdir(parents=True, exist_ok=True)
+    _last_end_file(ctx).unlink(missing_ok=True)
+
+
+def _fit_phases(timer: PhaseTimer, fit_start: float, fit_end: float, final: dict[str, Any]) -> None:
+    """Split ``fit()`` (driver clock) by the worker's ``wall_clock`` and ``phase_seconds`` (rank 0)."""
+    worker = final.pop("phase_seconds", {})
+    loop_start, loop_end = final.pop("wall_clock", (fit_start, fit_end))
+    timer.add("worker_start", loop_start - fit_start - worker.get("imports", 0.0))
+    for name, seconds in worker.items():
+        timer.add(name, seconds)
+    timer.add("worker_other", loop_end - loop_start - sum(s for k, s in worker.items() if k != "imports"))
+    timer.add("teardown", fit_end - loop_end)
 
 
 def _record(ctx: SearchContext, trial_id: str, final: dict[str, Any], adapter: Path | None, seconds: float,
-            tracker: Tracker, run_id: str) -> TrialRow:
-    """Write the trial's curves, lm-eval JSON and table row; finish its MLflow run."""
-    out = ctx.path / "trials" / trial_id
-    out.mkdir(parents=True, exist_ok=True)
-    history = final.pop("history", [])
-    (out / "metrics.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history))
-    evaluation = EvalResult.from_dict(final.pop("eval")) if "eval" in final else None
-    train_metrics = {k: float(v) for k, v in final.items() if isinstance(v, (int, float))}
-    changes: dict[str, Any] = {"status": "diverged" if final.get("diverged") else "done",
-                               "train_metrics": train_metrics, "train_seconds": seconds,
-                               "adapter_path": str(adapter) if adapter else ""}
-    if evaluation is not None:
-        (out / "lm_eval.json").write_text(json.dumps(evaluation.raw, indent=1, default=str))
-        changes.update(**_scores(evaluation), eval_seconds=evaluation.seconds,
-                       train_seconds=seconds - evaluation.seconds)
-    row = _update(ctx, trial_id, **changes)
-    log_trial_result(tracker, run_id, row, history, out, adapter, ctx.trial_config({}).model)
-    tracker.finish(run_id)
-    return row
+            tracker: Tracker, run_id: str, timer: PhaseTimer) -> TrialRow:
+    """Write the trial's curves, lm-eval JSON and table row; finish its MLflow run; then its phases to both."""
+    with timer.phase("results"):
+        out = ctx.path / "trials" / trial_id
+        out.mkdir(parents=True, exist_ok=True)
+        history = final.pop("history", [])
+        (out / "metrics.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history))
+        evaluation = EvalResult.from_dict(final.pop("eval")) if "eval" in final else None
+        train_metrics = {k: float(v) for k, v in final.items() if isinstance(v, (int, float))}
+        changes: dict[str, Any] = {"status": "diverged" if final.get("diverged") else "done",
+                                   "train_metrics": train_metrics, "train_seconds": seconds,
+                                   "adapter_path": str(adapter) if adapter else ""}
+        if evaluation is not None:
+            (out / "lm_eval.json").write_text(json.dumps(evaluation.raw, indent=1, default=str))
+            changes.update(**_scores(evaluation), eval_seconds=evaluation.seconds,
+                           train_seconds=seconds - evaluation.seconds)
+        row = _update(ctx, trial_id, **changes)
+    with timer.phase("mlflow"):
+        log_trial_result(tracker, run_id, row, history, out, adapter, ctx.trial_config({}).model)
+        tracker.finish(run_id)
+    log_phases(tracker, run_id, timer.seconds)
+    return _update(ctx, trial_id, phase_seconds=timer.seconds)
 
 
 def _scores(evaluation: EvalResult) -> dict[str, Any]:
@@ -135,14 +181,16 @@ def score_baseline(ctx: SearchContext) -> TrialRow:
     existing = ResultsTable(ctx.path).get(BASELINE_ID)
     if existing is not None and existing.scored:
         return existing
-    cfg = ctx.trial_config({})
+    cfg, timer = ctx.trial_config({}), PhaseTimer()
     start = time.time()
     trainer = make_trainer(cfg, name="baseline", storage=ctx.path / "ray", workers=1,
                            use_gpu=ctx.gpus_per_worker > 0, loop=evaluate_base_per_worker)
-    evaluation = EvalResult.from_dict(trainer.fit().return_value["eval"])
+    final = trainer.fit().return_value
+    _fit_phases(timer, start, time.time(), final)
+    evaluation = EvalResult.from_dict(final["eval"])
     (ctx.path / "trials" / BASELINE_ID).mkdir(parents=True, exist_ok=True)
     (ctx.path / "trials" / BASELINE_ID / "lm_eval.json").write_text(json.dumps(evaluation.raw, default=str))
     row = TrialRow(BASELINE_ID, status="done", **_scores(evaluation), eval_seconds=evaluation.seconds,
-                   train_seconds=time.time() - start - evaluation.seconds)
+                   train_seconds=time.time() - start - evaluation.seconds, phase_seconds=timer.seconds)
     ResultsTable(ctx.path).write(row)
     return row

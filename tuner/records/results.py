@@ -83,17 +83,25 @@ def _param_names(rows: list[TrialRow]) -> list[str]:
     return names
 
 
+def _phase_names(rows: list[TrialRow]) -> list[str]:
+    """Every phase once, in the order of the row with the most (a trial's, not the baseline's)."""
+    names: list[str] = []
+    for row in sorted(rows, key=lambda r: -len(r.phase_seconds)):
+        names += [k for k in row.phase_seconds if k not in names]
+    return names
+
+
 def _delta(score: TaskScore | None, base: TaskScore | None) -> float | None:
     return None if score is None or base is None else score.acc - base.acc
 
 
 def to_csv(rows: list[TrialRow]) -> str:
-    params = _param_names(rows)
+    params, phases = _param_names(rows), _phase_names(rows)
     base = rows[0] if rows and rows[0].trial_id == BASELINE_ID else None
     header = (["trial_id", "status"] + params + list(TRAIN_COLUMNS) + [
         "forget_acc", "forget_stderr", "forget_delta", "retain_acc", "retain_stderr", "retain_delta",
         "alt_format", "forget_alt_acc", "forget_alt_stderr", "retain_alt_acc", "retain_alt_stderr",
-        "train_seconds", "eval_seconds", "mlflow_run_id", "adapter_path", "error"])
+        "train_seconds", "eval_seconds", "mlflow_run_id", "adapter_path", "error"] + [f"time_{p}" for p in phases])
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(header)
@@ -107,7 +115,8 @@ def to_csv(rows: list[TrialRow]) -> str:
             scores += [score.acc if score else "", score.stderr if score else ""]
         writer.writerow([r.trial_id, r.status] + [r.params.get(p, "") for p in params]
                         + [r.train_metrics.get(c, "") for c in TRAIN_COLUMNS] + scores
-                        + [r.train_seconds, r.eval_seconds, r.mlflow_run_id, r.adapter_path, r.error])
+                        + [r.train_seconds, r.eval_seconds, r.mlflow_run_id, r.adapter_path, r.error]
+                        + [r.phase_seconds.get(p, "") for p in phases])
     return out.getvalue()
 
 

@@ -24,7 +24,8 @@ class TrialRow:
     ``train_metrics`` the training metrics at the final step (loss, cb_loss, retain_kl_loss, ...);
     ``forget`` / ``retain`` the primary eval scores; ``forget_alt`` / ``retain_alt`` the same questions in
     the second prompt format ``alt_format`` (the mini-world's letter prompt); ``extra_scores`` every other
-    task reported.
+    task reported; ``phase_seconds`` where the trial's time went, phase by phase, driver and worker
+    (``tuner.orchestration.trial``; empty in rows written before it existed).
     """
 
     trial_id: str
@@ -42,6 +43,7 @@ class TrialRow:
     eval_seconds: float = 0.0
     mlflow_run_id: str = ""
     adapter_path: str = ""
+    phase_seconds: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.status not in TRIAL_STATUSES:

@@ -2,7 +2,8 @@
 
     python -m tuner.run --space kl_boundary --preset miniworld-small --num-samples 2 steps=8
     # child runs: "<trial_id> retain=7.27 remove=5.91 beta_kl=0.603", params retain_coef=7.273 ...,
-    # metrics train/loss ... (every report), eval/forget_acc ..., artifacts config.json, lm_eval/, adapter/
+    # metrics train/loss ... (every report), eval/forget_acc ..., time/model_load ... (seconds per phase),
+    # artifacts config.json, lm_eval/, adapter/
 
 The layout (names, keys, rounding) is ``tuner.records.mlflow_layout``; the analysis tags come later
 (``tuner.records.mlflow_analysis``).
@@ -54,6 +55,11 @@ def log_trial_result(tracker: Tracker, run_id: str, row: TrialRow, history: list
     tracker.set_tags(run_id, {"status": row.status})
 
 
+def log_phases(tracker: Tracker, run_id: str, phase_seconds: dict[str, float]) -> None:
+    """Where the trial's time went: ``time/<phase>`` metrics in seconds (``TrialRow.phase_seconds``)."""
+    tracker.log_metrics(run_id, {f"time/{name}": seconds for name, seconds in phase_seconds.items()})
+
+
 def log_adapter(tracker: Tracker, run_id: str, row: TrialRow, adapter: Path, base_model: str) -> None:
     """The LoRA adapter folder, its README replaced by one that names the trial, its params and scores."""
     tracker.log_artifacts(run_id, adapter, "adapter")
@@ -69,6 +75,7 @@ def log_baseline(tracker: Tracker, row: TrialRow, trial_dir: Path) -> None:
         return
     run_id, _ = tracker.child_run(BASELINE_ID, BASELINE_ID, {})
     tracker.log_metrics(run_id, eval_metrics(row))
+    log_phases(tracker, run_id, row.phase_seconds)
     tracker.log_artifacts(run_id, trial_dir / "lm_eval.json", "lm_eval")
     tracker.set_tags(run_id, {"status": row.status, "state": "baseline"})
     tracker.finish(run_id)

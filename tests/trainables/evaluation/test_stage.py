@@ -16,6 +16,7 @@ import torch
 from trainables.evaluation.result import EvalResult, TaskScore
 from trainables.evaluation.stage import evaluate_model, format_eval_table, json_safe, scores_from_results
 from trainables.evaluation.tasks import TaskSet
+from trainables.phases import PhaseTimer
 
 
 def test_scores_every_task_and_group(base_result: EvalResult) -> None:
@@ -45,12 +46,13 @@ def test_restores_modes_rng_and_tokenizer_offline(tiny_lm: Any, task_set: TaskSe
     model.train()
     model.model.layers[0].eval()  # mixed modes must come back per module
     modes = [m.training for m in model.modules()]
+    timer = PhaseTimer()
     try:
         draws = []
         for run_eval in (True, False):
             random.seed(7), np.random.seed(7), torch.manual_seed(7)
             if run_eval:
-                result = evaluate_model(model, tokenizer, task_set, batch_size=16, add_bos_token=True)
+                result = evaluate_model(model, tokenizer, task_set, batch_size=16, add_bos_token=True, phases=timer)
             draws.append((random.random(), np.random.rand(), torch.rand(1).item()))
         assert draws[0] == draws[1]
         assert [m.training for m in model.modules()] == modes
@@ -58,6 +60,7 @@ def test_restores_modes_rng_and_tokenizer_offline(tiny_lm: Any, task_set: TaskSe
         model.eval()
     assert tokenizer.pad_token is None and len(tokenizer) == vocab and tokenizer("a b")["input_ids"] == encoded
     assert result.scores["wmdp_bio"].n == 20
+    assert list(timer.seconds) == ["eval_tasks", "evaluation"] and 0 < timer.seconds["evaluation"] <= result.seconds
     assert no_network == []
 
 
