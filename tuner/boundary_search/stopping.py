@@ -1,8 +1,8 @@
 """When is the boundary pinned? The search stops by itself when, after at least ``min_trials``:
 
     share of the space with 0.1 < P(harmless) < 0.9   <=  max_ambiguous         (the boundary is located)
-    every beta_kl slice of the report pinned           (ModelFit.unpinned: a finite interval of at most
-                                                         max_slice_width decades, inside the sampled ratios)
+    every beta_kl slice of the report pinned           (ModelFit.unpinned: its interval, clipped to the range,
+                                                         <= max_slice_width decades, trials near both ends)
     recommended trial: retain drop <= delta observed   and  P(feasible) >= min_p_feasible
 
 ``--num-samples`` stays the budget cap; ``StopDecision.reason`` says why the rule fired, the searcher leaves it in
