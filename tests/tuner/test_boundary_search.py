@@ -141,6 +141,23 @@ def test_stopping_rule_waits_for_a_slice_nobody_sampled():
     assert "recommended trial abc123" in named.reason
 
 
+def test_stopping_rule_waits_until_the_recommendation_has_stood_for_patience_trials():
+    """60 random trials pin the boundary; the rule then fires only once the best trial is ``patience`` trials old."""
+    rng = np.random.default_rng(0)
+    study = optuna.create_study(directions=["minimize", "maximize"])
+    for u in rng.random((60, 3)):
+        params = {"retain_coef": 0.3 * (100 / 0.3) ** u[0], "remove_coef": 0.1 * 300 ** u[1], "beta_kl": u[2]}
+        forget, retain, fse, rse = objective(params)
+        study.add_trial(optuna.trial.create_trial(params=params, distributions=SPACE, values=[forget, retain],
+                                                  user_attrs={"forget_stderr": fse, "retain_stderr": rse}))
+    state = BoundaryState.from_study(study, SPEC)
+    rec = state.recommend()
+    assert rec.age == 59 - rec.trial_number  # trials told after it
+    assert decide(state, StopRule(min_trials=10, patience=rec.age)).stop
+    waiting = decide(state, StopRule(min_trials=10, patience=rec.age + 1))
+    assert not waiting.stop and f"has stood for {rec.age} trials (needs {rec.age + 1})" in waiting.reason
+
+
 def test_stopping_rule_needs_a_feasible_recommendation():
     """Every trial damaged: however sure the model is, the search goes on (and says why)."""
     study = optuna.create_study(directions=["minimize", "maximize"],

@@ -24,6 +24,7 @@ from scipy.stats import norm
 
 from trainables.evaluation.result import CHANCE_ACCURACY, TaskScore
 from tuner.analysis.boundary_fit import BoundaryFit, fit_boundary
+from tuner.boundary_search.state import CONFIDENT
 from tuner.records.schema import BASELINE_ID, TrialRow
 
 
@@ -38,9 +39,6 @@ class OutcomeState(str, Enum):
     @property
     def harmless(self) -> bool:
         return self in (OutcomeState.FORGETS_HARMLESSLY, OutcomeState.NO_EFFECT)
-
-
-CONFIDENT = 0.9  # P(feasible) a model's recommendation should reach (the stopping rule's default)
 
 
 @dataclass(frozen=True)
@@ -93,7 +91,7 @@ def analyse(trials: list[TrialRow], baseline: TrialRow | None, delta: float = 0.
         [states[t.trial_id].harmless for t in scored if t.trial_id in states])
 
     def rank(t: TrialRow) -> tuple[bool, bool, float, float, float]:
-        """Feasible on the point estimate first, then (with a ``model``) P(feasible) >= 0.9, then lowest
+        """Feasible on the point estimate first, then (with a ``model``) P(feasible) >= CONFIDENT, then lowest
         forget acc, highest retain acc, highest P."""
         p = fit.p_at(t.params) if fit else None
         unsure = model is not None and (p or 0.0) < CONFIDENT

@@ -6,7 +6,7 @@
 Rules it keeps:
 
 * selection: lowest forget among trials that forgot and whose retain drop is <= delta on the point estimate
-  (with the boundary sampler's model, those with P(feasible) >= 0.9 first); a trial that is only "not
+  (with the boundary sampler's model, those with P(feasible) >= CONFIDENT = 0.7 first); a trial that is only "not
   confidently damaged" is recommended only when no such trial exists, and is labelled so;
 * no extrapolation: a boundary ratio is stated only inside the range of remove/retain ratios sampled near
   its beta_kl slice, an interval only when both ends are finite and inside that range; otherwise the slice

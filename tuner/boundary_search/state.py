@@ -5,6 +5,7 @@ benchmark all read this one object.
     state = BoundaryState.from_study(study, ModelSpec(baseline_retain=0.99, delta=0.02))
     state.p_harmless({"retain_coef": r, "remove_coef": x, "beta_kl": b})   # arrays broadcast
     state.recommend()          # lowest forget among trials with retain drop <= delta (point estimate)
+                               # and P(feasible) >= 0.7
     state.ambiguous_share()    # share of the space with 0.1 < P(harmless) < 0.9
 """
 
@@ -26,6 +27,10 @@ from tuner.boundary_search.gp import BoundaryModel, Observations
 
 STDERR_ATTRS = ("forget_stderr", "retain_stderr")  # trial user attrs: lm-eval stderrs of the two objectives
 AMBIGUOUS = (0.1, 0.9)
+# a point-feasible trial this likely to be harmless is "confident"; the lowest-forget confident trial is recommended.
+# Replays on the default world's table: 0.9 left the best harmless points (retain drop 1-1.8 of delta 2) unpicked;
+# at the stop, median regret 6.5 (0.9) against 2.1 (0.7) forget points, every pick feasible either way
+CONFIDENT = 0.7
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,7 @@ class Recommendation:
     forget: float
     retain_drop: float
     p_feasible: float  # model P(retain drop <= delta) at the trial's point
+    age: int  # completed trials that finished after it: for so many trials nothing better was found
 
 
 def completed(study: optuna.Study) -> list[FrozenTrial]:
@@ -86,17 +92,18 @@ class BoundaryState:
         return self.model.p_harmless(self.model_x(self.cube.to_unit(columns))).reshape(self.cube.shape(columns))
 
     def recommend(self) -> Recommendation | None:
-        """Among trials feasible on their point estimate: the lowest forget with P(feasible) >= 0.9, else the
-        most probably feasible one. None when no trial is feasible."""
+        """Among trials feasible on their point estimate: the lowest forget with P(feasible) >= CONFIDENT, else
+        the most probably feasible one. None when no trial is feasible."""
         p = self.model.p_harmless(self.obs.x)
         ok = np.flatnonzero(self.obs.retain_drop <= self.spec.delta)
         if not len(ok):
             return None
-        confident = ok[p[ok] >= AMBIGUOUS[1]]
+        confident = ok[p[ok] >= CONFIDENT]
         i = int(confident[np.argmin(self.obs.forget[confident])] if len(confident) else ok[np.argmax(p[ok])])
         t = self.trials[i]
+        age = sum(1 for o in self.trials if (o.datetime_complete, o.number) > (t.datetime_complete, t.number))
         return Recommendation(t.number, dict(t.params), float(self.obs.forget[i]), float(self.obs.retain_drop[i]),
-                              float(p[i]))
+                              float(p[i]), age)
 
     def ambiguous_share(self, n: int = 1024) -> float:
         """Share of the unit cube (a fixed scrambled Sobol set) where 0.1 < P(harmless) < 0.9."""
