@@ -15,9 +15,13 @@ from tuner.bench_search.table import Table
 
 
 def _init_worker() -> None:
+    """One thread per process: torch's, and SciPy's OpenBLAS (BoTorch's L-BFGS-B), which otherwise runs two
+    busy-waiting threads per replay process on tiny matrices."""
     import torch
+    from threadpoolctl import threadpool_limits
 
     torch.set_num_threads(1)
+    threadpool_limits(1)
 
 
 def run_all(table: Table, methods: list[str], seeds: int, concurrency: list[int], max_trials: int, delta: float,
