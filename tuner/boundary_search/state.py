@@ -5,7 +5,7 @@ benchmark all read this one object.
     state = BoundaryState.from_study(study, ModelSpec(baseline_retain=0.99, delta=0.02))
     state.p_harmless({"retain_coef": r, "remove_coef": x, "beta_kl": b})   # arrays broadcast
     state.recommend()          # lowest forget among trials with retain drop <= delta (point estimate)
-                               # and P(feasible) >= 0.7
+                               # and P(feasible) >= CONFIDENT
     state.ambiguous_share()    # share of the space with 0.1 < P(harmless) < 0.9
 """
 
