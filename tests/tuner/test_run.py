@@ -13,7 +13,10 @@ import sys
 import time
 from pathlib import Path
 
+import optuna
 import pytest
+
+from tuner.orchestration.interrupt import LOST
 
 ROOT = Path(__file__).resolve().parents[2]
 SMALL = ["--preset", "miniworld-small", "steps=12", "log_every=4", "per_device_batch=16"]
@@ -87,6 +90,8 @@ def _check_run(run_dir: Path, trials: int, uri: str, sampled: bool = True) -> No
     for line in (run_dir / "results.jsonl").read_text().splitlines():
         row = json.loads(line)
         rows[row["trial_id"]] = row
+    lost = {trial_id for trial_id, row in rows.items() if row["status"] == "failed" and row["error"] == LOST}
+    rows = {trial_id: row for trial_id, row in rows.items() if trial_id not in lost}
     assert "baseline" in rows and len(rows) == trials + 1
     for trial_id, row in rows.items():
         assert row["status"] == "done", row
@@ -96,7 +101,7 @@ def _check_run(run_dir: Path, trials: int, uri: str, sampled: bool = True) -> No
             assert row["train_metrics"]["step"] == 12 and row["mlflow_run_id"]
             assert (run_dir / "trials" / trial_id / "metrics.jsonl").exists()
     assert "## Evaluation" in (run_dir / "results.md").read_text()
-    assert (run_dir / "results.csv").read_text().count("\n") == trials + 2
+    assert (run_dir / "results.csv").read_text().count("\n") == trials + 2 + len(lost)
     assert (run_dir / "report" / "report.html").exists()
     assert (run_dir / "optuna.db").exists() == sampled  # grid spaces run their points without Optuna
     search_phases = json.loads((run_dir / "search_phases.json").read_text())
@@ -106,9 +111,12 @@ def _check_run(run_dir: Path, trials: int, uri: str, sampled: bool = True) -> No
     runs = mlflow.search_runs(experiment_names=["unlearn-tuner"])
     parents = runs[runs["tags.mlflow.parentRunId"].isna()]
     children = runs[runs["tags.mlflow.parentRunId"].notna()]
+    lost_runs = children["tags.trial_id"].isin(lost)
+    assert (children[lost_runs]["status"] == "FAILED").all()
+    children = children[~lost_runs]
     assert len(parents) == 1 and len(children) == trials + 1  # the trials and the baseline
     assert set(children["tags.mlflow.parentRunId"]) == set(parents["run_id"])
-    assert set(runs["status"]) == {"FINISHED"}
+    assert set(children["status"]) == set(parents["status"]) == {"FINISHED"}
     trial_runs = children[children["tags.trial_id"] != "baseline"]
     assert len(trial_runs) == trials and (children["tags.trial_id"] == "baseline").sum() == 1
     assert children["metrics.eval/forget_acc"].notna().all() and trial_runs["metrics.train/cb_loss"].notna().all()
@@ -124,6 +132,13 @@ def test_search_end_to_end_sqlite(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     _check_run(run_dir, 2, f"sqlite:///{run_dir}/mlflow.db")
     assert "mlflow ui --backend-store-uri sqlite:///" in result.stdout
+    statuses = {}
+    for line in (run_dir / "results.jsonl").read_text().splitlines():
+        statuses.setdefault(json.loads(line)["trial_id"], []).append(json.loads(line)["status"])
+    for trial_id, sequence in statuses.items():  # the driver's TrialProgress marks the live phases
+        if trial_id != "baseline":
+            assert [s for i, s in enumerate(sequence) if i == 0 or s != sequence[i - 1]] == [
+                "queued", "training", "evaluating", "done"], sequence
 
 
 def _free_port() -> int:
@@ -190,6 +205,8 @@ def test_resume_after_sigkill_of_the_driver(tmp_path):
     result = run_cli("--resume", str(run_dir), cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     _check_run(run_dir, 3, f"sqlite:///{run_dir}/mlflow.db")
+    study = optuna.load_study(study_name=None, storage=f"sqlite:///{run_dir}/optuna.db")
+    assert {t.state.name for t in study.trials} <= {"COMPLETE", "FAIL"}  # a trial lost with the driver: FAIL
 
 
 def _first_trial_done(run_dir: Path) -> bool:

@@ -1,4 +1,14 @@
-"""``BoundaryOptunaSearch``: Ray Tune's ``OptunaSearch`` with what the boundary sampler needs from Tune.
+"""Ray Tune's ``OptunaSearch``, resumable after a killed driver, and with what the boundary sampler needs.
+
+``ResumableOptunaSearch`` (every sampled space): Tune saves the searcher at most every 10 s, the Optuna study
+(``optuna.db``) at once. After a killed driver, ``restore`` reconciles them:
+
+* a study trial still RUNNING that the saved searcher does not know was lost with the driver: FAIL
+  (otherwise the boundary sampler would keep it as a pending point forever);
+* a trial that finished in the study after the save is re-run by Tune (from its Train checkpoint); its
+  second result is not told again (Optuna refuses to update a finished trial).
+
+``BoundaryOptunaSearch`` adds:
 
 * each completed trial's lm-eval stderrs (``eval_forget_stderr`` / ``eval_retain_stderr`` in its final
   report) become Optuna user attrs, the GPs' observation noise;
@@ -12,6 +22,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from optuna.trial import TrialState
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
@@ -22,7 +33,26 @@ from tuner.boundary_search.stopping import STOP_FILE
 STDERR_METRICS = ("eval_forget_stderr", "eval_retain_stderr")  # same order as STDERR_ATTRS
 
 
-class BoundaryOptunaSearch(OptunaSearch):
+class ResumableOptunaSearch(OptunaSearch):
+    def restore(self, checkpoint_path: str) -> None:
+        super().restore(checkpoint_path)
+        known = {t.number for t in self._ot_trials.values()}
+        for trial in self._ot_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if trial.number not in known:
+                self._ot_study.tell(trial.number, state=TrialState.FAIL)
+
+    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+        if trial_id in self._ot_trials and self._finished(trial_id):
+            self._ot_trials.pop(trial_id)
+            return
+        super().on_trial_complete(trial_id, result=result, error=error)
+
+    def _finished(self, trial_id: str) -> bool:
+        number = self._ot_trials[trial_id].number
+        return self._ot_study.get_trials(deepcopy=False)[number].state.is_finished()
+
+
+class BoundaryOptunaSearch(ResumableOptunaSearch):
     def __init__(self, *args: Any, run_dir: str | Path, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self._run_dir = str(run_dir)
@@ -40,7 +70,7 @@ class BoundaryOptunaSearch(OptunaSearch):
         return super().suggest(trial_id)
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
-        if result and trial_id in self._ot_trials:
+        if result and trial_id in self._ot_trials and not self._finished(trial_id):
             for attr, key in zip(STDERR_ATTRS, STDERR_METRICS, strict=True):
                 if isinstance(result.get(key), (int, float)):
                     self._ot_trials[trial_id].set_user_attr(attr, float(result[key]))

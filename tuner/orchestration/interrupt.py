@@ -28,6 +28,7 @@ from tuner.records.tracking import Tracker
 EXIT_CODE = 128 + signal.SIGTERM  # what a shell reports for a process ended by SIGTERM
 FINAL = ("done", "diverged", "failed")
 RESUME_FILE_ENV = "RAY_CLUSTER_RESUME_FILE"  # set by the sbatch template for its driver
+LOST = "lost: Ray Tune ended without finishing this trial (its driver or trial process was killed)"
 STOPPING_FILE = "stopping"  # in the run directory from the first SIGTERM on; trials read it (``stopping``)
 
 
@@ -104,6 +105,25 @@ def record_interrupt(ctx: SearchContext, tracker: Tracker | None) -> int:
     job = " (the sbatch job prints the line that resubmits it)" if os.environ.get(RESUME_FILE_ENV) else ""
     print(f"interrupted: the search stopped on SIGTERM; continue with: {line}{job}", file=sys.stderr, flush=True)
     return EXIT_CODE
+
+
+def mark_lost(ctx: SearchContext, tracker: Tracker) -> list[str]:
+    """After ``Tuner.fit()`` returned: rows still unfinished belong to trials that Tune did not run to the end.
+
+    Mostly a driver killed (SIGKILL, OOM, a lost node) after a trial started and before Tune saved its
+    experiment state (at most every 10 s), so that ``--resume`` cannot know the trial. Its row becomes
+    ``failed`` with ``LOST`` and its MLflow child run FAILED; the searcher fails its Optuna trial on restore
+    (``ResumableOptunaSearch``). Returns the trial ids.
+    """
+    table, lost = ResultsTable(ctx.path), []
+    for row in table.rows():
+        if row.status not in FINAL and not row.is_baseline:
+            row.status, row.error = "failed", LOST
+            table.write(row)
+            if row.mlflow_run_id:
+                tracker.finish(row.mlflow_run_id, failed=True)
+            lost.append(row.trial_id)
+    return lost
 
 
 def resume_command(ctx: SearchContext) -> str:

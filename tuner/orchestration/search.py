@@ -15,12 +15,12 @@ from typing import Any
 import optuna
 from ray import tune
 from ray.tune.search import ConcurrencyLimiter
-from ray.tune.search.optuna import OptunaSearch
 
 from search_spaces import get_space
-from tuner.boundary_search.searcher import BoundaryOptunaSearch
+from tuner.boundary_search.searcher import BoundaryOptunaSearch, ResumableOptunaSearch
 from tuner.orchestration.console import SearchReporter
 from tuner.orchestration.context import SearchContext
+from tuner.orchestration.progress import TrialProgress
 from tuner.orchestration.samplers import make_sampler
 from tuner.orchestration.trial import OBJECTIVES, trial_driver
 
@@ -51,15 +51,16 @@ def make_tuner(ctx: SearchContext) -> tune.Tuner:
                       sampler=make_sampler(space.sampler, ctx.seed, ctx.num_samples, ctx.baseline_retain_acc,
                                            ctx.delta))
         searcher = (BoundaryOptunaSearch(**kwargs, run_dir=ctx.path) if space.sampler == "boundary"
-                    else OptunaSearch(**kwargs))
+                    else ResumableOptunaSearch(**kwargs))
         search_alg, num_samples = ConcurrencyLimiter(searcher, max_concurrent=ctx.max_concurrent), ctx.num_samples
     return tune.Tuner(
         trainable(ctx), param_space=param_space,
         tune_config=tune.TuneConfig(search_alg=search_alg, num_samples=num_samples,  # a limiter, or a grid's cap:
-                                    max_concurrent_trials=None if search_alg else ctx.max_concurrent),
+                                    max_concurrent_trials=None if search_alg else ctx.max_concurrent,
+                                    reuse_actors=True),  # one trial-driver process per slot, imports paid once
         run_config=tune.RunConfig(name=EXPERIMENT, storage_path=str((ctx.path / "ray").resolve()),
                                   failure_config=tune.FailureConfig(max_failures=1), verbose=1,
-                                  progress_reporter=reporter(ctx)),
+                                  progress_reporter=reporter(ctx), callbacks=[TrialProgress(ctx)]),
     )
 
 
@@ -72,7 +73,9 @@ def restore_tuner(ctx: SearchContext) -> tune.Tuner:
     _set_tune_env()
     tuner = tune.Tuner.restore(str((ctx.path / "ray" / EXPERIMENT).resolve()), trainable=trainable(ctx),
                                resume_unfinished=True, resume_errored=True)
-    # the restored RunConfig holds the reporter pickled with the old context (maybe another run_dir): renew it
-    if getattr(tuner, "_local_tuner", None) is not None:  # None under Ray Client, which keeps the old one
-        tuner._local_tuner.get_run_config().progress_reporter = reporter(ctx)
+    # the restored RunConfig holds the reporter and callbacks pickled with the old context (maybe another
+    # run_dir): renew them
+    if getattr(tuner, "_local_tuner", None) is not None:  # None under Ray Client, which keeps the old ones
+        run_config = tuner._local_tuner.get_run_config()
+        run_config.progress_reporter, run_config.callbacks = reporter(ctx), [TrialProgress(ctx)]
     return tuner

@@ -26,7 +26,6 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-import ray.train
 from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
 
@@ -40,25 +39,10 @@ from tuner.orchestration.interrupt import stopping
 from tuner.records.results import ResultsTable
 from tuner.records.schema import BASELINE_ID, TrialRow
 from tuner.records.tracking import Tracker
-from tuner.records.trial_runs import log_failure, log_phases, log_report, log_trial_result, open_trial_run
+from tuner.records.trial_runs import log_failure, log_phases, log_trial_result, open_trial_run
 
 OBJECTIVES = ("eval_forget_acc", "eval_retain_acc")
 WORST = {"eval_forget_acc": 1.0, "eval_retain_acc": 0.0}
-
-
-class TrialProgress(ray.train.UserCallback):
-    """Controller-side: status ``training`` / ``evaluating`` in the table, every report to MLflow."""
-
-    def __init__(self, ctx: SearchContext, trial_id: str, run_id: str):
-        self.ctx, self.trial_id, self.run_id, self.status = ctx, trial_id, run_id, ""
-
-    def after_report(self, run_context: Any, metrics: list[dict[str, Any]], checkpoint: Any) -> None:
-        m = metrics[0]
-        status = "evaluating" if m.get("evaluating") else "training"
-        if status != self.status:
-            self.status = status
-            _update(self.ctx, self.trial_id, status=status)
-        log_report(Tracker(self.ctx.mlflow_uri, *_ids(self.ctx)), self.run_id, m)
 
 
 def _ids(ctx: SearchContext) -> tuple[str, str]:
@@ -91,8 +75,7 @@ def trial_driver(config: dict[str, Any], ctx: SearchContext) -> None:
     start = time.time()
     try:
         trainer = make_trainer(cfg, name=f"train-{trial_id}", storage=ctx.path / "ray", workers=ctx.workers_per_trial,
-                               use_gpu=ctx.gpus_per_worker > 0, callbacks=[
-                                   TuneReportCallback(), TrialProgress(ctx, trial_id, run_id)])
+                               use_gpu=ctx.gpus_per_worker > 0, callbacks=[TuneReportCallback()])
         result = trainer.fit()
         final = dict(result.return_value or {})
         adapter = Path(result.checkpoint.path) / "adapter" if result.checkpoint else None

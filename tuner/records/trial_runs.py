@@ -36,7 +36,7 @@ def open_trial_run(tracker: Tracker, trial_id: str, params: dict[str, Any], conf
 
 
 def log_report(tracker: Tracker, run_id: str, report: dict[str, Any]) -> None:
-    """One training report (Train controller side) as ``train/`` metrics at its step."""
+    """One training report (forwarded to the Tune driver) as ``train/`` metrics at its step."""
     if "step" in report:
         tracker.log_metrics(run_id, train_metrics(report), step=int(report["step"]))
 
