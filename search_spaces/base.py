@@ -8,7 +8,9 @@
 A space holds one ``Family`` per preset family, because the mini-world's coefficient scale differs from a
 7B model's: ``miniworld`` (the miniworld and miniworld-small presets) and ``real`` (every other preset).
 A family is either sampled (``params`` drawn by an Optuna sampler, ``num_samples`` trials) or a grid
-(``grid`` points, one trial each); ``fixed`` overrides apply to every trial of the family.
+(``grid`` points, one trial each); ``fixed`` overrides apply to every trial of the family. ``kl_only``
+params replace the same-named ones for a preset whose retain loss is KL only (``retain_l2=False``), where
+``beta_kl`` scales the whole retain loss and 0 would switch it off.
 """
 
 from __future__ import annotations
@@ -92,16 +94,19 @@ class Family:
     grid: tuple[dict[str, Any], ...] = ()
     fixed: dict[str, Any] = field(default_factory=dict)
     num_samples: int = 0  # sampled families: trials to draw; grid families: 0 (one trial per point)
+    kl_only: tuple[Param, ...] = ()  # replace the same-named params when the retain loss is KL only
 
     def to_dict(self) -> dict[str, Any]:
         return {"params": [p.to_dict() for p in self.params], "grid": [dict(p) for p in self.grid],
-                "fixed": dict(self.fixed), "num_samples": self.num_samples}
+                "fixed": dict(self.fixed), "num_samples": self.num_samples,
+                "kl_only": [p.to_dict() for p in self.kl_only]}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Family:
         return cls(params=tuple(Param.from_dict(p) for p in d.get("params", ())),
                    grid=tuple(dict(p) for p in d.get("grid", ())), fixed=dict(d.get("fixed", {})),
-                   num_samples=int(d.get("num_samples", 0)))
+                   num_samples=int(d.get("num_samples", 0)),
+                   kl_only=tuple(Param.from_dict(p) for p in d.get("kl_only", ())))
 
 
 @dataclass(frozen=True)
@@ -137,13 +142,19 @@ class SearchSpace:
             searched = [p.name for p in fam.params] + sorted({k for point in fam.grid for k in point})
             self._check(len(set(searched)) == len(searched), f"{where}: a param is listed twice")
             self._check(not set(searched) & set(fam.fixed), f"{where}: a key is both searched and fixed")
+            self._check({p.name for p in fam.kl_only} <= {p.name for p in fam.params},
+                        f"{where}: kl_only may only replace searched params")
 
     # --- what a preset gets ----------------------------------------------------------------------------------
     def family(self, preset: str | TrainConfig) -> Family:
         return self.families[family_of(preset)]
 
     def params_for(self, preset: str | TrainConfig) -> tuple[Param, ...]:
-        return self.family(preset).params
+        """The family's params, with its ``kl_only`` ones when the preset's retain loss is KL only."""
+        cfg = load_preset(preset) if isinstance(preset, str) else preset
+        family = self.family(cfg)
+        swap = {} if cfg.retain_l2 else {p.name: p for p in family.kl_only}
+        return tuple(swap.get(p.name, p) for p in family.params)
 
     def fixed_for(self, preset: str | TrainConfig) -> dict[str, Any]:
         return dict(self.family(preset).fixed)

@@ -27,7 +27,8 @@ MINIWORLD = Family(
 )
 
 # Real models: around the anchors' 5/5 default. Seed 002 saw MMLU damage above remove 15 at retain 5
-# (algorithm.md §8); RRFA's presets use alpha 5..10 for both coefficients.
+# (algorithm.md §8); RRFA's presets use alpha 5..10 for both coefficients. beta_kl = 0 is the pure-L2 retain
+# loss of the L2 presets (llama, mistral); a KL-only preset (deep-ignorance) starts at 0.1, as the mini-world.
 REAL = Family(
     params=(
         Param("retain_coef", "loguniform", 0.5, 50.0),
@@ -35,6 +36,7 @@ REAL = Family(
         Param("beta_kl", "uniform", 0.0, 1.0),
     ),
     num_samples=40,
+    kl_only=(Param("beta_kl", "uniform", 0.1, 1.0),),
 )
 
 SPACE = SearchSpace(

@@ -60,6 +60,23 @@ def test_registry_matches_the_cli_names_and_trial_counts():
     assert len(describe_spaces().splitlines()) == len(SPACES)
 
 
+@every_preset
+def test_kl_boundary_beta_kl_starts_above_zero_when_the_retain_loss_is_kl_only(preset):
+    """At beta_kl = 0 a KL-only retain loss vanishes (every remove damages); an L2 preset keeps 0 (pure L2)."""
+    cfg = load_preset(preset)
+    (beta,) = [p for p in get_space("kl_boundary").params_for(preset) if p.name == "beta_kl"]
+    assert beta.low == (0.0 if cfg.retain_l2 else 0.1) and beta.high == 1.0
+    assert get_space("kl_boundary").params_for(load_preset(preset, {"retain_l2": True}))[-1].low == \
+        (0.1 if family_of(preset) == "miniworld" else 0.0)
+
+
+def test_kl_only_may_only_replace_searched_params():
+    family = Family(params=(Param("beta_kl", "uniform", 0.0, 1.0),), num_samples=4,
+                    kl_only=(Param("retain_coef", "uniform", 0.1, 1.0),))
+    with pytest.raises(ValueError, match="kl_only may only replace searched params"):
+        SearchSpace("x", "one line", "tpe", {"miniworld": family, "real": family})
+
+
 def test_seed_points_and_scaled_steps():
     pairs = [(p["retain_coef"], p["remove_coef"]) for p in get_space("seed_grid").points_for("mistral-7b")]
     assert pairs == [(1, 3), (3, 5), (5, 5), (10, 5), (5, 10), (10, 10)]

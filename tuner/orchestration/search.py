@@ -40,7 +40,7 @@ def _set_tune_env() -> None:
 def make_tuner(ctx: SearchContext) -> tune.Tuner:
     _set_tune_env()
     space = get_space(ctx.space)
-    param_space = space.tune_param_space(ctx.preset)
+    param_space = space.tune_param_space(ctx.trial_config({}))  # the resolved config: its retain loss sets ranges
     if space.sampler == "grid":
         search_alg, num_samples = None, 1
     else:

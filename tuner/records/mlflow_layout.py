@@ -78,11 +78,11 @@ def eval_metrics(row: TrialRow) -> dict[str, float]:
 def parent_params(ctx: Any) -> dict[str, Any]:
     """The search, not one trial: space, sampler, its ranges or grid, delta, seed, and the shared config
     (the preset with overrides and the space's fixed values, without the searched keys)."""
-    space = get_space(ctx.space)
-    family = space.family(ctx.preset)
+    space, cfg = get_space(ctx.space), ctx.trial_config({})
+    family = space.family(cfg)
     searched = {p.name for p in family.params} | {k for point in family.grid for k in point}
-    config = {k: v for k, v in ctx.trial_config({}).to_dict().items() if k not in searched}
-    search = ({f"search.{p.name}": str(p).split("~", 1)[1] for p in family.params} if family.params
+    config = {k: v for k, v in cfg.to_dict().items() if k not in searched}
+    search = ({f"search.{p.name}": str(p).split("~", 1)[1] for p in space.params_for(cfg)} if family.params
               else {"search.grid": [rounded_params(point) for point in family.grid]})
     return {"space": ctx.space, "preset": ctx.preset, "sampler": space.sampler, "delta": ctx.delta,
             "seed": ctx.seed, "num_samples": ctx.num_samples, "git_commit": ctx.git_commit, **search,
