@@ -2,7 +2,7 @@
 
     taskset -c 1 pytest tests/cluster/test_slurm_timelimit.py -s      # root (local SLURM); 5-7 min
 
-The job is `sbatch ray_cluster.sbatch -- python -m tuner.run` (3 kl_boundary trials on miniworld-small, one at a
+The job is `sbatch ray_cluster.sbatch -- python -m tuner.run` (4 kl_boundary trials on miniworld-small, one at a
 time) with the template's own `--signal=B:TERM@60`. Once a trial is done and the next one runs, the test lowers the
 job's limit (`scontrol update TimeLimit`, whole minutes) so that it ends 1-2 minutes later: slurmctld then sends
 the signal at its next limit check (every 30 s), and the job stops by itself before the limit. The test sends no
@@ -25,8 +25,11 @@ from tuner.records.results import ResultsTable
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 TEMPLATE = REPO / "cluster" / "slurm" / "ray_cluster.sbatch"
-SMALL = ["--preset", "miniworld-small", "steps=12", "log_every=4", "per_device_batch=16"]
-TRIALS = 3
+# Each trial ~65 s (900 steps at ~0.06 s, ~11 s of Ray): once one is done, ~3 trials (~200 s) remain, twice the
+# latest the signal can come (the limit is set in whole minutes, slurmctld checks it every 30 s: 0-90 s), so the
+# signal lands inside the search on a machine up to ~2x faster than ours. 12 steps per trial raced it and lost.
+SMALL = ["--preset", "miniworld-small", "steps=900", "log_every=100", "per_device_batch=16"]
+TRIALS = 4
 RUNNING = ("queued", "training", "evaluating")
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
@@ -151,5 +154,5 @@ def test_time_limit_stops_the_search_and_the_printed_line_resumes_it(slurm, timi
                f"trials kept; MLflow before {sorted(children_before.items())} parent KILLED -> after "
                f"{TRIALS} FINISHED, parent FINISHED; first job {t_first:.0f} s, resume job "
                f"{time.monotonic() - t0 - t_first:.0f} s")
-    timings["time limit -> resume (3 trials)"] = summary
+    timings[f"time limit -> resume ({TRIALS} trials)"] = summary
     print("\n" + summary)
