@@ -2,7 +2,7 @@
 
     taskset -c 1 pytest tests/cluster/test_slurm_timelimit.py -s      # root (local SLURM); 5-7 min
 
-The job is `sbatch ray_cluster.sbatch -- python -m tuner.run` (4 kl_boundary trials on miniworld-small, one at a
+The job is `sbatch ray_cluster.sbatch -- python -m tuner.run` (5 kl_boundary trials on miniworld-small, one at a
 time) with the template's own `--signal=B:TERM@60`. Once a trial is done and the next one runs, the test lowers the
 job's limit (`scontrol update TimeLimit`, whole minutes) so that it ends 1-2 minutes later: slurmctld then sends
 the signal at its next limit check (every 30 s), and the job stops by itself before the limit. The test sends no
@@ -25,11 +25,11 @@ from tuner.records.results import ResultsTable
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 TEMPLATE = REPO / "cluster" / "slurm" / "ray_cluster.sbatch"
-# Each trial ~65 s (900 steps at ~0.06 s, ~11 s of Ray): once one is done, ~3 trials (~200 s) remain, twice the
+# Each trial ~38 s (450 steps at ~0.06 s, ~11 s of Ray): once one is done, ~4 trials (~150 s) remain, 1.7x the
 # latest the signal can come (the limit is set in whole minutes, slurmctld checks it every 30 s: 0-90 s), so the
-# signal lands inside the search on a machine up to ~2x faster than ours. 12 steps per trial raced it and lost.
-SMALL = ["--preset", "miniworld-small", "steps=900", "log_every=100", "per_device_batch=16"]
-TRIALS = 4
+# signal lands inside the search. 3 trials of 12 steps raced it and lost once. (The stopping rule needs 8+ trials.)
+SMALL = ["--preset", "miniworld-small", "steps=450", "log_every=50", "per_device_batch=16"]
+TRIALS = 5
 RUNNING = ("queued", "training", "evaluating")
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]

@@ -1,6 +1,7 @@
-"""What a real 2-trial search shows and records: the console (baseline line, one line per finished trial, the
-summary last, no worker-internal line), ``logs/`` (where those lines went) and MLflow read through its API
-(run names, params, train/ and eval/ metrics, analysis tags, the parent's verdict), again after tuner.report.
+"""What a real 2-trial search shows and records: its table, report and MLflow runs (``check_run``), the console
+(baseline line, one line per finished trial, the summary last, no worker-internal line), ``logs/`` (where those
+lines went) and MLflow read through its API (run names, params, train/ and eval/ metrics, analysis tags, the
+parent's verdict), again after tuner.report.
 
     pytest -m slow tests/tuner/test_search_output.py      # ~3-6 min on 2 busy cores
 """
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.tuner.test_run import ROOT, SMALL, run_cli
+from tests.tuner.test_run import ROOT, SMALL, check_run, run_cli
 from tuner.records.mlflow_analysis import verdict_note
 
 WORKER_LINES = ("TrainingReport(", "Building contexts", "PreemptionWatcher", "RayTrainWorker pid=",
@@ -31,6 +32,20 @@ def search(tmp_path_factory) -> tuple[Path, list[str]]:
     result = run_cli("--space", "kl_boundary", "--num-samples", "2", "--run-dir", str(run_dir), *SMALL, cwd=tmp)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return run_dir, (result.stdout + result.stderr).splitlines()
+
+
+@pytest.mark.slow
+def test_search_end_to_end_sqlite(search):
+    run_dir, lines = search
+    check_run(run_dir, 2, f"sqlite:///{run_dir}/mlflow.db")
+    assert any("mlflow ui --backend-store-uri sqlite:///" in line for line in lines)
+    statuses = {}
+    for line in (run_dir / "results.jsonl").read_text().splitlines():
+        statuses.setdefault(json.loads(line)["trial_id"], []).append(json.loads(line)["status"])
+    for trial_id, sequence in statuses.items():  # the driver's TrialProgress marks the live phases
+        if trial_id != "baseline":
+            assert [s for i, s in enumerate(sequence) if i == 0 or s != sequence[i - 1]] == [
+                "queued", "training", "evaluating", "done"], sequence
 
 
 @pytest.mark.slow
