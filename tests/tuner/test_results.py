@@ -81,3 +81,17 @@ def test_a_reader_never_sees_a_half_written_file(tmp_path):
             reader.close()
     assert [r.trial_id for r in table.rows()] == ["t1", "t2"] and "| t2 |" in table.md.read_text()
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_advance_moves_a_live_status_forward_and_never_back_from_done(tmp_path):
+    table = ResultsTable(tmp_path)
+    table.write(TrialRow("t1", status="queued", mlflow_run_id="r1"))
+    live = ("queued", "training")
+    assert table.advance("t1", "training", only_from=live).status == "training"
+    assert table.advance("t1", "evaluating", only_from=live).status == "evaluating"
+    assert table.advance("t1", "training", only_from=live).status == "evaluating"  # a late report
+    table.write(TrialRow("t1", status="done", mlflow_run_id="r1"))
+    lines = table.jsonl.read_text().count("\n")
+    assert table.advance("t1", "evaluating", only_from=live).status == "done" and table.get("t1").status == "done"
+    assert table.jsonl.read_text().count("\n") == lines  # nothing appended
+    assert table.advance("nope", "training", only_from=live) is None

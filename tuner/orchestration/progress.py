@@ -16,7 +16,6 @@ from ray import tune
 
 from tuner.orchestration.context import SearchContext
 from tuner.records.results import ResultsTable
-from tuner.records.schema import TrialRow
 from tuner.records.tracking import Tracker
 from tuner.records.trial_runs import log_report
 
@@ -28,17 +27,13 @@ class TrialProgress(tune.Callback):
     """
 
     def __init__(self, ctx: SearchContext) -> None:
-        self.ctx, self.status = ctx, {}
+        self.ctx = ctx
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict[str, Any], **info: Any) -> None:
         if "step" not in result and not result.get("evaluating"):
             return
-        row = ResultsTable(self.ctx.path).get(trial.trial_id) or TrialRow(trial.trial_id)
         status = "evaluating" if result.get("evaluating") else "training"
-        if status != self.status.get(trial.trial_id) and row.status in ("queued", "training"):  # never after done
-            self.status[trial.trial_id] = status
-            row.status = status
-            ResultsTable(self.ctx.path).write(row)
-        if row.mlflow_run_id:
+        row = ResultsTable(self.ctx.path).advance(trial.trial_id, status, only_from=("queued", "training"))
+        if row is not None and row.mlflow_run_id:
             tracker = Tracker(self.ctx.mlflow_uri, self.ctx.extra["experiment_id"], self.ctx.parent_run_id)
             log_report(tracker, row.mlflow_run_id, result)

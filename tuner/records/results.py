@@ -2,7 +2,7 @@
 
 ``results.jsonl`` holds one ``TrialRow`` per line, appended as a trial moves through
 queued -> training -> evaluating -> done | diverged | failed; the last line per trial wins. Writers in
-different processes (trial drivers, Train controllers) serialise on ``run_dir/.results.lock``; every file
+different processes (trial drivers, the Tune driver) serialise on ``run_dir/.results.lock``; every file
 is replaced whole (tmp + ``os.replace``), so readers never see a half-written table.
 The Markdown mirrors seed 002's two tables (training metrics at the final step; evaluations), baseline
 first.
@@ -40,12 +40,25 @@ class ResultsTable:
     def write(self, row: TrialRow) -> None:
         """Append ``row`` and re-render the CSV and Markdown mirrors."""
         with self._locked():
-            text = self.jsonl.read_text() if self.jsonl.exists() else ""
-            text += json.dumps(row.to_dict(), default=float) + "\n"
-            _atomic_write(self.jsonl, text)
-            rows = _latest(text)
-            _atomic_write(self.csv, to_csv(rows))
-            _atomic_write(self.md, to_markdown(rows))
+            self._append(row)
+
+    def advance(self, trial_id: str, status: str, only_from: tuple[str, ...]) -> TrialRow | None:
+        """Set a trial's status if its latest row is in ``only_from``, read and written under the lock (a live
+        ``evaluating`` that arrives late never overwrites ``done``). Returns the latest row."""
+        with self._locked():
+            row = self.get(trial_id)
+            if row is not None and row.status in only_from and row.status != status:
+                row.status = status
+                self._append(row)
+            return row
+
+    def _append(self, row: TrialRow) -> None:
+        text = self.jsonl.read_text() if self.jsonl.exists() else ""
+        text += json.dumps(row.to_dict(), default=float) + "\n"
+        _atomic_write(self.jsonl, text)
+        rows = _latest(text)
+        _atomic_write(self.csv, to_csv(rows))
+        _atomic_write(self.md, to_markdown(rows))
 
     def note_stop(self, stop: str) -> None:
         """Re-render results.md with a closing line saying why the search stopped."""
