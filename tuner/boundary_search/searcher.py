@@ -42,14 +42,16 @@ class ResumableOptunaSearch(OptunaSearch):
                 self._ot_study.tell(trial.number, state=TrialState.FAIL)
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
-        if trial_id in self._ot_trials and self._finished(trial_id):
-            self._ot_trials.pop(trial_id)
-            return
+        if trial_id in self._ot_trials:
+            number = self._ot_trials[trial_id].number
+            if self._ot_study.get_trials(deepcopy=False)[number].state.is_finished():
+                self._ot_trials.pop(trial_id)
+                return
+            self._before_tell(trial_id, result)
         super().on_trial_complete(trial_id, result=result, error=error)
 
-    def _finished(self, trial_id: str) -> bool:
-        number = self._ot_trials[trial_id].number
-        return self._ot_study.get_trials(deepcopy=False)[number].state.is_finished()
+    def _before_tell(self, trial_id: str, result: dict[str, Any] | None) -> None:
+        """What a subclass records on a trial that is still open in the study, before Optuna is told."""
 
 
 class BoundaryOptunaSearch(ResumableOptunaSearch):
@@ -69,9 +71,7 @@ class BoundaryOptunaSearch(ResumableOptunaSearch):
                 return Searcher.FINISHED
         return super().suggest(trial_id)
 
-    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
-        if result and trial_id in self._ot_trials and not self._finished(trial_id):
-            for attr, key in zip(STDERR_ATTRS, STDERR_METRICS, strict=True):
-                if isinstance(result.get(key), (int, float)):
-                    self._ot_trials[trial_id].set_user_attr(attr, float(result[key]))
-        super().on_trial_complete(trial_id, result=result, error=error)
+    def _before_tell(self, trial_id: str, result: dict[str, Any] | None) -> None:
+        for attr, key in zip(STDERR_ATTRS, STDERR_METRICS, strict=True):
+            if result and isinstance(result.get(key), (int, float)):
+                self._ot_trials[trial_id].set_user_attr(attr, float(result[key]))

@@ -27,7 +27,14 @@ from trainables.evaluation.result import TaskScore
 from trainables.phases import PhaseTimer
 from tuner.orchestration.console import WorldBuildBar
 from tuner.orchestration.context import SearchContext, default_uri
-from tuner.orchestration.interrupt import SearchInterrupted, SigtermHandler, mark_lost, record_interrupt, resume_command
+from tuner.orchestration.interrupt import (
+    LOST,
+    SearchInterrupted,
+    SigtermHandler,
+    mark_lost,
+    record_interrupt,
+    resume_command,
+)
 from tuner.records.mlflow_analysis import sync_analysis
 from tuner.records.mlflow_layout import parent_params
 from tuner.records.results import ResultsTable
@@ -157,8 +164,7 @@ def _finish(ctx: SearchContext, tracker: Tracker) -> int:
     from tuner.analysis.report import render_report
 
     for trial_id in mark_lost(ctx, tracker):
-        print(f"warning: trial {trial_id} was lost with the killed driver of an earlier session; marked failed",
-              file=sys.stderr)
+        print(f"warning: trial {trial_id} marked failed, {LOST}", file=sys.stderr)
     table = ResultsTable(ctx.path)
     stop = _stop_reason(ctx)
     if stop:
