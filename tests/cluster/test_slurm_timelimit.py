@@ -2,7 +2,7 @@
 
     taskset -c 1 pytest tests/cluster/test_slurm_timelimit.py -s      # root (local SLURM); 5-8 min
 
-The job is `sbatch ray_cluster.sbatch -- python -m tuner.run` (5 kl_boundary trials on miniworld-small, one at a
+The job is `sbatch ray_cluster.sbatch -- python -m tuner.run` (7 kl_boundary trials on miniworld-small, one at a
 time) with the template's own `--signal=B:TERM@60`. Once a trial is done and the next one runs, the test lowers the
 job's limit (`scontrol update TimeLimit`, whole minutes) so that it ends 1-2 minutes later: slurmctld then sends
 the signal at its next limit check (every 30 s), and the job stops by itself before the limit. The test sends no
