@@ -32,6 +32,9 @@ TEMPLATE = REPO / "cluster" / "slurm" / "ray_cluster.sbatch"
 SMALL = ["--preset", "miniworld-small", "steps=450", "log_every=50", "per_device_batch=16"]
 TRIALS = 7
 RUNNING = ("queued", "training", "evaluating")
+# Both jobs' --time. The resume job is waited for until its own limit ends it: in one CI run its 6 trials took
+# ~80 s each (the estimate above is for an idle machine), past a fixed 480 s wait.
+JOB_MINUTES = 15
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -115,8 +118,8 @@ def check_interrupted(run_dir: Path) -> tuple[dict[str, str], dict[str, list[str
 def test_time_limit_stops_the_search_and_the_printed_line_resumes_it(slurm, timings):
     run_dir = slurm.shared / "timelimit-run"
     t0 = time.monotonic()
-    job = slurm.sbatch("--nodes=1", "--time=15", str(TEMPLATE), "--", "python", "-m", "tuner.run", "--space",
-                       "kl_boundary", "--num-samples", str(TRIALS), "--max-concurrent", "1", "--run-dir",
+    job = slurm.sbatch("--nodes=1", f"--time={JOB_MINUTES}", str(TEMPLATE), "--", "python", "-m", "tuner.run",
+                       "--space", "kl_boundary", "--num-samples", str(TRIALS), "--max-concurrent", "1", "--run-dir",
                        str(run_dir), *SMALL, env=slurm.ray_env())
     wait_for_interruptible_point(slurm, job, run_dir)
     limit_end = shorten_time_limit(slurm, job)
@@ -133,14 +136,14 @@ def test_time_limit_stops_the_search_and_the_printed_line_resumes_it(slurm, timi
                  rf"{re.escape(str(run_dir))} \(the sbatch job prints")
     line = printed(log, r"^ray_cluster: resume with: (.+)$")[1]
     assert line.startswith(f"cd {REPO} && ") and f" --output={slurm.shared}/%j.out " in line, line
-    assert " --nodes=1 " in line and " --time=00:15:00 " in line, line  # as submitted, not as lowered
+    assert " --nodes=1 " in line and f" --time=00:{JOB_MINUTES}:00 " in line, line  # as submitted, not as lowered
     assert line.endswith(f" {TEMPLATE} -- python -m tuner.run --resume {run_dir}"), line
     assert not slurm.ray_pids(f"{slurm.base}/rayj-{job}")
     before, children_before = check_interrupted(run_dir)
     t_first = time.monotonic() - t0
 
     job2 = submit_line(slurm, line)
-    state2 = slurm.wait(job2, 480)
+    state2 = slurm.wait(job2, JOB_MINUTES * 60 + 60)
     log2 = slurm.output(job2)
     assert state2 == ("COMPLETED", "0:0"), log2[-5000:]
     table = statuses(run_dir)
