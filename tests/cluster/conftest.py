@@ -32,7 +32,10 @@ SCRIPT = HERE / "slurm_local.sh"
 TEMPLATE = REPO / "cluster" / "slurm" / "ray_cluster.sbatch"
 PACKAGES = ["slurmctld", "slurmd", "slurm-client", "munge"]
 BINARIES = ["slurmctld", "slurmd", "munged", "mungekey", "sbatch", "srun", "scontrol", "scancel", "sinfo"]
-ACTIVE = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED", "RESIZING"}
+# A job's final JobStates; any other (PENDING, RUNNING, COMPLETING, and transient ones such as SIGNALING while
+# slurmctld delivers --signal, which once ended a wait early) means it is still active.
+ENDED = {"COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL", "DEADLINE",
+         "OUT_OF_MEMORY"}
 _TIMINGS: dict[str, str] = {}
 
 
@@ -170,13 +173,13 @@ class Slurm:
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             st = self.state(job_id)
-            if st[0] not in ACTIVE:
+            if st[0] in ENDED:
                 return st
             time.sleep(0.25)
         return self.state(job_id)
 
     def is_active(self, job_id: str) -> bool:
-        return self.state(job_id)[0] in ACTIVE
+        return self.state(job_id)[0] not in ENDED
 
     def ray_env(self) -> dict[str, str]:
         """Environment for the Ray template: shared dir, short node-local dir, a free port block."""
