@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field, fields
 from difflib import get_close_matches
 from typing import Any
 
+from search_spaces.facts import DEFAULT_DELTA, OBJECTIVE_MODES
 from trainables.config import MINIWORLD_MODELS, ConfigError, TrainConfig
 from trainables.presets import load_preset
 
@@ -113,15 +114,15 @@ class Family:
 class SearchSpace:
     """A named search: per-family params or grid points, the sampler, and the objectives it optimises.
 
-    ``constraint_delta`` is the largest tolerated retain-accuracy drop (a fraction, 0.02 = 2 points).
+    ``constraint_delta`` is the largest tolerated retain-accuracy drop (a fraction; ``DEFAULT_DELTA`` = 2 points).
     """
 
     name: str
     description: str  # one line, shown by ``--list-spaces``
     sampler: str  # boundary | tpe | nsga2 | gp (Optuna; tuner.orchestration.samplers) or grid
     families: dict[str, Family]
-    objectives: tuple[tuple[str, str], ...] = (("forget_acc", "min"), ("retain_acc", "max"))
-    constraint_delta: float = 0.02
+    objectives: tuple[tuple[str, str], ...] = tuple(OBJECTIVE_MODES.items())  # (metric, mode), in objective order
+    constraint_delta: float = DEFAULT_DELTA
 
     def __post_init__(self) -> None:
         self._check(self.name.isidentifier(), "the name must be a Python identifier (it is the module name)")

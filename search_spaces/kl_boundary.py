@@ -45,6 +45,4 @@ SPACE = SearchSpace(
                 "with retain drop <= 2 pts",
     sampler="boundary",
     families={"miniworld": MINIWORLD, "real": REAL},
-    objectives=(("forget_acc", "min"), ("retain_acc", "max")),
-    constraint_delta=0.02,
 )

@@ -9,9 +9,9 @@ import optuna
 import pytest
 
 from search_spaces import get_space
+from search_spaces.facts import OBJECTIVE_METRICS as OBJECTIVES
 from tuner.orchestration.cli import build_parser, validate
 from tuner.orchestration.samplers import make_sampler, retain_constraint
-from tuner.orchestration.trial import OBJECTIVES
 
 
 def _trial(forget: float, retain: float) -> optuna.trial.FrozenTrial:

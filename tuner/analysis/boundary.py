@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 from scipy.stats import norm
 
+from search_spaces.facts import CONFIDENT, DEFAULT_CONFIDENCE, DEFAULT_DELTA, retain_drop
 from trainables.evaluation.result import CHANCE_ACCURACY, TaskScore
 from tuner.analysis.boundary_fit import BoundaryFit, fit_boundary
-from tuner.boundary_search.state import CONFIDENT
 from tuner.records.schema import BASELINE_ID, TrialRow
 
 
@@ -68,8 +68,8 @@ class BoundaryAnalysis:
         return _json_safe(asdict(self))
 
 
-def analyse(trials: list[TrialRow], baseline: TrialRow | None, delta: float = 0.02,
-            confidence: float = 0.95, model: Any = None) -> BoundaryAnalysis:
+def analyse(trials: list[TrialRow], baseline: TrialRow | None, delta: float = DEFAULT_DELTA,
+            confidence: float = DEFAULT_CONFIDENCE, model: Any = None) -> BoundaryAnalysis:
     """Label, fit and recommend. ``trials`` may contain the baseline row; it is ignored there. ``model`` (with
     ``BoundaryFit``'s interface, e.g. the boundary sampler's ``ModelFit``) replaces the logistic fit.
 
@@ -131,7 +131,7 @@ def pareto_front(trials: list[TrialRow]) -> list[str]:
 
 def feasible(t: TrialRow, base: TrialRow | None, delta: float) -> bool:
     """Retain drop <= delta on the point estimate."""
-    return base is not None and base.retain.acc - t.retain.acc <= delta
+    return base is not None and retain_drop(base.retain.acc, t.retain.acc) <= delta
 
 
 def _significant(high: TaskScore, low: TaskScore, margin: float, z: float) -> bool:

@@ -19,6 +19,7 @@ import os
 import sys
 from pathlib import Path
 
+from search_spaces.facts import DEFAULT_CONFIDENCE, DEFAULT_DELTA
 from trainables.config import ConfigError
 from trainables.preflight import check_ranges
 from tuner.analysis.boundary import analyse
@@ -28,7 +29,6 @@ from tuner.analysis.run_data import ReportInputError, load_run
 from tuner.analysis.verdict import Verdict, build_verdict
 
 REPORT_DIR = "report"
-DEFAULT_DELTA, DEFAULT_CONFIDENCE = 0.02, 0.95
 FIGURES = {  # file name -> (section title, caption)
     "tradeoff.png": ("Forget vs retain", "Each scored trial ± stderr, coloured by outcome state, labelled with "
                      "its id; dashed: Pareto front; hollow star: baseline; green band: within delta of the "
@@ -50,14 +50,14 @@ tr>:first-child,tr>:nth-child(2){text-align:left}td:last-child{white-space:norma
 
 
 def render_report(run_dir: str | Path, delta: float | None = None, confidence: float | None = None) -> Path:
-    """Analyse the run and write RUN_DIR/report/; returns that directory. ``delta`` / ``confidence``
-    default to run_config.json's values, else 0.02 (2 points) / 0.95."""
+    """Analyse the run and write RUN_DIR/report/; returns that directory. ``delta`` defaults to the run's
+    (run_config.json), else ``DEFAULT_DELTA``; ``confidence`` to ``DEFAULT_CONFIDENCE``."""
     run_dir = Path(run_dir)
     data = load_run(run_dir)
     if delta is None:
         delta = float(data.config.get("delta", DEFAULT_DELTA))
     if confidence is None:
-        confidence = float(data.config.get("confidence", DEFAULT_CONFIDENCE))
+        confidence = DEFAULT_CONFIDENCE
     from tuner.boundary_search.report_fit import run_model_fit
 
     base_retain = data.baseline.retain.acc if data.baseline and data.baseline.retain else None
@@ -149,9 +149,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m tuner.report", description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir", metavar="RUN_DIR", type=Path, help="search run directory holding results.jsonl")
     parser.add_argument("--delta", type=float,
-                        help="largest harmless retain drop, fraction (default: run_config.json, else 0.02)")
+                        help=f"largest harmless retain drop, fraction (default: the run's, else {DEFAULT_DELTA:g})")
     parser.add_argument("--confidence", type=float,
-                        help="one-sided test confidence (default: run_config.json, else 0.95)")
+                        help=f"one-sided test confidence (default {DEFAULT_CONFIDENCE:g})")
     args = parser.parse_args(argv)
     try:
         check_ranges({"--delta": args.delta, "--confidence": args.confidence})

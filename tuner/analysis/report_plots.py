@@ -20,6 +20,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from search_spaces.facts import AMBIGUOUS
 from trainables.evaluation.result import CHANCE_ACCURACY
 from tuner.analysis.boundary import BoundaryAnalysis, OutcomeState
 from tuner.analysis.boundary_fit import BoundaryFit
@@ -110,7 +111,7 @@ def harmless_map_png(trials: Sequence[TrialRow], a: BoundaryAnalysis) -> Plot | 
             beta_coord = {} if beta is None else {"beta_kl": beta}
             p = fit.p_harmless({"retain_coef": grid_r, "remove_coef": grid_m, **beta_coord})
             filled = ax.contourf(grid_r, grid_m, p, levels=np.linspace(0, 1, 11), cmap="RdYlGn", alpha=0.55)
-            ax.contour(grid_r, grid_m, p, levels=[0.1, 0.9], colors="dimgrey", linestyles="--", linewidths=1)
+            ax.contour(grid_r, grid_m, p, levels=list(AMBIGUOUS), colors="dimgrey", linestyles="--", linewidths=1)
             ax.contour(grid_r, grid_m, p, levels=[0.5], colors="black", linewidths=2)
         for state, (colour, marker) in STATE_STYLE.items():
             sel = [t for t in pts if a.states.get(t.trial_id) is state and _in_band(t, beta, fit)]

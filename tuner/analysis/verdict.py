@@ -20,7 +20,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-from tuner.analysis.boundary import CONFIDENT, BoundaryAnalysis, OutcomeState, feasible
+from search_spaces.facts import CONFIDENT
+from tuner.analysis.boundary import BoundaryAnalysis, OutcomeState, feasible
 from tuner.analysis.boundary_fit import BoundaryFit
 from tuner.analysis.verdict_steps import next_step
 from tuner.records.schema import BASELINE_ID, TrialRow

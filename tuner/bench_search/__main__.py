@@ -16,6 +16,7 @@ import os
 import sys
 from pathlib import Path
 
+from search_spaces.facts import DEFAULT_DELTA
 from tuner.bench_search.bench import compact, report, run_all
 from tuner.bench_search.methods import METHODS
 from tuner.bench_search.plot import error_png
@@ -34,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--budgets", type=int, nargs="+", default=[12, 24, 48])
     ap.add_argument("--max-trials", type=int, default=64, help="replay length per seed")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    ap.add_argument("--delta", type=float, default=0.02)
+    ap.add_argument("--delta", type=float, default=DEFAULT_DELTA)
     ap.add_argument("--out", type=Path, default=Path("bench_search"))
     ap.add_argument("overrides", nargs="*", metavar="key=value", help="TrainConfig fields for every table point")
     args = ap.parse_args(argv)

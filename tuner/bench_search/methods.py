@@ -18,10 +18,11 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
+from search_spaces.facts import FORGET_INDEX, RETAIN_INDEX, STDERR_ATTRS
 from trainables.evaluation.result import TaskScore
 from tuner.analysis.boundary import analyse
 from tuner.boundary_search import BoundarySampler
-from tuner.orchestration.samplers import FORGET_INDEX, RETAIN_INDEX, make_sampler
+from tuner.orchestration.samplers import make_sampler
 from tuner.records.schema import BASELINE_ID, TrialRow
 
 METHODS = ("random", "tpe", "gp", "boundary")
@@ -61,8 +62,8 @@ def _analysis_estimate(study: optuna.Study, baseline: tuple[float, float], n_eva
         return float(np.sqrt(acc * (1 - acc) / (n_eval - 1)))
 
     rows = [TrialRow(str(t.number), status="done", params=dict(t.params),
-                     forget=score("forget", t.values[FORGET_INDEX], t.user_attrs.get("forget_stderr", 0.0)),
-                     retain=score("retain", t.values[RETAIN_INDEX], t.user_attrs.get("retain_stderr", 0.0)))
+                     forget=score("forget", t.values[FORGET_INDEX], t.user_attrs.get(STDERR_ATTRS[FORGET_INDEX], 0.0)),
+                     retain=score("retain", t.values[RETAIN_INDEX], t.user_attrs.get(STDERR_ATTRS[RETAIN_INDEX], 0.0)))
             for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
     base = TrialRow(BASELINE_ID, status="done", forget=score("forget", baseline[0], binomial(baseline[0])),
                     retain=score("retain", baseline[1], binomial(baseline[1])))

@@ -14,8 +14,9 @@ import numpy as np
 import optuna
 
 from tuner.bench_search.methods import Estimate, PFn, estimate, make
-from tuner.bench_search.table import Table, first_crossing
+from tuner.bench_search.table import Table
 from tuner.boundary_search import BoundarySampler
+from tuner.boundary_search.crossing import first_crossing
 
 N_ALONG = 129  # points per column where a model's boundary is read
 

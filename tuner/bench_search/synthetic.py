@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import expit, logit
 
+from search_spaces.facts import DEFAULT_DELTA
 from tuner.bench_search.table import Axis, Table
 
 
@@ -32,7 +33,7 @@ class SyntheticWorld:
     base_forget: float = 0.9875
     base_retain: float = 0.9875
     chance: float = 0.25
-    delta: float = 0.02
+    delta: float = DEFAULT_DELTA
 
     def log_ratio_star(self, retain: np.ndarray, beta: np.ndarray) -> np.ndarray:
         return self.onset + self.kl_shift * np.asarray(beta) + self.retain_slope * np.log10(np.asarray(retain) / 5)

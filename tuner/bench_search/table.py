@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 from optuna.distributions import FloatDistribution
 
+from tuner.boundary_search.crossing import first_crossing
+
 
 @dataclass(frozen=True)
 class Axis:
@@ -112,15 +114,3 @@ class Table:
     def load(cls, path: Path) -> Table:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
-
-def first_crossing(x: np.ndarray, y: np.ndarray, level: float) -> float:
-    """x where y first exceeds ``level`` scanning up x, linearly interpolated; x[0] if y[0] already does,
-    x[-1] if it never does."""
-    above = np.flatnonzero(np.asarray(y) > level)
-    if not len(above):
-        return float(x[-1])
-    i = int(above[0])
-    if i == 0:
-        return float(x[0])
-    t = (level - y[i - 1]) / (y[i] - y[i - 1])
-    return float(x[i - 1] + t * (x[i] - x[i - 1]))

@@ -20,8 +20,9 @@ from typing import Any, ClassVar
 import numpy as np
 import optuna
 
-from tuner.bench_search.table import first_crossing
-from tuner.boundary_search.state import AMBIGUOUS, BoundaryState, ModelSpec
+from search_spaces.facts import AMBIGUOUS, study_name
+from tuner.boundary_search.crossing import first_crossing
+from tuner.boundary_search.state import BoundaryState, ModelSpec
 
 N_ALONG = 257
 ALONG = "remove_coef"
@@ -122,4 +123,4 @@ def run_model_fit(run_dir: Path, config: Mapping[str, Any], baseline_retain: flo
     space = config.get("space")
     if baseline_retain is None or not space or get_space(space).sampler != "boundary":
         return None
-    return model_fit(run_dir, f"{space}-{config.get('preset')}", baseline_retain, delta)
+    return model_fit(run_dir, study_name(space, config.get("preset")), baseline_retain, delta)

@@ -26,11 +26,9 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
+from search_spaces.facts import STDERR_ATTRS, STDERR_METRICS
 from tuner.boundary_search.sampler import BoundarySampler
-from tuner.boundary_search.state import STDERR_ATTRS
 from tuner.boundary_search.stopping import STOP_FILE
-
-STDERR_METRICS = ("eval_forget_stderr", "eval_retain_stderr")  # same order as STDERR_ATTRS
 
 
 class ResumableOptunaSearch(OptunaSearch):

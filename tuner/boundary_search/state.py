@@ -22,15 +22,17 @@ from optuna.search_space import IntersectionSearchSpace
 from optuna.trial import FrozenTrial, TrialState
 from scipy.stats import qmc
 
+from search_spaces.facts import (
+    AMBIGUOUS,
+    CONFIDENT,
+    DEFAULT_DELTA,
+    FORGET_INDEX,
+    RETAIN_INDEX,
+    STDERR_ATTRS,
+    retain_drop,
+)
 from tuner.boundary_search.cube import UnitCube
 from tuner.boundary_search.gp import BoundaryModel, Observations
-
-STDERR_ATTRS = ("forget_stderr", "retain_stderr")  # trial user attrs: lm-eval stderrs of the two objectives
-AMBIGUOUS = (0.1, 0.9)
-# a point-feasible trial this likely to be harmless is "confident"; the lowest-forget confident trial is recommended.
-# Replays on the default world's table: 0.9 left the best harmless points (retain drop 1-1.8 of delta 2) unpicked;
-# at the stop, median regret 6.5 (0.9) against 2.1 (0.7) forget points, every pick feasible either way
-CONFIDENT = 0.7
 
 
 @dataclass(frozen=True)
@@ -38,9 +40,9 @@ class ModelSpec:
     """How to read a study: which objective is which, the baseline retain accuracy and delta."""
 
     baseline_retain: float
-    delta: float = 0.02
-    forget_index: int = 0
-    retain_index: int = 1
+    delta: float = DEFAULT_DELTA
+    forget_index: int = FORGET_INDEX
+    retain_index: int = RETAIN_INDEX
     noise_floor: float = 0.1  # smallest stderr used, as a fraction of delta (lm-eval reports 0 at acc 1.0)
     # the GP sees log(remove / retain) instead of log(remove): the loss is remove * L_rm + retain * L_ret, so
     # the ratio sets where the gradient points; None models the raw coordinates
@@ -70,7 +72,7 @@ class BoundaryState:
         x = self.model_x(self.unit_x)
         values = np.array([t.values for t in trials], dtype=float)
         se = np.array([[t.user_attrs.get(k, math.nan) for k in STDERR_ATTRS] for t in trials], dtype=float)
-        self.obs = Observations(x=x, retain_drop=spec.baseline_retain - values[:, spec.retain_index],
+        self.obs = Observations(x=x, retain_drop=retain_drop(spec.baseline_retain, values[:, spec.retain_index]),
                                 forget=values[:, spec.forget_index], forget_se=se[:, 0], retain_se=se[:, 1])
         self.model = BoundaryModel(self.obs, spec.delta, spec.noise_floor)
 

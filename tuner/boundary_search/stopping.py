@@ -18,8 +18,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from search_spaces.facts import AMBIGUOUS, CONFIDENT
 from tuner.boundary_search.report_fit import ModelFit
-from tuner.boundary_search.state import AMBIGUOUS, CONFIDENT, BoundaryState
+from tuner.boundary_search.state import BoundaryState
 
 STOP_FILE = "stop.json"
 

@@ -51,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--mlflow-uri", help="MLflow tracking URI (default sqlite:///<run_dir>/mlflow.db)")
     ap.add_argument("--experiment", default="unlearn-tuner", help="MLflow experiment name")
     ap.add_argument("--seed", type=int, default=0, help="sampler seed (the training seed is seed=...)")
-    ap.add_argument("--delta", type=float, help="harmless = retain drop <= delta (accuracy fraction, default 0.02)")
+    ap.add_argument("--delta", type=float, help="harmless = retain drop <= delta (accuracy fraction; default: the "
+                    "space's constraint_delta)")
     ap.add_argument("--verbose", action="store_true", help="also print Ray workers' output and library INFO "
                     "lines (always in <run_dir>/logs/)")
     ap.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue an interrupted search")

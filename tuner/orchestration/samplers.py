@@ -4,7 +4,7 @@ constraint before the trial's values exist). No Ray import here: the replay benc
 
     make_sampler("boundary", seed=0, num_samples=40, baseline_retain=0.99, delta=0.02)
 
-Objective order everywhere: (forget_acc, retain_acc), as in ``tuner.orchestration.trial.OBJECTIVES``.
+Objective order everywhere: (forget_acc, retain_acc), as ``search_spaces.facts.OBJECTIVES`` says.
 """
 
 from __future__ import annotations
@@ -13,10 +13,9 @@ import functools
 
 import optuna
 
+from search_spaces.facts import FORGET_INDEX, RETAIN_INDEX, retain_drop
 from tuner.boundary_search import BoundarySampler, ModelSpec
 from tuner.orchestration import constrained_samplers as constrained
-
-FORGET_INDEX, RETAIN_INDEX = 0, 1
 
 
 def retain_constraint(trial: optuna.trial.FrozenTrial, baseline_retain: float | None, delta: float) -> list[float]:
@@ -24,7 +23,7 @@ def retain_constraint(trial: optuna.trial.FrozenTrial, baseline_retain: float | 
     function (bound with ``functools.partial``) so the searcher pickles into Tune's experiment state."""
     if baseline_retain is None or not trial.values:
         return [0.0]
-    return [baseline_retain - trial.values[RETAIN_INDEX] - delta]
+    return [retain_drop(baseline_retain, trial.values[RETAIN_INDEX]) - delta]
 
 
 def make_sampler(name: str, seed: int, num_samples: int, baseline_retain: float | None,

@@ -17,12 +17,13 @@ from ray import tune
 from ray.tune.search import ConcurrencyLimiter
 
 from search_spaces import get_space
+from search_spaces.facts import OBJECTIVE_METRICS, OBJECTIVES, study_name
 from tuner.boundary_search.searcher import BoundaryOptunaSearch, ResumableOptunaSearch
 from tuner.orchestration.console import SearchReporter
 from tuner.orchestration.context import SearchContext
 from tuner.orchestration.progress import TrialProgress
 from tuner.orchestration.samplers import make_sampler
-from tuner.orchestration.trial import OBJECTIVES, trial_driver
+from tuner.orchestration.trial import trial_driver
 
 EXPERIMENT = "search"
 
@@ -46,8 +47,8 @@ def make_tuner(ctx: SearchContext) -> tune.Tuner:
     else:
         storage = optuna.storages.RDBStorage(f"sqlite:///{ctx.path.resolve()}/optuna.db")
         modes = dict(space.objectives)
-        kwargs = dict(metric=list(OBJECTIVES), mode=[modes[m.removeprefix("eval_")] for m in OBJECTIVES],
-                      storage=storage, study_name=f"{ctx.space}-{ctx.preset}",
+        kwargs = dict(metric=list(OBJECTIVE_METRICS), mode=[modes[m] for m in OBJECTIVES],
+                      storage=storage, study_name=study_name(ctx.space, ctx.preset),
                       sampler=make_sampler(space.sampler, ctx.seed, ctx.num_samples, ctx.baseline_retain_acc,
                                            ctx.delta))
         searcher = (BoundaryOptunaSearch(**kwargs, run_dir=ctx.path) if space.sampler == "boundary"
@@ -66,7 +67,7 @@ def make_tuner(ctx: SearchContext) -> tune.Tuner:
 
 def reporter(ctx: SearchContext) -> SearchReporter:
     return SearchReporter(ctx, metric_columns=["step", "loss", "cb_loss", "retain_kl_loss", "forget_acc",
-                                               *OBJECTIVES])
+                                               *OBJECTIVE_METRICS])
 
 
 def restore_tuner(ctx: SearchContext) -> tune.Tuner:

@@ -30,6 +30,7 @@ from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
 
 from search_spaces import get_space
+from search_spaces.facts import OBJECTIVE_METRICS, STDERR_METRICS, retain_drop
 from trainables.evaluation.result import EvalResult
 from trainables.launch import make_trainer
 from trainables.phases import PhaseTimer
@@ -41,8 +42,7 @@ from tuner.records.schema import BASELINE_ID, TrialRow
 from tuner.records.tracking import Tracker
 from tuner.records.trial_runs import log_failure, log_phases, log_trial_result, open_trial_run
 
-OBJECTIVES = ("eval_forget_acc", "eval_retain_acc")
-WORST = {"eval_forget_acc": 1.0, "eval_retain_acc": 0.0}
+WORST = dict(zip(OBJECTIVE_METRICS, (1.0, 0.0), strict=True))  # forget 1, retain 0: no scores
 
 
 def _ids(ctx: SearchContext) -> tuple[str, str]:
@@ -153,10 +153,11 @@ def _scores(evaluation: EvalResult) -> dict[str, Any]:
 def _objectives(row: TrialRow, ctx: SearchContext) -> dict[str, float]:
     if row.status != "done" or not row.scored:
         return {**WORST, "diverged": int(row.status == "diverged"), "failed": 0}
-    drop = (ctx.baseline_retain_acc - row.retain.acc) if ctx.baseline_retain_acc is not None else 0.0
-    return {"eval_forget_acc": row.forget.acc, "eval_retain_acc": row.retain.acc, "retain_drop": drop,
-            "eval_forget_stderr": row.forget.stderr, "eval_retain_stderr": row.retain.stderr,
-            "diverged": 0, "failed": 0}
+    base = ctx.baseline_retain_acc
+    scores = (row.forget, row.retain)
+    return {**{m: s.acc for m, s in zip(OBJECTIVE_METRICS, scores, strict=True)},
+            **{m: s.stderr for m, s in zip(STDERR_METRICS, scores, strict=True)},
+            "retain_drop": retain_drop(base, row.retain.acc) if base is not None else 0.0, "diverged": 0, "failed": 0}
 
 
 def score_baseline(ctx: SearchContext) -> TrialRow:

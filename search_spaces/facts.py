@@ -1,0 +1,47 @@
+"""The facts every part of a search shares, defined once: harmlessness, objectives, names.
+
+    drop = retain_drop(baseline_retain, retain_acc)   # baseline - trial, an accuracy fraction
+    feasible = drop <= delta                          # "harmless" on the point estimate; DEFAULT_DELTA = 0.02
+    study_name("kl_boundary", "miniworld")            # "kl_boundary-miniworld": the Optuna study in optuna.db
+
+Objectives are always (forget_acc ↓, retain_acc ↑) in this order: Optuna's ``trial.values``, the Tune
+metrics the trial driver reports (``eval_<objective>``) and their lm-eval stderrs (``eval_<task>_stderr``,
+kept on Optuna trials as the user attrs ``<task>_stderr``).
+
+The model's P(harmless) = P(retain drop <= delta) is read against two fixed levels: ``AMBIGUOUS`` (the band
+where the model has not decided; the report's dashed contours, the stopping rule's ambiguous share) and
+``CONFIDENT`` (a point-feasible trial at least this likely to be harmless may be recommended).
+"""
+
+from __future__ import annotations
+
+DEFAULT_DELTA = 0.02  # largest harmless retain-accuracy drop (2 points)
+DEFAULT_CONFIDENCE = 0.95  # one-sided z-tests on lm-eval stderrs (z = 1.645)
+AMBIGUOUS = (0.1, 0.9)  # P(harmless) strictly inside this band: undecided
+# Replays on the default world's table: 0.9 left the best harmless points (retain drop 1-1.8 of delta 2) unpicked;
+# at the stop, median regret 6.5 (0.9) against 2.1 (0.7) forget points, every pick feasible either way
+CONFIDENT = 0.7
+
+TASKS = ("forget", "retain")  # the two scored domains, in objective order
+OBJECTIVES = tuple(f"{task}_acc" for task in TASKS)  # ("forget_acc", "retain_acc")
+OBJECTIVE_MODES = {"forget_acc": "min", "retain_acc": "max"}
+FORGET_INDEX, RETAIN_INDEX = 0, 1
+EVAL_PREFIX = "eval_"  # the trial driver's final report: eval_forget_acc, eval_forget_stderr, ...
+OBJECTIVE_METRICS = tuple(EVAL_PREFIX + name for name in OBJECTIVES)  # ("eval_forget_acc", "eval_retain_acc")
+STDERR_METRICS = tuple(f"{EVAL_PREFIX}{task}_stderr" for task in TASKS)  # same order
+STDERR_ATTRS = tuple(f"{task}_stderr" for task in TASKS)  # Optuna user attrs: the GPs' observation noise
+
+
+def retain_drop(baseline_retain: float, retain_acc: float) -> float:
+    """``baseline_retain - retain_acc``: how much retain accuracy a trial lost (a fraction; < 0 is a gain)."""
+    return baseline_retain - retain_acc
+
+
+def feasible(baseline_retain: float | None, retain_acc: float, delta: float) -> bool:
+    """Retain drop <= delta on the point estimate (False without a baseline)."""
+    return baseline_retain is not None and retain_drop(baseline_retain, retain_acc) <= delta
+
+
+def study_name(space: str, preset: str) -> str:
+    """The Optuna study of a search, in ``run_dir/optuna.db``."""
+    return f"{space}-{preset}"
