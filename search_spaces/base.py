@@ -111,10 +111,43 @@ class Family:
 
 
 @dataclass(frozen=True)
+class Boundary:
+    """Where a space's harmless region ends, as the boundary sampler, stopping rule and report read it.
+
+        Boundary(along="remove_coef", ratio_to="retain_coef", slice_by="beta_kl")
+
+    The boundary is the value of ``along`` where P(retain drop <= delta) crosses 0.5 with every other param
+    held (at the trials' median), stated as ``along / ratio_to`` when ``ratio_to`` is set (both log-scaled:
+    the GP then models log(along / ratio_to), the coordinate that sets the boundary), and once per low /
+    middle / high value of ``slice_by`` when set.
+    """
+
+    along: str
+    ratio_to: str | None = None
+    slice_by: str | None = None
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(n for n in (self.along, self.ratio_to, self.slice_by) if n)
+
+    def label(self) -> str:
+        """``remove/retain`` or ``remove_coef``: how the boundary's value is named in text."""
+        short = [n.removesuffix("_coef") for n in (self.along, self.ratio_to)]
+        return f"{short[0]}/{short[1]}" if self.ratio_to else self.along
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Boundary:
+        return cls(**d)
+
+
+@dataclass(frozen=True)
 class SearchSpace:
     """A named search: per-family params or grid points, the sampler, and the objectives it optimises.
 
     ``constraint_delta`` is the largest tolerated retain-accuracy drop (a fraction; ``DEFAULT_DELTA`` = 2 points).
+    ``boundary`` says how the harmless boundary is read; the boundary sampler needs it.
     """
 
     name: str
@@ -123,6 +156,7 @@ class SearchSpace:
     families: dict[str, Family]
     objectives: tuple[tuple[str, str], ...] = tuple(OBJECTIVE_MODES.items())  # (metric, mode), in objective order
     constraint_delta: float = DEFAULT_DELTA
+    boundary: Boundary | None = None
 
     def __post_init__(self) -> None:
         self._check(self.name.isidentifier(), "the name must be a Python identifier (it is the module name)")
@@ -132,8 +166,12 @@ class SearchSpace:
         self._check(bool(self.objectives) and all(mode in MODES for _, mode in self.objectives),
                     f"objectives must be (metric, mode) pairs with mode in {MODES}")
         self._check(0 < self.constraint_delta < 1, "constraint_delta must be a fraction in (0, 1)")
+        self._check(self.sampler != "boundary" or self.boundary is not None,
+                    'sampler="boundary" needs boundary=Boundary(along=..., ratio_to=..., slice_by=...)')
         for name, fam in self.families.items():
             where = f"family {name!r}"
+            if self.boundary is not None:
+                self._check_boundary(where, fam)
             if self.sampler == "grid":
                 self._check(bool(fam.grid) and not fam.params and not fam.num_samples,
                             f"{where}: a grid space needs grid points, no params and num_samples 0")
@@ -145,6 +183,20 @@ class SearchSpace:
             self._check(not set(searched) & set(fam.fixed), f"{where}: a key is both searched and fixed")
             self._check({p.name for p in fam.kl_only} <= {p.name for p in fam.params},
                         f"{where}: kl_only may only replace searched params")
+
+    def _check_boundary(self, where: str, fam: Family) -> None:
+        """Every boundary name is a searched param of ``fam``; a ratio's two params are log-scaled ranges."""
+        kinds = {p.name: p.kind for p in (*fam.params, *fam.kl_only)}
+        b = self.boundary
+        for role, name in (("along", b.along), ("ratio_to", b.ratio_to), ("slice_by", b.slice_by)):
+            self._check(name is None or name in kinds,
+                        f"{where}: boundary {role}={name!r} is not a searched param ({', '.join(kinds) or 'none'})")
+        self._check(b.along not in (b.ratio_to, b.slice_by) and (b.slice_by is None or b.slice_by != b.ratio_to),
+                    f"{where}: boundary along, ratio_to and slice_by must be different params")
+        self._check(kinds[b.along] != "choice" and (b.slice_by is None or kinds[b.slice_by] != "choice"),
+                    f"{where}: boundary along / slice_by must be ranges, not choices")
+        self._check(b.ratio_to is None or kinds[b.along] == kinds[b.ratio_to] == "loguniform",
+                    f"{where}: a boundary ratio {b.along}/{b.ratio_to} needs both params loguniform")
 
     # --- what a preset gets ----------------------------------------------------------------------------------
     def family(self, preset: str | TrainConfig) -> Family:
@@ -224,7 +276,8 @@ class SearchSpace:
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "description": self.description, "sampler": self.sampler,
                 "families": {name: fam.to_dict() for name, fam in self.families.items()},
-                "objectives": [list(o) for o in self.objectives], "constraint_delta": self.constraint_delta}
+                "objectives": [list(o) for o in self.objectives], "constraint_delta": self.constraint_delta,
+                "boundary": self.boundary.to_dict() if self.boundary else None}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
@@ -234,7 +287,8 @@ class SearchSpace:
         return cls(name=d["name"], description=d["description"], sampler=d["sampler"],
                    families={name: Family.from_dict(fam) for name, fam in d["families"].items()},
                    objectives=tuple((metric, mode) for metric, mode in d["objectives"]),
-                   constraint_delta=float(d["constraint_delta"]))
+                   constraint_delta=float(d["constraint_delta"]),
+                   boundary=Boundary.from_dict(d["boundary"]) if d.get("boundary") else None)
 
     @classmethod
     def from_json(cls, text: str) -> SearchSpace:

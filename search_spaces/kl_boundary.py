@@ -8,7 +8,7 @@ are recorded as two objectives, so the Pareto front is kept too. TPE stays selec
 ``sampler="tpe"``.
 """
 
-from search_spaces.base import Family, Param, SearchSpace
+from search_spaces.base import Boundary, Family, Param, SearchSpace
 
 # Mini-world grids (miniworld-notes.md §3): forgetting is set by the ratio remove/retain. Nothing happens at a
 # ratio <= ~0.03 (retain 30, remove 1), forgetting is partial at ~0.1 and complete at >= 0.3; retain damage
@@ -45,4 +45,5 @@ SPACE = SearchSpace(
                 "with retain drop <= 2 pts",
     sampler="boundary",
     families={"miniworld": MINIWORLD, "real": REAL},
+    boundary=Boundary(along="remove_coef", ratio_to="retain_coef", slice_by="beta_kl"),
 )

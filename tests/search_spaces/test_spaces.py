@@ -8,7 +8,17 @@ import pytest
 from ray.tune.search.optuna import OptunaSearch
 from ray.tune.search.variant_generator import generate_variants
 
-from search_spaces import DEFAULT_SPACE, SPACES, Family, Param, SearchSpace, UnknownSpaceError, family_of, get_space
+from search_spaces import (
+    DEFAULT_SPACE,
+    SPACES,
+    Boundary,
+    Family,
+    Param,
+    SearchSpace,
+    UnknownSpaceError,
+    family_of,
+    get_space,
+)
 from search_spaces.registry import describe_spaces
 from trainables.presets import PRESETS, load_preset
 
@@ -135,3 +145,26 @@ def test_out_of_range_override_rejected(space, message):
 def test_invalid_space_rejected(changes, message):
     with pytest.raises(ValueError, match=message):
         dataclasses.replace(_space(params=(BETA,)), **changes)
+
+
+RATIO_PARAMS = (Param("retain_coef", "loguniform", 1.0, 10.0), Param("remove_coef", "loguniform", 1.0, 10.0), BETA)
+
+
+@pytest.mark.parametrize(("boundary", "message"), [
+    (None, 'sampler="boundary" needs boundary='),
+    (Boundary("lr"), "boundary along='lr' is not a searched param"),
+    (Boundary("remove_coef", slice_by="steps"), "boundary slice_by='steps' is not a searched param"),
+    (Boundary("remove_coef", ratio_to="beta_kl"), "needs both params loguniform"),
+    (Boundary("remove_coef", ratio_to="retain_coef", slice_by="retain_coef"), "must be different params"),
+])
+def test_a_boundary_space_must_declare_a_valid_boundary(boundary, message):
+    with pytest.raises(ValueError, match=message):
+        dataclasses.replace(_space(params=RATIO_PARAMS), sampler="boundary", boundary=boundary)
+
+
+def test_every_boundary_space_declares_params_it_searches():
+    for space in SPACES.values():
+        if space.sampler == "boundary":
+            for preset in ("miniworld", "deep-ignorance", "llama-3.1-8b-instruct"):
+                searched = {p.name for p in space.params_for(preset)}
+                assert set(space.boundary.names()) <= searched, (space.name, preset)
