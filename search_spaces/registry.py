@@ -1,10 +1,11 @@
-"""The named search spaces of ARCHITECTURE.md §4; ``python -m tuner.run --space NAME`` picks one."""
+"""The named search spaces; ``python -m tuner.run --space NAME`` picks one."""
 
-from search_spaces import alpha_hpo, beta_kl_ablation, kl_boundary, seed_grid
+from search_spaces import alpha_hpo, beta_kl_ablation, kl_boundary, kl_temperature_boundary, seed_grid
 from search_spaces.base import SearchSpace, UnknownSpaceError
 
 DEFAULT_SPACE = "kl_boundary"
-SPACES: dict[str, SearchSpace] = {m.SPACE.name: m.SPACE for m in (kl_boundary, seed_grid, beta_kl_ablation, alpha_hpo)}
+MODULES = (kl_boundary, kl_temperature_boundary, seed_grid, beta_kl_ablation, alpha_hpo)
+SPACES: dict[str, SearchSpace] = {m.SPACE.name: m.SPACE for m in MODULES}
 
 
 def get_space(name: str) -> SearchSpace:
@@ -23,6 +24,6 @@ def describe_spaces(preset: str = "miniworld") -> str:
         else:
             searched = ", ".join(str(p) for p in space.params_for(preset))
         label = name + ("*" if name == DEFAULT_SPACE else "")
-        lines.append(f"{label:<18} {space.sampler:<5} {space.num_samples_for(preset):>3} trials  {searched}"
+        lines.append(f"{label:<24} {space.sampler:<5} {space.num_samples_for(preset):>3} trials  {searched}"
                      f"  -- {space.description}")
     return "\n".join(lines)

@@ -65,7 +65,8 @@ def test_tune_trials_apply_to_valid_configs(space, preset):
 
 def test_registry_matches_the_cli_names_and_trial_counts():
     trials = {name: (s.num_samples_for("miniworld"), s.num_samples_for("deep-ignorance")) for name, s in SPACES.items()}
-    assert trials == {"kl_boundary": (48, 40), "seed_grid": (6, 6), "beta_kl_ablation": (5, 5), "alpha_hpo": (3, 3)}
+    assert trials == {"kl_boundary": (48, 40), "kl_temperature_boundary": (40, 40), "seed_grid": (6, 6),
+                      "beta_kl_ablation": (5, 5), "alpha_hpo": (3, 3)}
     assert DEFAULT_SPACE == "kl_boundary" and all(s.name == name for name, s in SPACES.items())
     assert len(describe_spaces().splitlines()) == len(SPACES)
 

@@ -111,9 +111,9 @@ def test_boundary_moves_with_beta_kl() -> None:
     trials = sweep(n=60, betas=(0.0, 0.5, 1.0))
     a = analyse(trials, baseline_row())
     assert a.fit is not None and "beta_kl" in a.fit.features
-    betas, ratios = zip(*a.fit.by_beta, strict=True)
+    betas, ratios = zip(*a.fit.by_slice, strict=True)
     assert betas == (0.0, 0.5, 1.0) and list(ratios) == sorted(ratios)  # more KL, later damage
-    for beta, ratio in a.fit.by_beta:
+    for beta, ratio in a.fit.by_slice:
         assert abs(math.log10(ratio / (RETAIN_RATIO * 2**beta))) <= TOL_DECADES
     assert verdict(a, trials).count("at beta_kl ≈") == 3
 

@@ -11,17 +11,20 @@ import optuna
 import pytest
 from scipy.special import expit, logit
 
+from search_spaces import get_space
 from tuner.boundary_search import BoundarySampler, BoundarySamplerConfig, ModelSpec, StopRule, decide
 from tuner.boundary_search.cube import UnitCube
 from tuner.boundary_search.report_fit import ModelFit
 from tuner.boundary_search.state import BoundaryState
+
+KL = get_space("kl_boundary").boundary
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 SPACE = {"retain_coef": optuna.distributions.FloatDistribution(0.3, 100.0, log=True),
          "remove_coef": optuna.distributions.FloatDistribution(0.1, 30.0, log=True),
          "beta_kl": optuna.distributions.FloatDistribution(0.0, 1.0)}
 BASE = 0.99
-SPEC = ModelSpec(baseline_retain=BASE, delta=0.02)
+SPEC = ModelSpec(baseline_retain=BASE, boundary=KL, delta=0.02)
 FAST = BoundarySamplerConfig(n_candidates=256)
 
 
@@ -121,7 +124,7 @@ def test_stopping_rule_waits_for_enough_trials_then_pins_the_boundary():
     fit = ModelFit.from_state(state)
     assert fit.unpinned(rule.max_slice_width) == ()
     assert all(np.log10(hi / lo) <= rule.max_slice_width for _, lo, hi in fit.intervals)
-    assert all(abs(np.log10(ratio / 0.5)) <= 0.2 for _, ratio in fit.by_beta)
+    assert all(abs(np.log10(ratio / 0.5)) <= 0.2 for _, ratio in fit.by_slice)
 
 
 def test_stopping_rule_waits_for_a_slice_nobody_sampled():
@@ -160,8 +163,8 @@ def test_stopping_rule_waits_until_the_recommendation_has_stood_for_patience_tri
 
 def test_stopping_rule_needs_a_feasible_recommendation():
     """Every trial damaged: however sure the model is, the search goes on (and says why)."""
-    study = optuna.create_study(directions=["minimize", "maximize"],
-                                sampler=BoundarySampler(ModelSpec(baseline_retain=BASE + 0.5), FAST, seed=0))
+    spec = ModelSpec(baseline_retain=BASE + 0.5, boundary=KL)
+    study = optuna.create_study(directions=["minimize", "maximize"], sampler=BoundarySampler(spec, FAST, seed=0))
     run(study, 14)
     decision = decide(study.sampler.state(study), StopRule(min_trials=12))
     assert not decision.stop and "no trial is feasible" in decision.reason

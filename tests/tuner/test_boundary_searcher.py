@@ -8,16 +8,19 @@ from pathlib import Path
 import optuna
 from ray.tune.search import Searcher
 
+from search_spaces import get_space
 from tests.tuner.test_boundary_search import BASE, FAST, SPACE, objective
 from tuner.boundary_search import BoundarySampler, BoundarySamplerConfig, ModelSpec, StopRule
 from tuner.boundary_search.searcher import BoundaryOptunaSearch
 from tuner.boundary_search.stopping import stop_reason
 
+SPEC = ModelSpec(baseline_retain=BASE, boundary=get_space("kl_boundary").boundary)
+
 
 def test_searcher_passes_stderrs_and_finishes_when_pinned(tmp_path: Path):
     config = BoundarySamplerConfig(n_candidates=FAST.n_candidates, stop=StopRule(min_trials=10))
     searcher = BoundaryOptunaSearch(space=SPACE, metric=["eval_forget_acc", "eval_retain_acc"], mode=["min", "max"],
-                                    sampler=BoundarySampler(ModelSpec(baseline_retain=BASE), config, seed=0),
+                                    sampler=BoundarySampler(SPEC, config, seed=0),
                                     run_dir=tmp_path)
     assert "budget cap (--num-samples 60)" in stop_reason(tmp_path, 60)
     for i in range(60):

@@ -54,7 +54,7 @@ def test_report_uses_the_boundary_samplers_model(tmp_path: Path):
     fit = result["fit"]
     assert len(fit["intervals"]) == 3 and fit["n_harmless"] + fit["n_damaged"] == 30
     # the true boundary ratio is 0.5 at every beta_kl: each slice's estimate and a finite interval around it
-    for (_, ratio), (_, lo, hi) in zip(fit["by_beta"], fit["intervals"], strict=True):
+    for (_, ratio), (_, lo, hi) in zip(fit["by_slice"], fit["intervals"], strict=True):
         assert 0.5 / 2 < ratio < 0.5 * 2 and lo <= ratio <= hi < 10
     rec = next(r for r in ResultsTable(tmp_path).rows() if r.trial_id == result["recommended"])
     assert BASE - rec.retain.acc <= 0.02
@@ -82,7 +82,7 @@ def test_a_slice_harmless_up_to_the_range_end_says_so_without_extrapolating():
                                                   user_attrs={"forget_stderr": fse, "retain_stderr": rse}))
         rows.append(row(f"t{len(rows)}", forget, retain, **params))
     fit = ModelFit.from_state(BoundaryState.from_study(study, SPEC))
-    assert all(ratio is None for _, ratio in fit.by_beta)
+    assert all(ratio is None for _, ratio in fit.by_slice)
     a = analyse(rows, rows[0], 0.02, model=fit)
     lines = build_verdict(a, rows[1:], rows[0], "").boundary
     assert len(lines) == 3 and all("no retain damage inside the searched range" in line for line in lines)

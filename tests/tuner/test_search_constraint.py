@@ -13,6 +13,8 @@ from search_spaces.facts import OBJECTIVE_METRICS as OBJECTIVES
 from tuner.orchestration.cli import build_parser, validate
 from tuner.orchestration.samplers import make_sampler, retain_constraint
 
+KL = get_space("kl_boundary").boundary
+
 
 def _trial(forget: float, retain: float) -> optuna.trial.FrozenTrial:
     values = {"eval_forget_acc": forget, "eval_retain_acc": retain}
@@ -35,7 +37,7 @@ def test_no_baseline_or_no_values_is_feasible():
 def test_every_sampler_keeps_infeasible_trials_off_the_front(name):
     """A trial that forgets everything by wrecking retain must not reach Optuna's best trials (the sampler
     pickles: it travels in Tune's experiment state)."""
-    sampler = make_sampler(name, seed=0, num_samples=4, baseline_retain=0.80, delta=0.02)
+    sampler = make_sampler(name, seed=0, num_samples=4, baseline_retain=0.80, delta=0.02, boundary=KL)
     if name != "nsga2":  # Optuna's own NSGAIISampler holds a thread lock and never pickled
         sampler = pickle.loads(pickle.dumps(sampler))
     study = optuna.create_study(directions=["minimize", "maximize"], sampler=sampler)

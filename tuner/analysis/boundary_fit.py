@@ -41,10 +41,10 @@ class BoundaryFit:
     weights: tuple[float, ...]  # intercept first, standardised space
     cov: tuple[tuple[float, ...], ...]  # Laplace posterior covariance of ``weights``
     at_retain: float  # median retain_coef, where the ratio is read
-    at_beta: float | None  # median beta_kl when it is a feature
+    at_slice: float | None  # median beta_kl when it is a feature
     ratio: float | None  # remove/retain at P = 0.5; None when P(harmless) does not fall with remove
     ratio_ci: tuple[float, float]  # 90% posterior interval; inf where some draws never turn harmful
-    by_beta: tuple[tuple[float, float | None], ...]  # (beta_kl, ratio) when beta_kl varies
+    by_slice: tuple[tuple[float, float | None], ...]  # (beta_kl, ratio) when beta_kl varies
     n_harmless: int
     n_damaged: int
 
@@ -92,7 +92,7 @@ def fit_boundary(params: list[Mapping[str, Any]], harmless: list[bool]) -> tuple
     cov = np.linalg.inv(hess)
     at_retain = float(np.median([float(p["retain_coef"]) for p, _ in rows]))
     betas = sorted({float(p["beta_kl"]) for p, _ in rows}) if "beta_kl" in features else []
-    at_beta = float(np.median([float(p["beta_kl"]) for p, _ in rows])) if betas else None
+    at_slice = float(np.median([float(p["beta_kl"]) for p, _ in rows])) if betas else None
 
     def log_ratio(weights: np.ndarray, beta: float | None) -> np.ndarray:
         """log10(remove/retain) where logit = 0, per row of ``weights``; +inf when remove never harms."""
@@ -106,13 +106,13 @@ def fit_boundary(params: list[Mapping[str, Any]], harmless: list[bool]) -> tuple
 
     draws = np.random.default_rng(0).multivariate_normal(w, cov, size=N_DRAWS)
     with np.errstate(over="ignore"):
-        lo, hi = 10.0 ** np.quantile(log_ratio(draws, at_beta), [0.05, 0.95], method="inverted_cdf")
-        ratio_at = {b: float(10.0 ** log_ratio(w[None], b)[0]) for b in [at_beta, *_beta_levels(betas)]}
+        lo, hi = 10.0 ** np.quantile(log_ratio(draws, at_slice), [0.05, 0.95], method="inverted_cdf")
+        ratio_at = {b: float(10.0 ** log_ratio(w[None], b)[0]) for b in [at_slice, *_beta_levels(betas)]}
     return BoundaryFit(
         features=features, mean=tuple(mean), scale=tuple(scale), weights=tuple(w),
-        cov=tuple(map(tuple, cov)), at_retain=at_retain, at_beta=at_beta,
-        ratio=_finite(ratio_at[at_beta]), ratio_ci=(float(lo), float(hi)),
-        by_beta=tuple((b, _finite(ratio_at[b])) for b in _beta_levels(betas)),
+        cov=tuple(map(tuple, cov)), at_retain=at_retain, at_slice=at_slice,
+        ratio=_finite(ratio_at[at_slice]), ratio_ci=(float(lo), float(hi)),
+        by_slice=tuple((b, _finite(ratio_at[b])) for b in _beta_levels(betas)),
         n_harmless=n_harmless, n_damaged=n - n_harmless), ""
 
 

@@ -93,7 +93,7 @@ def harmless_map_png(trials: Sequence[TrialRow], a: BoundaryAnalysis) -> Plot | 
     if not pts:
         return None
     fit = a.fit
-    levels: list[float | None] = [b for b, _ in fit.by_beta] if fit and fit.by_beta else [None]
+    levels: list[float | None] = [b for b, _ in fit.by_slice] if fit and fit.by_slice else [None]
     ncols = min(2, len(levels))
     fig = _figure(5.0 * ncols + 1.2, 4.6 * -(-len(levels) // ncols))
     axes = fig.subplots(-(-len(levels) // ncols), ncols, squeeze=False).ravel()
@@ -176,8 +176,8 @@ def _in_band(t: TrialRow, beta: float | None, fit: BoundaryFit | None) -> bool:
     """Is the trial's beta_kl closer to ``beta`` than to any other panel's level?"""
     if beta is None or fit is None:
         return True
-    levels = [b for b, _ in fit.by_beta]
-    value = float(t.params.get("beta_kl", fit.at_beta or 0.0))
+    levels = [b for b, _ in fit.by_slice]
+    value = float(t.params.get("beta_kl", fit.at_slice or 0.0))
     return min(levels, key=lambda b: abs(b - value)) == beta
 
 

@@ -107,8 +107,8 @@ def _boundary(a: BoundaryAnalysis, scored: list[TrialRow]) -> tuple[str, ...]:
     if a.fit is None:
         return (f"not resolved yet: {a.fit_note} {_needed(pts)}",)
     fit = a.fit
-    slices = fit.by_beta or ((fit.at_beta, fit.ratio),)
-    intervals = {b: (lo, hi) for b, lo, hi in getattr(fit, "intervals", ())} or {fit.at_beta: fit.ratio_ci}
+    slices = fit.by_slice or ((fit.at_slice, fit.ratio),)
+    intervals = {b: (lo, hi) for b, lo, hi in getattr(fit, "intervals", ())} or {fit.at_slice: fit.ratio_ci}
     levels = [b for b, _ in slices]
     lines = []
     for beta, ratio in slices:
@@ -117,7 +117,7 @@ def _boundary(a: BoundaryAnalysis, scored: list[TrialRow]) -> tuple[str, ...]:
         if ratio is None and hasattr(fit, "ratio_range"):  # the sampler's model: harmless up to the range's end
             lines.append(where + f"no retain damage inside the searched range: P(harmless) ≥ 0.5 up to remove/retain "
                                  f"≈ {_g(fit.ratio_range[1])} (remove_coef's upper end at retain_coef "
-                                 f"{_g(fit.at_retain)})")
+                                 f"{_g(fit.held[fit.boundary.ratio_to])})")
         else:
             lines.append(where + _slice(ratio, intervals.get(beta), near))
     return tuple(lines)

@@ -18,6 +18,7 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
+from search_spaces import get_space
 from search_spaces.facts import FORGET_INDEX, RETAIN_INDEX, STDERR_ATTRS
 from trainables.evaluation.result import TaskScore
 from tuner.analysis.boundary import analyse
@@ -27,6 +28,7 @@ from tuner.records.schema import BASELINE_ID, TrialRow
 
 METHODS = ("random", "tpe", "gp", "boundary")
 PFn = Callable[[Mapping[str, np.ndarray]], np.ndarray]
+BOUNDARY = get_space("kl_boundary").boundary  # the tables are grids of kl_boundary's space
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,7 @@ def make(name: str, seed: int, budget: int, baseline_retain: float, delta: float
         return optuna.samplers.RandomSampler(seed=seed)
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; choose from {METHODS}")
-    return make_sampler(name, seed, budget, baseline_retain, delta)
+    return make_sampler(name, seed, budget, baseline_retain, delta, BOUNDARY)
 
 
 def estimate(sampler: optuna.samplers.BaseSampler, study: optuna.Study, baseline: tuple[float, float],

@@ -2,7 +2,8 @@
 the recommendation and the ambiguous share. The sampler, the stopping rule, the report and the replay
 benchmark all read this one object.
 
-    state = BoundaryState.from_study(study, ModelSpec(baseline_retain=0.99, delta=0.02))
+    spec = ModelSpec(baseline_retain=0.99, boundary=get_space("kl_boundary").boundary, delta=0.02)
+    state = BoundaryState.from_study(study, spec)
     state.p_harmless({"retain_coef": r, "remove_coef": x, "beta_kl": b})   # arrays broadcast
     state.recommend()          # lowest forget among trials with retain drop <= delta (point estimate)
                                # and P(feasible) >= CONFIDENT
@@ -22,6 +23,7 @@ from optuna.search_space import IntersectionSearchSpace
 from optuna.trial import FrozenTrial, TrialState
 from scipy.stats import qmc
 
+from search_spaces import Boundary
 from search_spaces.facts import (
     AMBIGUOUS,
     CONFIDENT,
@@ -37,16 +39,20 @@ from tuner.boundary_search.gp import BoundaryModel, Observations
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """How to read a study: which objective is which, the baseline retain accuracy and delta."""
+    """How to read a study: the baseline retain accuracy, the space's boundary, delta, which objective is which."""
 
     baseline_retain: float
+    boundary: Boundary
     delta: float = DEFAULT_DELTA
     forget_index: int = FORGET_INDEX
     retain_index: int = RETAIN_INDEX
     noise_floor: float = 0.1  # smallest stderr used, as a fraction of delta (lm-eval reports 0 at acc 1.0)
-    # the GP sees log(remove / retain) instead of log(remove): the loss is remove * L_rm + retain * L_ret, so
-    # the ratio sets where the gradient points; None models the raw coordinates
-    ratio: tuple[str, str] | None = ("remove_coef", "retain_coef")
+
+    @property
+    def ratio(self) -> tuple[str, str] | None:
+        """The GP sees log(along / ratio_to) instead of log(along) when the boundary is a ratio: for kl_boundary
+        the loss is remove * L_rm + retain * L_ret, so the ratio sets where the gradient points."""
+        return (self.boundary.along, self.boundary.ratio_to) if self.boundary.ratio_to else None
 
 
 @dataclass(frozen=True)

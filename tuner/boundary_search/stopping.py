@@ -1,7 +1,7 @@
 """When is the boundary pinned? The search stops by itself when, after at least ``min_trials``:
 
     share of the space with 0.1 < P(harmless) < 0.9   <=  max_ambiguous         (the boundary is located)
-    every beta_kl slice of the report pinned           (ModelFit.unpinned: its interval, clipped to the range,
+    every slice of the report pinned                   (ModelFit.unpinned: its interval, clipped to the range,
                                                          <= max_slice_width decades, trials near both ends)
     recommended trial: retain drop <= delta observed   and  P(feasible) >= min_p_feasible
                        and it has stood for the last ``patience`` completed trials (nothing better found)
@@ -60,8 +60,9 @@ def decide(state: BoundaryState | None, rule: StopRule, trial_ids: Mapping[int, 
     open_slices = ModelFit.from_state(state).unpinned(rule.max_slice_width)
     pinned = (share <= rule.max_ambiguous and not open_slices and rec.p_feasible >= rule.min_p_feasible
               and rec.age >= rule.patience)
-    slices = (f"boundary not yet pinned at beta_kl {', '.join(f'{b:.3g}' for b in open_slices)}" if open_slices
-              else "boundary pinned at every beta_kl slice")
+    by = state.spec.boundary.slice_by or "the"
+    slices = (f"boundary not yet pinned at {by} {', '.join(f'{b:.3g}' for b in open_slices)}" if open_slices
+              else f"boundary pinned at every {by} slice")
     name = (trial_ids or {}).get(rec.trial_number, f"#{rec.trial_number}")
     text = (f"{where} (limit {rule.max_ambiguous:.0%}); {slices}; recommended trial {name} has "
             f"P(retain drop <= delta) = {rec.p_feasible:.2f} (needs {rule.min_p_feasible:g}) and has stood for "

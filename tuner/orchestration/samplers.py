@@ -2,7 +2,7 @@
 "retain drop <= delta" (``tuner.orchestration.constrained_samplers``: Optuna's own samplers would evaluate the
 constraint before the trial's values exist). No Ray import here: the replay benchmark builds the same samplers.
 
-    make_sampler("boundary", seed=0, num_samples=40, baseline_retain=0.99, delta=0.02)
+    make_sampler("boundary", seed=0, num_samples=40, baseline_retain=0.99, delta=0.02, boundary=space.boundary)
 
 Objective order everywhere: (forget_acc, retain_acc), as ``search_spaces.facts.OBJECTIVES`` says.
 """
@@ -13,6 +13,7 @@ import functools
 
 import optuna
 
+from search_spaces import Boundary
 from search_spaces.facts import FORGET_INDEX, RETAIN_INDEX, retain_drop
 from tuner.boundary_search import BoundarySampler, ModelSpec
 from tuner.orchestration import constrained_samplers as constrained
@@ -26,14 +27,14 @@ def retain_constraint(trial: optuna.trial.FrozenTrial, baseline_retain: float | 
     return [retain_drop(baseline_retain, trial.values[RETAIN_INDEX]) - delta]
 
 
-def make_sampler(name: str, seed: int, num_samples: int, baseline_retain: float | None,
-                 delta: float) -> optuna.samplers.BaseSampler:
+def make_sampler(name: str, seed: int, num_samples: int, baseline_retain: float | None, delta: float,
+                 boundary: Boundary | None = None) -> optuna.samplers.BaseSampler:
     """A seeded Optuna sampler with the "retain drop <= delta" constraint."""
     if name == "boundary":
-        if baseline_retain is None:
-            raise ValueError("the boundary sampler needs the baseline's retain accuracy")
-        return BoundarySampler(ModelSpec(baseline_retain=baseline_retain, delta=delta, forget_index=FORGET_INDEX,
-                                         retain_index=RETAIN_INDEX), seed=seed)
+        if baseline_retain is None or boundary is None:
+            raise ValueError("the boundary sampler needs the baseline's retain accuracy and the space's boundary")
+        return BoundarySampler(ModelSpec(baseline_retain=baseline_retain, boundary=boundary, delta=delta,
+                                         forget_index=FORGET_INDEX, retain_index=RETAIN_INDEX), seed=seed)
     constraints = functools.partial(retain_constraint, baseline_retain=baseline_retain, delta=delta)
     startup = max(4, num_samples // 3)
     if name == "nsga2":

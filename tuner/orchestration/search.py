@@ -50,7 +50,7 @@ def make_tuner(ctx: SearchContext) -> tune.Tuner:
         kwargs = dict(metric=list(OBJECTIVE_METRICS), mode=[modes[m] for m in OBJECTIVES],
                       storage=storage, study_name=study_name(ctx.space, ctx.preset),
                       sampler=make_sampler(space.sampler, ctx.seed, ctx.num_samples, ctx.baseline_retain_acc,
-                                           ctx.delta))
+                                           ctx.delta, space.boundary))
         searcher = (BoundaryOptunaSearch(**kwargs, run_dir=ctx.path) if space.sampler == "boundary"
                     else ResumableOptunaSearch(**kwargs))
         search_alg, num_samples = ConcurrencyLimiter(searcher, max_concurrent=ctx.max_concurrent), ctx.num_samples

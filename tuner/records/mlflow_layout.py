@@ -17,7 +17,6 @@ from trainables.evaluation.result import TaskScore
 from tuner.records.schema import TrialRow
 
 TRAIN, EVAL = "train/", "eval/"
-SHORT = {"retain_coef": "retain", "remove_coef": "remove"}
 MAYBE_CONSTANT = ("total_steps", "lr", "coef_remove", "coef_retain")  # params when constant, else curves
 NOT_METRICS = ("step", "evaluating", "diverged")
 
@@ -27,8 +26,8 @@ def _sig(value: Any, digits: int) -> str:
 
 
 def short_params(params: dict[str, Any]) -> str:
-    """``retain=5.12 remove=1.3 beta_kl=0.3``: the searched values at 3 significant figures."""
-    return " ".join(f"{SHORT.get(k, k)}={_sig(v, 3)}" for k, v in params.items())
+    """``retain=5.12 remove=1.3 beta_kl=0.3``: the searched values at 3 significant figures, ``_coef`` dropped."""
+    return " ".join(f"{k.removesuffix('_coef')}={_sig(v, 3)}" for k, v in params.items())
 
 
 def run_name(trial_id: str, params: dict[str, Any]) -> str:
