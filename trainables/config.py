@@ -16,9 +16,9 @@ from typing import Any
 
 from trainables.architectures import ARCHITECTURES, Architecture
 from trainables.miniworld.build import WEIGHTS as WORLD_WEIGHTS  # mini-world weight sources
+from trainables.objective import REMOVE_LOSSES
 
 MINIWORLD_MODELS = ("miniworld", "miniworld-small")
-REMOVE_VARIANTS = ("cos", "checkpoint")
 SCHEDULES = ("eleuther", "paper", "constant")
 LR_SCHEDULES = ("constant", "linear", "cosine")
 DTYPES = ("float32", "bfloat16", "float16")
@@ -64,7 +64,7 @@ class TrainConfig:
     lora_init_std: float = 0.0                # lora_B ~ N(0, std) seeded by `seed`; 0 = peft's zeros
     # --- losses ------------------------------------------------------------------------------------------
     target_layers: tuple[int, ...] = (1, 2)   # block outputs the remove / L2 losses read
-    remove_variant: str = "cos"               # cos: ReLU(cos) vs adapters-off; checkpoint: MSE vs early ckpt
+    remove_variant: str = "cos"               # a key of trainables.objective.REMOVE_LOSSES (cos, checkpoint)
     checkpoint_model: str = ""                # early checkpoint for remove_variant=checkpoint (mini-world: built)
     checkpoint_revision: str | None = None
     retain_l2: bool = True                    # l2_weight in {0, 1}
@@ -106,6 +106,11 @@ class TrainConfig:
     @property
     def arch(self) -> Architecture:
         return ARCHITECTURES[self.architecture]
+
+    @property
+    def needs_checkpoint(self) -> bool:
+        """The remove loss pulls toward the early checkpoint (``checkpoint_model``), loaded beside the model."""
+        return REMOVE_LOSSES[self.remove_variant].needs_checkpoint
 
     def total_steps(self, world_size: int = 1, dataset_size: int | None = None) -> int:
         """``steps``, or ``epochs * examples / global batch`` (rounded down, at least 1)."""
@@ -208,9 +213,10 @@ def validate(cfg: TrainConfig) -> None:
         need(getattr(cfg, name) >= 0, name, "must be >= 0")
     need(cfg.dtype in DTYPES, "dtype", f"must be one of {DTYPES}")
     need(cfg.world_weights in WORLD_WEIGHTS, "world_weights", f"must be one of {WORLD_WEIGHTS}")
-    need(cfg.remove_variant in REMOVE_VARIANTS, "remove_variant", f"must be one of {REMOVE_VARIANTS}")
-    need(cfg.remove_variant != "checkpoint" or bool(cfg.checkpoint_model) or cfg.model in MINIWORLD_MODELS,
-         "checkpoint_model", "remove_variant=checkpoint needs the early checkpoint's HF id or path")
+    need(cfg.remove_variant in REMOVE_LOSSES, "remove_variant", f"unknown remove loss; use one of "
+         f"{sorted(REMOVE_LOSSES)}, or register a new one with @remove_loss in trainables/objective.py")
+    need(not cfg.needs_checkpoint or bool(cfg.checkpoint_model) or cfg.model in MINIWORLD_MODELS,
+         "checkpoint_model", f"remove_variant={cfg.remove_variant} needs the early checkpoint's HF id or path")
     need(cfg.schedule in SCHEDULES, "schedule", f"must be one of {SCHEDULES}")
     need(cfg.lr_schedule in LR_SCHEDULES, "lr_schedule", f"must be one of {LR_SCHEDULES}")
     need(cfg.eval_tasks in EVAL_TASK_SETS, "eval_tasks", f"must be one of {EVAL_TASK_SETS}")

@@ -151,7 +151,7 @@ def check_offline_assets(cfg: TrainConfig) -> None:
     hub_offline = env_flag("HF_HUB_OFFLINE")
     if hub_offline:
         check_model_files(cfg.model, cfg.revision, "model=")
-        if cfg.remove_variant == "checkpoint":
+        if cfg.needs_checkpoint:
             check_model_files(cfg.checkpoint_model, cfg.checkpoint_revision, "checkpoint_model=")
     if hub_offline or env_flag("HF_DATASETS_OFFLINE"):
         for side in ("forget", "retain"):

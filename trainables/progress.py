@@ -25,7 +25,7 @@ class ProgressLine(ray.train.UserCallback):
         step, total = int(m["step"]), int(m.get("total_steps", 0)) or None
         elapsed = time.time() - self.start
         eta = f"ETA {elapsed / step * (total - step):.0f}s" if total else ""
-        print(f"{self.label}step {step}/{total or '?'}  loss={m.get('loss', float('nan')):.4f}  "
-              f"cb={m.get('cb_loss', float('nan')):.4f}  kl={m.get('retain_kl_loss', float('nan')):.4f}  "
-              f"l2={m.get('retain_l2_loss', float('nan')):.4f}  tok/s={m.get('tokens_per_s', 0):.0f}  {eta}",
-              flush=True)
+        terms = "  ".join(f"{k.removeprefix('retain_').removesuffix('_loss')}={m[k]:.4f}"
+                          for k in sorted(m) if k.endswith("_loss"))  # cb, kl, l2: trainables.objective's terms
+        print(f"{self.label}step {step}/{total or '?'}  loss={m.get('loss', float('nan')):.4f}  {terms}  "
+              f"tok/s={m.get('tokens_per_s', 0):.0f}  {eta}", flush=True)

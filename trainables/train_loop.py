@@ -8,6 +8,8 @@ student forward (DDP-safe) and one teacher forward under ``disable_adapter()`` +
 
     loss = c_rm * L_remove + c_ret * (retain_l2 * L_l2 + beta_kl * L_kl)    (c_* from the schedule)
 
+composed by ``trainables.objective`` from the registered remove and retain losses.
+
 Each run times its phases (``trainables.phases``) and returns them as ``phase_seconds``.
 
 Every ``log_every`` steps the rank-averaged metrics are reported (with a safetensors checkpoint every
@@ -37,14 +39,15 @@ from trainables.config import TrainConfig
 from trainables.data import BatchSampler, load_texts, tokenize
 from trainables.hooks import capture_block_outputs, unwrap_model
 from trainables.model import add_lora, load_base_model, load_frozen, load_tokenizer, miniworld
+from trainables.objective import Activations, loss_metrics, objective
 from trainables.phases import PhaseTimer
 from trainables.schedules import coefficients
 
 # This process's import of the loop and its libraries (transformers, peft): paid once, by its first Ray run.
 _UNREPORTED_IMPORTS = {"imports": time.perf_counter() - trainables.IMPORTED_AT}
 
-METRICS = ("loss", "cb_loss", "retain_l2_loss", "retain_kl_loss", "retain_acc", "forget_acc", "cos_sim_mean",
-           "grad_norm", "coef_remove", "coef_retain", "lr", "tokens_per_s")
+METRICS = ("loss", *loss_metrics(), "retain_acc", "forget_acc", "cos_sim_mean", "grad_norm", "coef_remove",
+           "coef_retain", "lr", "tokens_per_s")  # per step; the loss terms from trainables.objective
 
 
 class Unlearner:
@@ -74,7 +77,7 @@ class Unlearner:
             self.model = add_lora(base, cfg)
             self.ddp_model = self._wrap_ddp(self.model)
         with timer.phase("model_load"):
-            self.reference = load_frozen(cfg, self.device, early=True) if cfg.remove_variant == "checkpoint" else None
+            self.reference = load_frozen(cfg, self.device, early=True) if cfg.needs_checkpoint else None
         with timer.phase("data"):
             self._setup_data()
         with timer.phase("lora_setup"):
@@ -154,21 +157,17 @@ class Unlearner:
             student_logits = self.ddp_model(input_ids=ids, attention_mask=mask).logits
             student_h = [held[layer] for layer in layers]
 
-        if cfg.remove_variant == "cos":
-            cb_loss, cos_sim = losses.cos_remove_loss([h[:n_f] for h in student_h], reference_h, f_m)
-        else:
-            cb_loss = losses.checkpoint_remove_loss([h[:n_f] for h in student_h], reference_h, f_m)
-            _, cos_sim = losses.cos_remove_loss([h[:n_f].detach() for h in student_h],
-                                                [teacher_h[layer][:n_f] for layer in layers], f_m)
-        l2 = losses.l2_retain_loss([h[n_f:] for h in student_h], [teacher_h[layer][n_f:] for layer in layers], r_m)
-        kl = losses.kl_retain_loss(student_logits[n_f:], teacher_logits[n_f:], r_m, cfg.kl_temperature,
-                                   cfg.kl_chunk_size)
+        forget = Activations([h[:n_f] for h in student_h], reference_h, student_logits[:n_f], reference_logits, f_m)
+        retain = Activations([h[n_f:] for h in student_h], [teacher_h[layer][n_f:] for layer in layers],
+                           student_logits[n_f:], teacher_logits[n_f:], r_m)
         c_rm, c_ret = coefficients(cfg.schedule, step, self.total_steps, cfg.remove_coef, cfg.retain_coef)
-        loss = c_rm * cb_loss + c_ret * (float(cfg.retain_l2) * l2 + cfg.beta_kl * kl)
-        metrics = {"loss": loss.item(), "cb_loss": cb_loss.item(), "retain_l2_loss": l2.item(),
-                   "retain_kl_loss": kl.item(), "cos_sim_mean": float(cos_sim),
-                   "retain_acc": float(losses.argmax_agreement(student_logits[n_f:], teacher_logits[n_f:], r_m)),
-                   "forget_acc": float(losses.argmax_agreement(student_logits[:n_f], reference_logits, f_m)),
+        loss, terms = objective(cfg, forget, retain, c_rm, c_ret)
+        _, cos_sim = losses.cos_remove_loss([h.detach() for h in forget.hiddens],
+                                            [teacher_h[layer][:n_f] for layer in layers], f_m)
+        metrics = {"loss": loss.item(), **{name: value.item() for name, value in terms.items()},
+                   "cos_sim_mean": float(cos_sim),
+                   "retain_acc": float(losses.argmax_agreement(retain.logits, retain.reference_logits, r_m)),
+                   "forget_acc": float(losses.argmax_agreement(forget.logits, forget.reference_logits, f_m)),
                    "coef_remove": c_rm, "coef_retain": c_ret}
         return loss, metrics, int(mask.sum())
 

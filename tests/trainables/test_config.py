@@ -72,6 +72,7 @@ def test_wrong_depth_in_local_config_is_named(tmp_path):
     ({"lora_layers": "0,4"}, "lora_layers"),
     ({"lora_target_modules": "q_proj,query_key_value"}, "lora_target_modules"),
     ({"schedule": "cosine"}, "schedule"),
+    ({"remove_variant": "npo"}, "remove_variant"),
     ({"model": "x/y", "eval_tasks": "real", "forget.source": "file", "retain.source": "file",
       "remove_variant": "checkpoint", "checkpoint_model": ""}, "checkpoint_model"),
     ({"lr": "fast"}, "lr"),

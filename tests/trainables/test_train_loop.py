@@ -97,6 +97,75 @@ def test_loss_is_the_documented_objective(overrides):
         float(cfg.retain_l2) * m["retain_l2_loss"] + cfg.beta_kl * m["retain_kl_loss"]), rel=1e-6)
 
 
+def _inline_objective(unlearner: Unlearner, step: int, micro_batch: int) -> tuple[torch.Tensor, dict[str, float]]:
+    """The objective as ``_loss_step`` wrote it inline before the loss registry: same forwards, same formula."""
+    cfg, layers = unlearner.cfg, list(unlearner.cfg.target_layers)
+    f_ids, f_mask = unlearner.forget.batch(unlearner.forget_sampler.indices(micro_batch))
+    r_ids, r_mask = unlearner.retain.batch(unlearner.retain_sampler.indices(micro_batch))
+    width, pad = max(f_ids.shape[1], r_ids.shape[1]), unlearner.tokenizer.pad_token_id
+    padded = [torch.nn.functional.pad(t, (0, width - t.shape[1]), value=v)
+              for t, v in ((f_ids, pad), (r_ids, pad), (f_mask, 0), (r_mask, 0))]
+    ids, mask = torch.cat(padded[:2]), torch.cat(padded[2:])
+    n_f = f_ids.shape[0]
+    f_m, r_m = mask[:n_f], mask[n_f:]
+    model = unlearner.model
+    with torch.no_grad(), model.disable_adapter(), capture_block_outputs(model, layers) as held:
+        model.eval()
+        teacher_logits = model(input_ids=ids, attention_mask=mask).logits
+        teacher_h = {k: v.detach() for k, v in held.items()}
+    if unlearner.reference is not None:
+        with torch.no_grad(), capture_block_outputs(unlearner.reference, layers) as held:
+            reference_logits = unlearner.reference(input_ids=ids[:n_f], attention_mask=f_m).logits
+            reference_h = [held[layer].detach() for layer in layers]
+    else:
+        reference_logits, reference_h = teacher_logits[:n_f], [teacher_h[layer][:n_f] for layer in layers]
+    model.train()
+    with capture_block_outputs(model, layers) as held:
+        student_logits = model(input_ids=ids, attention_mask=mask).logits
+        student_h = [held[layer] for layer in layers]
+    if cfg.remove_variant == "cos":
+        cb_loss, cos_sim = losses.cos_remove_loss([h[:n_f] for h in student_h], reference_h, f_m)
+    else:
+        cb_loss = losses.checkpoint_remove_loss([h[:n_f] for h in student_h], reference_h, f_m)
+        _, cos_sim = losses.cos_remove_loss([h[:n_f].detach() for h in student_h],
+                                            [teacher_h[layer][:n_f] for layer in layers], f_m)
+    l2 = losses.l2_retain_loss([h[n_f:] for h in student_h], [teacher_h[layer][n_f:] for layer in layers], r_m)
+    kl = losses.kl_retain_loss(student_logits[n_f:], teacher_logits[n_f:], r_m, cfg.kl_temperature,
+                               cfg.kl_chunk_size)
+    c_rm, c_ret = coefficients(cfg.schedule, step, unlearner.total_steps, cfg.remove_coef, cfg.retain_coef)
+    loss = c_rm * cb_loss + c_ret * (float(cfg.retain_l2) * l2 + cfg.beta_kl * kl)
+    metrics = {"loss": loss.item(), "cb_loss": cb_loss.item(), "retain_l2_loss": l2.item(),
+               "retain_kl_loss": kl.item(), "cos_sim_mean": float(cos_sim),
+               "retain_acc": float(losses.argmax_agreement(student_logits[n_f:], teacher_logits[n_f:], r_m)),
+               "forget_acc": float(losses.argmax_agreement(student_logits[:n_f], reference_logits, f_m)),
+               "coef_remove": c_rm, "coef_retain": c_ret}
+    return loss, metrics
+
+
+def _lora_grads(unlearner: Unlearner, loss: torch.Tensor) -> list[torch.Tensor]:
+    unlearner.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    return [p.grad.clone() for _, p in _trainable(unlearner.model)]
+
+
+@pytest.mark.parametrize("overrides", [
+    {"retain_l2": True, "beta_kl": 0.5, "schedule": "eleuther"},
+    {"retain_l2": False, "beta_kl": 1.0, "schedule": "paper", "remove_variant": "checkpoint"},
+], ids=["cos+l2+kl", "checkpoint+kl"])
+def test_composed_loss_is_bit_identical_to_the_inline_formula(overrides):
+    """The registry's composition changes no bit: same loss, metrics and LoRA gradients on a fixed batch."""
+    cfg = load_preset("miniworld-small", {**SMALL, **overrides, "retain_coef": 3.0, "remove_coef": 2.0})
+    unlearner = _perturbed(cfg)
+    loss, metrics, _ = unlearner._loss_step(3, 1)
+    grads = _lora_grads(unlearner, loss)
+    inline_loss, inline_metrics = _inline_objective(unlearner, 3, 1)
+    inline_grads = _lora_grads(unlearner, inline_loss)
+    assert loss.item() > 0 and torch.equal(loss, inline_loss)
+    assert metrics == inline_metrics
+    assert any(g.abs().sum() > 0 for g in grads)
+    assert all(torch.equal(g, h) for g, h in zip(grads, inline_grads, strict=True))
+
+
 def test_checkpoint_variant_removes_toward_the_early_checkpoint():
     """At peft's LoRA init (B = 0) the student is the base model: cb_loss is the masked MSE between the base
     model's and the early checkpoint's block outputs on the forget batch, computed here independently."""
