@@ -85,6 +85,12 @@ def loss_metrics() -> tuple[str, ...]:
     return (REMOVE_METRIC, *(entry.metric for entry in RETAIN_LOSSES.values()))
 
 
+def step_metrics() -> tuple[str, ...]:
+    """What a training step measures, the losses first: the results table's training columns and the report's
+    curves (the train loop reports these plus its schedule values)."""
+    return ("loss", *loss_metrics(), "retain_acc", "forget_acc", "cos_sim_mean", "grad_norm")
+
+
 @remove_loss("cos")
 def remove_cos(forget: Activations, cfg: TrainConfig) -> Tensor:
     """Circuit breakers: L = mean_l masked_token_mean(ReLU(cos(h_l^θ, h_l^θ0))) on forget tokens."""

@@ -39,15 +39,14 @@ from trainables.config import TrainConfig
 from trainables.data import BatchSampler, load_texts, tokenize
 from trainables.hooks import capture_block_outputs, unwrap_model
 from trainables.model import add_lora, load_base_model, load_frozen, load_tokenizer, miniworld
-from trainables.objective import Activations, loss_metrics, objective
+from trainables.objective import Activations, objective, step_metrics
 from trainables.phases import PhaseTimer
 from trainables.schedules import coefficients
 
 # This process's import of the loop and its libraries (transformers, peft): paid once, by its first Ray run.
 _UNREPORTED_IMPORTS = {"imports": time.perf_counter() - trainables.IMPORTED_AT}
 
-METRICS = ("loss", *loss_metrics(), "retain_acc", "forget_acc", "cos_sim_mean", "grad_norm", "coef_remove",
-           "coef_retain", "lr", "tokens_per_s")  # per step; the loss terms from trainables.objective
+METRICS = (*step_metrics(), "coef_remove", "coef_retain", "lr", "tokens_per_s")  # per step
 
 
 class Unlearner:

@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 
 from search_spaces.facts import AMBIGUOUS
 from trainables.evaluation.result import CHANCE_ACCURACY
+from trainables.objective import step_metrics
 from tuner.analysis.boundary import BoundaryAnalysis, OutcomeState
 from tuner.analysis.boundary_fit import BoundaryFit
 from tuner.records.schema import TrialRow
@@ -35,8 +36,7 @@ STATE_STYLE: dict[OutcomeState | None, tuple[str, str]] = {  # colour, marker
 }
 MAX_WIDTH, DPI = 11.5, 100
 LABEL = {"fontsize": 7, "textcoords": "offset points", "xytext": (5, 4), "zorder": 5}
-CURVE_METRICS = ("loss", "cb_loss", "retain_kl_loss", "retain_l2_loss", "retain_acc", "forget_acc",
-                 "cos_sim_mean", "grad_norm")
+CURVE_METRICS = step_metrics()
 
 
 @dataclass(frozen=True)

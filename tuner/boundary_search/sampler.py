@@ -1,6 +1,6 @@
 """``BoundarySampler``: an Optuna sampler that maps the harmless boundary, then pushes forgetting inside it.
 
-    sampler = BoundarySampler(ModelSpec(baseline_retain=0.99, delta=0.02), seed=0)
+    sampler = BoundarySampler(ModelSpec(baseline_retain=0.99, boundary=space.boundary, delta=0.02), seed=0)
     study = optuna.create_study(directions=["minimize", "maximize"], sampler=sampler, storage=...)
 
 Trial numbers below ``n_startup``: Optuna's scrambled Sobol ``QMCSampler``. After that, on the GPs of

@@ -20,10 +20,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from trainables.evaluation.result import TaskScore
+from trainables.objective import step_metrics
 from tuner.records.schema import BASELINE_ID, TrialRow
 
-TRAIN_COLUMNS = ("loss", "cb_loss", "retain_kl_loss", "retain_l2_loss", "retain_acc", "forget_acc", "cos_sim_mean",
-                 "grad_norm")
+TRAIN_COLUMNS = step_metrics()
 
 
 class ResultsTable:
