@@ -1,4 +1,4 @@
-"""``alpha_hpo``: seed 000's three HPO variants (RRFA's Jan-24 scripts, algorithm.md §3.2), one trial each.
+"""``alpha_hpo``: seed 000's three HPO variants (RRFA's Jan-24 scripts, docs/benchmarks.md#the-anchors), one trial each.
 
 RRFA's schedule with ``alpha_decay_multiplier`` 2 is the ``paper`` schedule with alpha as both coefficients:
 retain = alpha * s/2, remove = alpha * (1 - s/2). The variants' learning rates and layer choices are

@@ -10,13 +10,13 @@ are recorded as two objectives, so the Pareto front is kept too. TPE stays selec
 
 from search_spaces.base import Boundary, Family, Param, SearchSpace
 
-# Mini-world grids (miniworld-notes.md §3): forgetting is set by the ratio remove/retain. Nothing happens at a
-# ratio <= ~0.03 (retain 30, remove 1), forgetting is partial at ~0.1 and complete at >= 0.3; retain damage
-# shows at retain 1 with remove 10. These ranges span ratios 0.001..100, which brackets both sides with about
-# a factor of 3 to spare (the grids used constant coefficients, the preset ramps them).
-# beta_kl starts at 0.1: the mini-world presets' retain loss is KL only (retain_l2=False), so at beta_kl = 0 there
-# is no retain loss at all and every remove damages; near 0 the boundary's remove/retain ratio falls with
-# beta_kl (the loss sees retain_coef * beta_kl), a singular corner where trials only show damage.
+# Mini-world grids (docs/benchmarks.md#how-the-world-responds-to-the-coefficients): forgetting is set by the ratio
+# remove/retain. Nothing happens at a ratio <= ~0.03 (retain 30, remove 1), forgetting is partial at ~0.1 and complete
+# at >= 0.3; retain damage shows at retain 1 with remove 10. These ranges span ratios 0.001..100, which brackets both
+# sides with about a factor of 3 to spare (the grids used constant coefficients, the preset ramps them). beta_kl starts
+# at 0.1: the mini-world presets' retain loss is KL only (retain_l2=False), so at beta_kl = 0 there is no retain loss at
+# all and every remove damages; near 0 the boundary's remove/retain ratio falls with beta_kl (the loss sees retain_coef
+# * beta_kl), a singular corner where trials only show damage.
 MINIWORLD = Family(
     params=(
         Param("retain_coef", "loguniform", 0.3, 100.0),
@@ -27,8 +27,8 @@ MINIWORLD = Family(
 )
 
 # Real models: around the anchors' 5/5 default. Seed 002 saw MMLU damage above remove 15 at retain 5
-# (algorithm.md §8); RRFA's presets use alpha 5..10 for both coefficients. beta_kl = 0 is the pure-L2 retain
-# loss of the L2 presets (llama, mistral); a KL-only preset (deep-ignorance) starts at 0.1, as the mini-world.
+# (docs/benchmarks.md#the-anchors); RRFA's presets use alpha 5..10 for both coefficients. beta_kl = 0 is the pure-L2
+# retain loss of the L2 presets (llama, mistral); a KL-only preset (deep-ignorance) starts at 0.1, as the mini-world.
 REAL = Family(
     params=(
         Param("retain_coef", "loguniform", 0.5, 50.0),

@@ -1,6 +1,6 @@
 """``seed_grid``: the six retain_coef x remove_coef points of seed 002's KL-retain table, one trial each.
 
-The points are EleutherAI's ``hp_tune_kl_loss.py`` grid (algorithm.md §3.2 and §6.2).
+The points are EleutherAI's ``hp_tune_kl_loss.py`` grid (docs/benchmarks.md#the-anchors).
 """
 
 from search_spaces.base import Family, SearchSpace

@@ -3,7 +3,7 @@
     cfg = load_preset("miniworld", {"retain_coef": 5, "remove_coef": 5, "beta_kl": 0.3})
     cfg = TrainConfig.from_json(cfg.to_json())                     # round-trip
 
-Objective (ARCHITECTURE.md §3), with s = step / steps and a_rm, a_ret from ``schedule``:
+Objective (docs/architecture.md#the-loss), with s = step / steps and a_rm, a_ret from ``schedule``:
     loss = remove_coef*a_rm(s)*L_remove + retain_coef*a_ret(s)*(retain_l2*L_l2 + beta_kl*L_kl)
 Layer indices mean decoder block l's output (forward hook on ``layers[l]`` = ``hidden_states[l+1]``).
 """

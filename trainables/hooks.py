@@ -1,4 +1,4 @@
-"""Capture decoder-block outputs with forward hooks (ARCHITECTURE.md §3, algorithm.md §9.1).
+"""Capture decoder-block outputs with forward hooks (docs/architecture.md#hidden-states).
 
 Index convention (``LAYER_INDEX_CONVENTION``, for configs to record):
 layer ``l`` is the OUTPUT of decoder block ``layers[l]`` (0-based), which equals

@@ -2,7 +2,8 @@
 
     ray.init(runtime_env={"env_vars": worker_env(offline_env(cfg))})   # what every Ray worker needs
     trainer = make_trainer(cfg, name="train-<trial_id>", storage=run_dir / "ray", workers=2)
-    result = trainer.fit(); final = result.return_value        # rank 0's metrics + eval (pitfall P3)
+    result = trainer.fit(); final = result.return_value        # rank 0's metrics + eval (see
+                                                               # docs/architecture.md#ray-idioms-the-code-relies-on)
 
 The run name must be stable (never a timestamp): a retried trial with the same name and storage
 resumes from its last checkpoint.
@@ -21,7 +22,8 @@ from ray.train.torch import TorchConfig, TorchTrainer
 from trainables.config import TrainConfig
 from trainables.train_loop import train_loop_per_worker
 
-os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")  # report() polls at this interval (P2)
+# report() polls at this interval (docs/architecture.md#ray-idioms-the-code-relies-on)
+os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2")
 
 
 def make_trainer(cfg: TrainConfig, *, name: str, storage: Path, workers: int = 1, use_gpu: bool = False,
@@ -46,7 +48,8 @@ def make_trainer(cfg: TrainConfig, *, name: str, storage: Path, workers: int = 1
 
 
 def worker_env(extra: dict[str, str]) -> dict[str, str]:
-    """Variables every Ray worker needs: report interval (ray-notes P2), torch threads, HF switches."""
+    """Variables every Ray worker needs: report interval (docs/architecture.md#ray-idioms-the-code-relies-on),
+    torch threads, HF switches."""
     env = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2"),
            "UNLEARN_TORCH_THREADS": os.environ.get("UNLEARN_TORCH_THREADS", "1"), **extra}
     for key in ("HF_HOME", "HF_DATASETS_CACHE", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "UNLEARN_TUNER_CACHE",

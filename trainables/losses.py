@@ -1,4 +1,4 @@
-"""Unlearning losses (ARCHITECTURE.md §3): pure functions over tensors and {0,1} token masks (registered by
+"""Unlearning losses (docs/architecture.md#the-loss): pure functions over tensors and {0,1} token masks (registered by
 name, and composed into the objective, in ``trainables.objective``).
 
 Shapes: hidden states are lists (one entry per target layer) of ``[B, T, D]``; logits are

@@ -1,4 +1,4 @@
-"""The training objective (ARCHITECTURE.md §3): remove and retain losses registered by name, and their sum.
+"""The training objective (docs/architecture.md#the-loss): remove and retain losses registered by name, and their sum.
 
     @remove_loss("cos")                       # selected by remove_variant="cos"; logged as cb_loss
     @retain_loss("kl", weight="beta_kl")      # always on, weighted by cfg.beta_kl; logged as retain_kl_loss

@@ -3,12 +3,13 @@
     load_preset("deep-ignorance", {"retain_coef": 10})
 
 * ``miniworld`` / ``miniworld-small``: the synthetic CPU benchmark (trainables.miniworld), with the
-  set-up measured in miniworld-notes §3: constant coefficients, KL-only retain, 60 steps, lr 1e-3, and a
-  small seeded lora_B init (``lora_init_std``) so that results do not depend on the CPU's kernels.
-* ``deep-ignorance``: EleutherAI's KL-retain checkpoint-transfer run (seed 002, algorithm.md §3.2):
+  set-up measured in docs/benchmarks.md#how-the-world-responds-to-the-coefficients: constant coefficients, KL-only
+  retain, 60 steps, lr 1e-3, and a small seeded lora_B init (``lora_init_std``) so that results do not depend on the
+  CPU's kernels.
+* ``deep-ignorance``: EleutherAI's KL-retain checkpoint-transfer run (seed 002, docs/benchmarks.md#the-anchors):
   LoRA r16 on the GPT-NeoX projections, target layers 5..30, lr 1e-3, 1024 examples, global batch 32,
   KL-only retain, remove = MSE to the pretraining-stage checkpoint. LoRA covers all 32 blocks
-  (algorithm.md §9.2: the anchors' 0..30 left the last block untouched).
+  (docs/benchmarks.md#the-anchors: the anchors' 0..30 left the last block untouched).
 * ``llama-3.1-8b-instruct`` / ``mistral-7b``: RRFA's circuit-breaker presets (seeds 000/001):
   cos remove, L2 + beta_kl * KL retain (beta_kl 0.5, T 1), paper schedule, CB layers 20..31, lr 1e-5.
 """

@@ -1,4 +1,4 @@
-"""Coefficient schedules a_rm(s), a_ret(s) over training progress s ∈ [0, 1] (ARCHITECTURE.md §3).
+"""Coefficient schedules a_rm(s), a_ret(s) over training progress s ∈ [0, 1] (docs/architecture.md#schedules).
 
 loss = remove_coef · a_rm(s) · L_remove + retain_coef · a_ret(s) · L_retain,
 s = min(1, step / total_steps), with ``step`` the 0-based optimizer step.

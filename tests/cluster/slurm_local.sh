@@ -7,7 +7,7 @@
 #        SLURM_LOCAL_NODES (default 1): N > 1 registers N nodes n1..nN on this host, one
 #        slurmd each (Debian's slurm is built with MULTIPLE_SLURMD), slurmd ports
 #        SLURMD_PORT..SLURMD_PORT+N-1; each fake node claims the whole machine
-# From shared/design/slurm-notes.md §3. Test-fixture choices: ProctrackType=proctrack/pgid (a
+# Described in docs/architecture.md#the-cluster-layer. Test-fixture choices: ProctrackType=proctrack/pgid (a
 # scancel kills the job's whole process group, so no Ray process outlives its job; linuxproc
 # loses Ray's reparented processes), no cgroups, KillWait=10 (the Ray template's exit cleanup,
 # ~3-6 s on 2 loaded cores, stays below it), nothing written outside $BASE, daemons found only through our pid files.

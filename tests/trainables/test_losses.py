@@ -1,4 +1,4 @@
-"""Losses of ARCHITECTURE.md §3 against independent float64 numpy references (the registered losses built on
+"""Losses of docs/architecture.md#the-loss against independent float64 numpy references (the registered losses built on
 them: ``test_objective.py``)."""
 
 from __future__ import annotations

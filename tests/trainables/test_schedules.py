@@ -1,4 +1,4 @@
-"""Coefficient schedules of ARCHITECTURE.md §3."""
+"""Coefficient schedules of docs/architecture.md#schedules."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 
 from trainables.schedules import DEFAULT_SCHEDULE, SCHEDULES, coefficients, progress
 
-# (a_rm, a_ret) as functions of s, written from the ARCHITECTURE.md §3 formulas.
+# (a_rm, a_ret) as functions of s, written from the docs/architecture.md#schedules formulas.
 FORMULAS = {
     "eleuther": lambda s: (1 - 0.25 * s, s),
     "paper": lambda s: (1 - s / 2, s / 2),

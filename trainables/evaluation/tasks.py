@@ -8,10 +8,10 @@
       <root>/cais/mmlu/README.md
       <root>/cais/mmlu/<subject>/{test,dev}.jsonl  (or ``.parquet``, as ``hf download`` gives them)
 
-  through a directory of "shadow" YAMLs (lmeval-notes §3): each one ``include:``s the installed task YAML by
-  absolute path and changes only ``dataset_path`` and the ``datasets`` cache_dir, which is keyed by the data's
-  content (``data_digest``), so a root edited in place is re-read, never served from a stale cache.
-  The CLI accepts the same directory:
+  through a directory of "shadow" YAMLs (docs/architecture.md#evaluation): each one ``include:``s the installed task
+  YAML by absolute path and changes only ``dataset_path`` and the ``datasets`` cache_dir, which is keyed by the data's
+  content (``data_digest``), so a root edited in place is re-read, never served from a stale cache. The CLI accepts the
+  same directory:
   ``lm_eval run --model hf --tasks wmdp_bio,mmlu_stem --include_path <task_set.include_path>``.
 
 ``check_tasks(task_set)`` checks the task names against lm-eval's index; the data itself is checked by

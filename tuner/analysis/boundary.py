@@ -29,7 +29,7 @@ from tuner.records.schema import BASELINE_ID, TrialRow
 
 
 class OutcomeState(str, Enum):
-    """The four outcomes of the anchors' taxonomy (algorithm.md §8), named for what they mean."""
+    """The four outcomes of the anchors' taxonomy (docs/architecture.md#outcome-states), named for what they mean."""
 
     FORGETS_HARMLESSLY = "forgets_harmlessly"  # forget dropped, retain within delta: the target
     NO_EFFECT = "no_effect"  # retain within delta, forget not dropped

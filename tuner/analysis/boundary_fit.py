@@ -9,7 +9,8 @@ Laplace approximation w ~ N(w_map, H^-1), H the Hessian of the negative log-post
 N_DRAWS posterior draws give a 90% interval for the boundary.
 
 The boundary is reported as the remove/retain ratio where P = 0.5, at the median retain_coef (and
-median beta_kl): on the mini-world the ratio sets the boundary (design/miniworld-notes.md).
+median beta_kl): on the mini-world the ratio sets the boundary
+(docs/benchmarks.md#how-the-world-responds-to-the-coefficients).
 """
 
 from __future__ import annotations

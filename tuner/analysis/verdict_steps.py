@@ -1,5 +1,5 @@
-"""The verdict's next step: where to search, by the anchors' rules (algorithm.md §8), naming only searched
-parameters (a search over the coefficients never tells the user to "lower lr")."""
+"""The verdict's next step: where to search, by the anchors' rules (docs/architecture.md#outcome-states),
+naming only searched parameters (a search over the coefficients never tells the user to "lower lr")."""
 
 from __future__ import annotations
 

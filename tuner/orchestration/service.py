@@ -2,8 +2,8 @@
 
     python -m tuner.run --space kl_boundary --preset miniworld-small --num-samples 2 steps=8   # -> run_search
 
-Order matters and is the whole design (ARCHITECTURE.md §2): Ray and the cluster's GPU check (nothing is
-created before it passes), the run directory with ``run_config.json`` (resumable from then on), assets once
+Order matters and is the whole design (docs/architecture.md#from-the-cli-to-the-report): Ray and the cluster's GPU check
+(nothing is created before it passes), the run directory with ``run_config.json`` (resumable from then on), assets once
 (the mini-world is built here, before any worker asks for it), the parent run, the baseline row, then
 ``Tuner.fit()`` (or ``Tuner.restore`` on ``--resume``), then the boundary report and the summary. A failure
 after the directory exists marks the MLflow parent run FAILED and prints the resume command; a SIGTERM stops

@@ -1,9 +1,9 @@
 """One Tune trial = one Ray Train run, evaluated in its workers, recorded in the table and MLflow.
 
-The trial function is a Train *driver*: it reserves no CPU/GPU (``{"cpu": 0, "memory": 1 MiB}``, ray-notes
-P1) and runs no forward pass itself. Its TorchTrainer has the stable name ``train-<trial_id>``, so a
-retried or resumed trial continues from its last checkpoint. Optuna sees only the final report:
-``eval_forget_acc`` (↓) and ``eval_retain_acc`` (↑), finite even when the run diverged or failed.
+The trial function is a Train *driver*: it reserves no CPU/GPU (``{"cpu": 0, "memory": 1 MiB}``,
+docs/architecture.md#ray-idioms-the-code-relies-on) and runs no forward pass itself. Its TorchTrainer has the
+stable name ``train-<trial_id>``, so a retried or resumed trial continues from its last checkpoint. Optuna sees
+only the final report: ``eval_forget_acc`` (↓) and ``eval_retain_acc`` (↑), finite even when the run diverged or failed.
 
 Each row's ``phase_seconds`` is the trial's time, phase by phase, in the order they ran:
 
