@@ -131,8 +131,9 @@ class Boundary:
 
     def label(self) -> str:
         """``remove/retain`` or ``remove_coef``: how the boundary's value is named in text."""
-        short = [n.removesuffix("_coef") for n in (self.along, self.ratio_to)]
-        return f"{short[0]}/{short[1]}" if self.ratio_to else self.along
+        if self.ratio_to is None:
+            return self.along
+        return f"{self.along.removesuffix('_coef')}/{self.ratio_to.removesuffix('_coef')}"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

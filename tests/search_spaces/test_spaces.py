@@ -169,3 +169,8 @@ def test_every_boundary_space_declares_params_it_searches():
             for preset in ("miniworld", "deep-ignorance", "llama-3.1-8b-instruct"):
                 searched = {p.name for p in space.params_for(preset)}
                 assert set(space.boundary.names()) <= searched, (space.name, preset)
+
+
+def test_boundary_labels_name_the_value_the_report_states():
+    assert Boundary("remove_coef", ratio_to="retain_coef", slice_by="beta_kl").label() == "remove/retain"
+    assert Boundary("remove_coef", slice_by="kl_temperature").label() == "remove_coef"
