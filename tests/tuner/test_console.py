@@ -25,7 +25,7 @@ def test_finished_lines(tmp_path):
                          retain=_score(0.94)))
     table.write(TrialRow("b2", "failed", params={"retain_coef": 1.0}, error="RuntimeError: boom\nTraceback"))
     assert finished_line(ctx, "a1", "TERMINATED") == (
-        "a1 done  forgets_harmlessly  forget 30.0±3.0% (-40.0)  retain 94.0±3.0% (-1.0)  retain=7.27 remove=5.91")
+        "a1 done  forgets_uncertain  forget 30.0±3.0% (-40.0)  retain 94.0±3.0% (-1.0)  retain=7.27 remove=5.91")
     assert finished_line(ctx, "b2", "TERMINATED") == "b2 failed  RuntimeError: boom  retain=1"
     assert finished_line(ctx, "c3", "ERROR") == "c3 error  (no row in the results table)"
 

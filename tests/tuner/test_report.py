@@ -2,7 +2,8 @@
 
 The run: a 4 x 5 grid of (retain_coef, remove_coef); forget falls to chance above remove/retain 0.05,
 retain is damaged above 0.5 and collapses above 5. Trial "t00" is logged twice (training, then done),
-"t99" failed; every trial has a metrics.jsonl curve.
+"t99" failed; every trial has a metrics.jsonl curve. Each accuracy is scored on 4000 questions (stderr 0.6 pts at
+80 %), enough for the z-tests to call an unchanged retain confidently within delta = 2 pts.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from tuner.records.schema import BASELINE_ID, TrialRow
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _score(acc: float, n: int = 150) -> TaskScore:
+def _score(acc: float, n: int = 4000) -> TaskScore:
     return TaskScore(task="t", acc=acc, stderr=math.sqrt(acc * (1 - acc) / (n - 1)), n=n)
 
 
@@ -68,9 +69,10 @@ def test_report_files_and_markdown(tmp_path: Path) -> None:
     assert f"- **Outcome:** {verdict.outcome}" in md and f"- **Recommended:** {verdict.recommended}" in md
     outcomes = md.split("## Outcomes")[1].split("## ")[0]
     lines = [line for line in outcomes.splitlines() if line.startswith("| ")]
-    assert lines[0] == ("| trial | state | forget % | retain % | Δ forget | Δ retain | P(harmless) | flags | "
-                        "retain_coef | remove_coef | beta_kl |")
+    assert lines[0] == ("| trial | state | forget % | retain % | Δ forget | retain drop vs δ = 2 | P(drop ≤ δ) | flags "
+                        "| remove_coef | retain_coef | beta_kl |")
     assert lines[2].startswith("| baseline | done |") and lines[3].startswith("| t00 | forgets_harmlessly |")
+    assert "| 0.0 ± 0.9 ≤ 2: harmless | 0.99 |" in lines[3] and "| 25.0 ± 1.0 > 2: damaging | 0.00 |" in outcomes
     assert "| t99 | failed |" in outcomes and "CUDA OOM" in md.split("## Not scored")[1]
     training = md.split("## Training metrics")[1]
     assert training.splitlines()[2].startswith("| trial | status | loss | cb_loss | retain_kl_loss |")
@@ -89,8 +91,8 @@ def test_html_is_self_contained(tmp_path: Path) -> None:
 def test_delta_from_run_config_and_argument(tmp_path: Path) -> None:
     run = write_run(tmp_path)
     (run / "run_config.json").write_text(json.dumps({"delta": 0.05}))
-    assert "more than 5.0 pts below" in (render_report(run) / "report.md").read_text()
-    assert "more than 1.0 pts below" in (render_report(run, delta=0.01) / "report.md").read_text()
+    assert "confidently within δ = 5.0 pts" in (render_report(run) / "report.md").read_text()
+    assert "confidently within δ = 1.0 pts" in (render_report(run, delta=0.01) / "report.md").read_text()
 
 
 def test_failed_baseline_still_renders(tmp_path: Path) -> None:
@@ -113,7 +115,7 @@ def test_partial_runs_render_all_figures(tmp_path: Path, case: str) -> None:
     (tmp_path / "results.jsonl").write_text("".join(json.dumps(r.to_dict()) + "\n" for r in rows))
     out = render_report(tmp_path)
     assert {p.name for p in out.glob("*.png")} == {"tradeoff.png", "harmless_map.png", "training_curves.png"}
-    expected = "Boundary not bracketed" if case == "one_state" else "No baseline row"
+    expected = "no retain drop above δ up to remove/retain ≈ 0.0333" if case == "one_state" else "No baseline row"
     assert expected in (out / "report.md").read_text()
 
 

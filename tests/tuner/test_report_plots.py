@@ -1,9 +1,10 @@
 """What the report's figures show, read from the matplotlib figures before they become PNG bytes: every scored
-trial where its accuracies / coefficients put it, the baseline, the P = 0.5 boundary line, one curve per trial.
-The PNG bytes themselves decode to images of the figure's size."""
+trial where its accuracies / coefficients put it, the baseline, the P = 0.5 boundary line with its 0.1-0.9 band,
+the extrapolated region, one curve per trial. The PNG bytes themselves decode to images of the figure's size."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import math
@@ -15,8 +16,9 @@ import pytest
 from matplotlib.collections import PathCollection
 from matplotlib.contour import ContourSet
 
+from search_spaces.base import Boundary
 from trainables.evaluation.result import TaskScore
-from tuner.analysis import report_plots
+from tuner.analysis import report_map, report_plots
 from tuner.analysis.boundary import analyse
 from tuner.analysis.run_data import load_run
 from tuner.records.schema import BASELINE_ID, TrialRow
@@ -48,13 +50,13 @@ def run(tmp_path: Path):
 def figures(monkeypatch: pytest.MonkeyPatch) -> list:
     """The figures the plot functions render, in order (the real PNG is still returned)."""
     captured = []
-    real = report_plots._png
+    real = report_plots.png
 
     def keep(fig, labelled):
         captured.append(fig)
         return real(fig, labelled)
 
-    monkeypatch.setattr(report_plots, "_png", keep)
+    monkeypatch.setattr(report_plots, "png", keep)
     return captured
 
 
@@ -90,17 +92,50 @@ def test_tradeoff_shows_every_trial_and_the_baseline(run, figures):
     assert {s.value for s in a.states.values()} <= set(labels)
 
 
-def test_harmless_map_draws_the_boundary_under_the_trials(run, figures):
+def _contours(ax, levels: list[float]) -> list[ContourSet]:
+    return [c for c in ax.collections if isinstance(c, ContourSet) and list(c.levels) == levels]
+
+
+def test_harmless_map_draws_the_boundary_and_its_band_under_the_trials(run, figures):
     data, a = run
-    png = report_plots.harmless_map_png(data.trials, a)
+    png = report_map.harmless_map_png(data.trials, a)
     (fig,) = figures
     _decodes_to(png.png, fig)
     ax = fig.axes[0]
     assert (ax.get_xscale(), ax.get_yscale()) == ("log", "log")
-    assert a.fit is not None and any(isinstance(c, ContourSet) and list(c.levels) == [0.5] for c in ax.collections)
+    assert a.fit is not None and _contours(ax, [0.5])
+    (band,) = [c for c in _contours(ax, [0.1, 0.9]) if c.filled]
+    assert band.hatches == report_map.BAND["hatches"]
+    assert not _contours(ax, [0.5, 1.5])  # the 4 x 5 grid leaves no point of the panel far from a trial
     points = _points(ax)
     for t in data.trials:
         assert (t.params["retain_coef"], t.params["remove_coef"]) in points, t.trial_id
+
+
+def test_harmless_map_marks_where_the_fit_extrapolates(run, figures):
+    """Without the grid's middle columns (retain_coef 3 and 10) the middle of the panel is far from every trial."""
+    data, _ = run
+    trials = [t for t in data.trials if t.params["retain_coef"] in (1.0, 30.0)]
+    a = analyse(trials, data.baseline, 0.02, 0.95)
+    report_map.harmless_map_png(trials, a)
+    (far,) = _contours(figures[0].axes[0], [0.5, 1.5])
+    (path,) = far.get_paths()
+    assert path.contains_point((5.5, 1.0))
+    assert not any(path.contains_point((t.params["retain_coef"], t.params["remove_coef"])) for t in trials)
+
+
+def test_harmless_map_of_a_boundary_without_a_ratio(run, figures):
+    """Along remove_coef, sliced by kl_temperature: one panel over (remove_coef, kl_temperature)."""
+    data, _ = run
+    trials = [dataclasses.replace(t, params={"remove_coef": t.params["remove_coef"],
+                                             "kl_temperature": t.params["retain_coef"] / 10}) for t in data.trials]
+    a = analyse(trials, data.baseline, 0.02, 0.95, boundary=Boundary(along="remove_coef", slice_by="kl_temperature"))
+    report_map.harmless_map_png(trials, a)
+    ax = figures[0].axes[0]
+    assert (ax.get_xlabel(), ax.get_ylabel(), ax.get_xscale(), ax.get_yscale()) == (
+        "remove_coef", "kl_temperature", "log", "linear")
+    assert a.fit is not None and _contours(ax, [0.5])
+    assert {(t.params["remove_coef"], t.params["kl_temperature"]) for t in trials} <= _points(ax)
 
 
 def test_curves_have_one_line_per_trial_and_metric(run, figures):
@@ -119,7 +154,7 @@ def test_curves_have_one_line_per_trial_and_metric(run, figures):
 def test_every_point_carries_its_trial_id_and_the_baseline_star_is_hollow_underneath(run, figures):
     data, a = run
     plot = report_plots.tradeoff_png(data.trials, data.baseline, a)
-    harmless = report_plots.harmless_map_png(data.trials, a)
+    harmless = report_map.harmless_map_png(data.trials, a)
     tradeoff_fig, map_fig = figures
     for fig, p in ((tradeoff_fig, plot), (map_fig, harmless)):
         labels = [t.get_text() for ax in fig.axes for t in ax.texts]

@@ -1,13 +1,18 @@
-"""The report's verdict: no boundary outside the sampled ratios, the selection rule, next steps over searched
-parameters only, and why the search stopped (stop.json, the recorded reason, the budget cap)."""
+"""The report's verdict: no boundary outside the sampled ratios, the selection rule, one definition of harmless
+(no harmless state past delta), next steps over the boundary's parameters only, a space's own boundary names,
+and why the search stopped (stop.json, the recorded reason, the budget cap)."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import math
+import re
 from pathlib import Path
 
+import numpy as np
+
+from search_spaces.base import Boundary
 from tests.tuner.test_boundary import baseline_row, make_row, sweep
 from trainables.evaluation.result import TaskScore
 from tuner.analysis.boundary import analyse
@@ -48,7 +53,9 @@ def test_an_unbracketed_boundary_names_the_ratios_that_need_trials() -> None:
     trials = [make_row(f"t{i}", ret, 0.01 * ret) for i, ret in enumerate([1.0, 3.0, 10.0])]  # all no_effect
     v = build_verdict(analyse(trials, baseline_row()), trials, baseline_row(), "")
     (line,) = v.boundary
-    assert v.outcome == NOT_FOUND and line.startswith("not resolved yet") and "above 0.01" in line
+    assert v.outcome == NOT_FOUND
+    assert line.startswith("no retain drop above δ up to remove/retain ≈ 0.01 (the largest sampled near this slice)")
+    assert v.next_step.startswith("sample remove/retain above 0.01")
 
 
 def _row(trial_id: str, forget: float, retain: float, se: float = 0.01, **params: float) -> TrialRow:
@@ -56,27 +63,81 @@ def _row(trial_id: str, forget: float, retain: float, se: float = 0.01, **params
                     retain=TaskScore("r", retain, se, 80))
 
 
-def test_the_selection_rule_prefers_a_feasible_trial_and_labels_an_uncertain_one() -> None:
-    base = _row(BASELINE_ID, 0.99, 0.99)
+def test_the_selection_rule_recommends_only_within_delta_and_labels_an_uncertain_one() -> None:
+    base = _row(BASELINE_ID, 0.99, 0.99, se=0.003)
     noisy = _row("noisy", 0.30, 0.95, se=0.04, retain_coef=1.0, remove_coef=1.0)  # 4 pts down, not significant
-    clean = _row("clean", 0.50, 0.98, retain_coef=2.0, remove_coef=1.0)
+    clean = _row("clean", 0.50, 0.98, se=0.003, retain_coef=2.0, remove_coef=1.0)  # 1 +- 0.4 pts down
+    close = _row("close", 0.40, 0.975, se=0.01, retain_coef=3.0, remove_coef=1.0)  # 1.5 +- 1 pts down
     both = build_verdict(analyse([noisy, clean], base, 0.02), [noisy, clean], base, "")
     assert both.outcome == FOUND and both.recommended.startswith("clean (")
-    assert "lowest forget of the 1 trials that forgot with retain drop ≤ δ" in both.recommended
-    assert "≤ δ = 2 pts on the point estimate" in both.rule and "labelled so" in both.rule
+    assert "forgets_harmlessly: lowest forget of the 1 trials that forgot with retain confidently within δ" in (
+        both.recommended)
+    assert "confidently within δ = 2.0 pts" in both.rule and "labelled forgets_uncertain" in both.rule
     a = analyse([noisy], base, 0.02)
     alone = build_verdict(a, [noisy], base, "")
-    assert alone.outcome == UNCERTAIN and "labelled only not confidently damaged" in alone.recommended
+    assert a.states["noisy"].value == "forgets_uncertain" and a.recommended is None and a.nearest == ["noisy"]
+    assert alone.outcome == NOT_FOUND and "nearest candidates: noisy (" in alone.recommended
     _, header, rows = outcome_table(RunData([noisy], base, {}, {}, ""), a)
-    assert rows[1][header.index("flags")] == "recommended, Pareto, only not confidently damaged"
+    assert rows[1][header.index("retain drop vs δ = 2")] == "4.0 ± 4.0 > 2: uncertain"
+    a = analyse([close, noisy], base, 0.02)
+    uncertain = build_verdict(a, [close, noisy], base, "")
+    assert a.recommended == "close" and uncertain.outcome == UNCERTAIN
+    assert "forgets_uncertain: retain drop 1.5 ± 1.0 pts is within δ on the point estimate" in uncertain.recommended
+    assert uncertain.next_step.startswith("confirm close: re-evaluate it")
+    a = analyse([clean, close], base, 0.02)
+    stronger = build_verdict(a, [clean, close], base, "")
+    assert (a.recommended, a.stronger) == ("clean", ["close"])
+    assert stronger.next_step.startswith("confirm close: it forgot 10.0 pts more than clean")
+    _, header, rows = outcome_table(RunData([clean, close], base, {}, {}, ""), a)
+    assert [r[header.index("flags")] for r in rows] == ["", "recommended, Pareto", "confirm, Pareto"]
+
+
+def test_no_state_says_harmless_past_delta() -> None:
+    """Random trials around delta, small and large stderrs: a harmless state has drop <= delta, a damaging one
+    drop > delta, and each side agrees with its one-sided z-test."""
+    rng = np.random.default_rng(0)
+    base = _row(BASELINE_ID, 0.9, 0.95, se=0.005)
+    trials = [_row(f"t{i}", rng.uniform(0.25, 0.9), 0.95 - rng.uniform(-0.01, 0.06), se=rng.choice([0.002, 0.02]),
+                   retain_coef=1.0, remove_coef=float(rng.uniform(0.1, 10))) for i in range(200)]
+    a = analyse(trials, base, 0.02)
+    drops = {t.trial_id: 0.95 - t.retain.acc for t in trials}
+    harmless = {i for i, s in a.states.items() if s.value in ("no_effect", "forgets_harmlessly")}
+    damaging = {i for i, s in a.states.items() if s.value in ("damages", "both_collapsed")}
+    assert not [(i, round(100 * drops[i], 1), a.states[i].value) for i in harmless if drops[i] > 0.02]
+    assert not [(i, round(100 * drops[i], 1), a.states[i].value) for i in damaging if drops[i] <= 0.02]
+    sides = {"harmless": 0, "uncertain": 0, "damaging": 0}
+    for t in trials:
+        drop, se = drops[t.trial_id], math.hypot(0.005, t.retain.stderr)
+        assert (t.trial_id in harmless) == (0.02 - drop > 1.645 * se), t.trial_id
+        assert (t.trial_id in damaging) == (drop - 0.02 > 1.645 * se), t.trial_id
+        sides["harmless" if t.trial_id in harmless else "damaging" if t.trial_id in damaging else "uncertain"] += 1
+    assert min(sides.values()) >= 20, sides  # all three outcomes are exercised
 
 
 def test_the_next_step_names_only_searched_parameters() -> None:
     damaged = [_row(f"t{i}", 0.50, 0.60, remove_coef=m) for i, m in enumerate([1.0, 2.0])]
     base = _row(BASELINE_ID, 0.99, 0.99)
     step = build_verdict(analyse(damaged, base), damaged, base, "").next_step
-    assert "lr" not in step and "retain_coef" not in step and "beta_kl" not in step
-    assert "remove_coef" in step
+    assert not {"lr", "retain_coef", "beta_kl", "raise"} & set(re.findall(r"\w+", step))
+    assert step.startswith("sample remove_coef below 1: the retain drop is above δ already there")
+
+
+def test_a_boundary_without_a_ratio_is_named_by_its_own_params() -> None:
+    """A space's boundary along remove_coef, sliced by kl_temperature, retain_coef fixed: the verdict and table
+    name those params, never remove/retain or beta_kl."""
+    base = _row(BASELINE_ID, 0.9, 0.95, se=0.003)
+    trials = [_row(f"t{i}{j}", 0.9 if rem < 1 else 0.4, 0.95 if rem < 3 * temp else 0.7, se=0.003,
+                   remove_coef=rem, kl_temperature=temp)
+              for i, rem in enumerate([0.3, 0.9, 2.0, 5.0, 12.0]) for j, temp in enumerate([1.0, 2.0, 4.0])]
+    a = analyse(trials, base, 0.02, boundary=Boundary(along="remove_coef", slice_by="kl_temperature"))
+    v = build_verdict(a, trials, base, "")
+    assert a.boundary == Boundary(along="remove_coef", slice_by="kl_temperature")
+    assert [line.split(":")[0] for line in v.boundary] == [f"at kl_temperature ≈ {t:g}" for t in (1, 2, 4)]
+    assert all("remove_coef" in line for line in v.boundary)
+    text = v.text()
+    assert "remove/retain" not in text and "beta_kl" not in text and "retain_coef" not in text
+    _, header, _ = outcome_table(RunData(trials, base, {}, {}, ""), a)
+    assert header[-2:] == ["remove_coef", "kl_temperature"]
 
 
 def test_why_the_search_stopped(tmp_path: Path) -> None:

@@ -1,15 +1,16 @@
 """Where does unlearning stop being harmless? Outcome states, Pareto front, boundary fit, recommendation.
 
-``analyse(trials, baseline)`` reads the results table (``TrialRow``s) and returns one ``BoundaryAnalysis``.
-Every decision is a one-sided z-test at ``confidence`` (default 0.95, z = 1.645) on lm-eval stderrs:
+    a = analyse(trials, baseline, delta=0.02, confidence=0.95, model=None, boundary=KL_BOUNDARY)
 
-    retain damaged:  b_ret - t_ret - delta > z * sqrt(se_b^2 + se_t^2)
-    forget dropped:  b_fgt - t_fgt         > z * sqrt(se_b^2 + se_t^2)
-    at chance:       not (acc - 0.25       > z * se)
+reads the results table (``TrialRow``s) and returns one ``BoundaryAnalysis``. Each scored trial gets its state
+from ``tuner.analysis.outcomes.classify`` (the one definition of harmless: the boundary sampler's ``model`` P when
+there is one, else the trial's own z-test at ``confidence``). Without a model, a logistic fit of "retain drop <=
+delta" (``boundary_fit``) gives the harmless map and the boundary.
 
-"Harmless" means *not confidently worse than delta*. The stricter "confidently within delta" needs
-se << delta, i.e. thousands of questions; at n = 100..200 (se of 3-5 points) it would call nothing
-harmless. ``detectable_drop`` states the price: the retain drop that is flagged half of the time.
+Recommended: the lowest forget among ``forgets_harmlessly`` trials; when there is none, among ``forgets_uncertain``
+trials with retain drop <= delta on the point estimate (with a model, P >= CONFIDENT first), and the verdict says
+it is uncertain. ``stronger`` lists the uncertain candidates that forgot significantly more than the
+recommended trial: confirming one of them would improve the answer.
 """
 
 from __future__ import annotations
@@ -22,23 +23,15 @@ from typing import Any
 import numpy as np
 from scipy.stats import norm
 
+from search_spaces.base import Boundary
 from search_spaces.facts import CONFIDENT, DEFAULT_CONFIDENCE, DEFAULT_DELTA, retain_drop
-from trainables.evaluation.result import CHANCE_ACCURACY, TaskScore
+from trainables.evaluation.result import TaskScore
+from tuner.analysis.axes import KL_BOUNDARY, restrict
 from tuner.analysis.boundary_fit import BoundaryFit, fit_boundary
+from tuner.analysis.outcomes import OutcomeState, RetainSide, classify, retain_p, significant
 from tuner.records.schema import BASELINE_ID, TrialRow
 
-
-class OutcomeState(str, Enum):
-    """The four outcomes of the anchors' taxonomy (docs/architecture.md#outcome-states), named for what they mean."""
-
-    FORGETS_HARMLESSLY = "forgets_harmlessly"  # forget dropped, retain within delta: the target
-    NO_EFFECT = "no_effect"  # retain within delta, forget not dropped
-    BOTH_DEGRADED = "both_degraded"  # retain more than delta below baseline (forget usually partway)
-    BOTH_COLLAPSED = "both_collapsed"  # retain damaged and both accuracies at chance
-
-    @property
-    def harmless(self) -> bool:
-        return self in (OutcomeState.FORGETS_HARMLESSLY, OutcomeState.NO_EFFECT)
+P_LABEL = "P(drop ≤ δ)"  # the P a state read: the model's, else the trial's own z-test
 
 
 @dataclass(frozen=True)
@@ -47,19 +40,22 @@ class BoundaryAnalysis:
 
     delta: float
     confidence: float
+    boundary: Boundary  # the run's boundary, restricted to the params the trials carry
     n_trials: int
     baseline_problem: str  # "" when the baseline is scored
     states: dict[str, OutcomeState]  # scored trials only
     unscored: dict[str, str]  # trial_id -> status (failed, diverged, queued, ... or done without scores)
     pareto: list[str]  # non-dominated trials (forget acc down, retain acc up), by forget acc
-    fit: BoundaryFit | None
+    fit: BoundaryFit | Any | None  # the boundary sampler's model, else the logistic fit
+    by_model: bool  # states read the sampler's model P (else each trial's own z-test)
     fit_note: str  # why there is no fit, or "" when there is
-    recommended: str | None  # strongest forgetting among forgets_harmlessly trials
-    tied: list[str]  # other forgets_harmlessly trials whose forget acc is not significantly higher
-    nearest: list[str]  # when nothing forgets harmlessly: the closest candidates
-    detectable_drop: float | None  # retain drop (fraction) flagged as damage with probability 1/2
+    recommended: str | None
+    tied: list[str]  # other trials of the recommended one's tier whose forget acc is not significantly higher
+    stronger: list[str]  # forgets_uncertain trials (drop <= delta) that forgot significantly more: to confirm
+    nearest: list[str]  # when nothing is recommended: the closest candidates
+    undecided: tuple[float, float] | None  # z-test only: drops between these are uncertain at the median stderr
     summary: dict[str, str]  # trial_id (and "baseline") -> one-line description used in the verdict
-    p_harmless: dict[str, float | None] = field(default_factory=dict)  # scored trial -> the fit's P at its params
+    p_harmless: dict[str, float] = field(default_factory=dict)  # scored trial -> the P(drop <= delta) its state read
 
     def counts(self) -> dict[OutcomeState, int]:
         return {s: sum(v is s for v in self.states.values()) for s in OutcomeState}
@@ -69,13 +65,11 @@ class BoundaryAnalysis:
 
 
 def analyse(trials: list[TrialRow], baseline: TrialRow | None, delta: float = DEFAULT_DELTA,
-            confidence: float = DEFAULT_CONFIDENCE, model: Any = None) -> BoundaryAnalysis:
+            confidence: float = DEFAULT_CONFIDENCE, model: Any = None,
+            boundary: Boundary | None = None) -> BoundaryAnalysis:
     """Label, fit and recommend. ``trials`` may contain the baseline row; it is ignored there. ``model`` (with
-    ``BoundaryFit``'s interface, e.g. the boundary sampler's ``ModelFit``) replaces the logistic fit.
-
-    The recommendation is the lowest forget among forgets_harmlessly trials whose retain drop is <= delta on
-    the point estimate; one that is only "not confidently damaged" is recommended only when no such trial
-    exists, and is labelled so."""
+    ``BoundaryFit``'s interface: the boundary sampler's ``ModelFit``) decides the states and replaces the logistic
+    fit; ``boundary`` (default: the model's, else ``KL_BOUNDARY``) names the coordinates."""
     trials = [t for t in trials if not t.is_baseline]
     z = float(norm.ppf(confidence))
     scored = [t for t in trials if t.status == "done" and t.scored]
@@ -85,41 +79,36 @@ def analyse(trials: list[TrialRow], baseline: TrialRow | None, delta: float = DE
     problem = "" if base else ("No baseline row in the results table" if baseline is None else
                                f"The baseline row has no forget/retain scores (status {baseline.status}"
                                + (f": {baseline.error}" if baseline.error else "") + ")")
-    states = {t.trial_id: classify(t, base, delta, z) for t in scored} if base else {}
+    boundary = restrict(boundary or getattr(model, "boundary", None) or KL_BOUNDARY, [t.params for t in scored])
+    p_model = {t.trial_id: model.p_at(t.params) for t in scored} if model is not None else {}
+    states = {t.trial_id: classify(t, base, delta, z, p_model.get(t.trial_id)) for t in scored} if base else {}
+    labelled = [t for t in scored if t.trial_id in states]
     fit, fit_note = (model, "") if model is not None else fit_boundary(
-        [t.params for t in scored if t.trial_id in states],
-        [states[t.trial_id].harmless for t in scored if t.trial_id in states])
+        [t.params for t in labelled], [feasible(t, base, delta) for t in labelled], boundary)
+    p_used = {t.trial_id: retain_p(t, base, delta, z, p_model.get(t.trial_id))[0] for t in labelled}
 
-    def rank(t: TrialRow) -> tuple[bool, bool, float, float, float]:
-        """Feasible on the point estimate first, then (with a ``model``) P(feasible) >= CONFIDENT, then lowest
-        forget acc, highest retain acc, highest P."""
-        p = fit.p_at(t.params) if fit else None
-        unsure = model is not None and (p or 0.0) < CONFIDENT
-        return not feasible(t, base, delta), unsure, t.forget.acc, -t.retain.acc, -(p or 0.0)
+    def rank(t: TrialRow) -> tuple[bool, float, float, float]:
+        """With a ``model``, P >= CONFIDENT first; then lowest forget acc, highest retain acc, highest P."""
+        return model is not None and p_used[t.trial_id] < CONFIDENT, t.forget.acc, -t.retain.acc, -p_used[t.trial_id]
 
-    by_forget = sorted((t for t in scored if states.get(t.trial_id) is OutcomeState.FORGETS_HARMLESSLY), key=rank)
-    best = by_forget[0] if by_forget else None
-    tied = [t.trial_id for t in by_forget[1:] if not _significant(t.forget, best.forget, 0.0, z)]
-    nearest = [] if best or not states else _nearest(scored, states, base)
-    summary = {t.trial_id: _describe(t, base, fit) for t in scored}
+    harmless = sorted((t for t in labelled if states[t.trial_id] is OutcomeState.FORGETS_HARMLESSLY), key=rank)
+    uncertain = sorted((t for t in labelled if states[t.trial_id] is OutcomeState.FORGETS_UNCERTAIN
+                        and feasible(t, base, delta)), key=rank)
+    pool = harmless or uncertain
+    best = pool[0] if pool else None
+    tied = [t.trial_id for t in pool[1:] if not significant(t.forget, best.forget, z)]
+    stronger = [t.trial_id for t in sorted(uncertain, key=lambda t: t.forget.acc)
+                if best is not None and pool is harmless and significant(best.forget, t.forget, z)]
+    summary = {t.trial_id: _describe(t, base, p_used.get(t.trial_id)) for t in scored}
     if base:
         summary[BASELINE_ID] = f"{_score(base.forget)} forget, {_score(base.retain)} retain"
     return BoundaryAnalysis(
-        delta=delta, confidence=confidence, n_trials=len(trials), baseline_problem=problem, states=states,
-        unscored=unscored, pareto=pareto_front(scored), fit=fit, fit_note=fit_note,
-        recommended=best.trial_id if best else None, tied=tied, nearest=nearest,
-        detectable_drop=_detectable_drop(scored, base, delta, z), summary=summary,
-        p_harmless={t.trial_id: fit.p_at(t.params) for t in scored} if fit else {})
-
-
-def classify(trial: TrialRow, baseline: TrialRow, delta: float, z: float) -> OutcomeState:
-    """One scored trial's state: harmless first (retain not confidently > delta below baseline)."""
-    forget_dropped = _significant(baseline.forget, trial.forget, 0.0, z)
-    if not _significant(baseline.retain, trial.retain, delta, z):
-        return OutcomeState.FORGETS_HARMLESSLY if forget_dropped else OutcomeState.NO_EFFECT
-    if at_chance(trial.forget, z) and at_chance(trial.retain, z):
-        return OutcomeState.BOTH_COLLAPSED
-    return OutcomeState.BOTH_DEGRADED
+        delta=delta, confidence=confidence, boundary=boundary, n_trials=len(trials), baseline_problem=problem,
+        states=states, unscored=unscored, pareto=pareto_front(scored), fit=fit, by_model=model is not None,
+        fit_note=fit_note, recommended=best.trial_id if best else None, tied=tied, stronger=stronger,
+        nearest=[] if best or not states else _nearest(labelled, states, base, z),
+        undecided=None if model is not None else _undecided(labelled, base, delta, z), summary=summary,
+        p_harmless=p_used)
 
 
 def pareto_front(trials: list[TrialRow]) -> list[str]:
@@ -134,40 +123,31 @@ def feasible(t: TrialRow, base: TrialRow | None, delta: float) -> bool:
     return base is not None and retain_drop(base.retain.acc, t.retain.acc) <= delta
 
 
-def _significant(high: TaskScore, low: TaskScore, margin: float, z: float) -> bool:
-    """One-sided test that high.acc - low.acc > margin: (diff - margin) > z * sqrt(se_h^2 + se_l^2)."""
-    return high.acc - low.acc - margin > z * math.hypot(high.stderr, low.stderr)
+def _nearest(scored: list[TrialRow], states: dict[str, OutcomeState], base: TrialRow, z: float) -> list[str]:
+    """The two trials that forgot significantly with the least retain loss, and the two non-damaging ones that did
+    not forget with the lowest forget acc."""
+    forgot = sorted((t for t in scored if significant(base.forget, t.forget, z)), key=lambda t: -t.retain.acc)
+    kept = sorted((t for t in scored if t not in forgot and states[t.trial_id].retain is not RetainSide.DAMAGING),
+                  key=lambda t: t.forget.acc)
+    return [t.trial_id for t in forgot[:2] + kept[:2]]
 
 
-def at_chance(score: TaskScore, z: float) -> bool:
-    """Not significantly above chance (one-sided, ``z`` standard errors)."""
-    return not score.acc - CHANCE_ACCURACY > z * score.stderr
-
-
-def _nearest(scored: list[TrialRow], states: dict[str, OutcomeState], base: TrialRow) -> list[str]:
-    """The two damaged trials that forgot with the least retain loss, and the two mildest harmless ones."""
-    forgot = sorted((t for t in scored if not states[t.trial_id].harmless and t.forget.acc < base.forget.acc),
-                    key=lambda t: -t.retain.acc)
-    harmless = sorted((t for t in scored if states[t.trial_id].harmless), key=lambda t: t.forget.acc)
-    return [t.trial_id for t in forgot[:2] + harmless[:2]]
-
-
-def _describe(t: TrialRow, base: TrialRow | None, fit: BoundaryFit | None) -> str:
-    """'t07 (retain_coef=5, ...): 26.0±4.0% forget (-44.0 pts), 78.6±2.9% retain (-1.4 pts)'"""
+def _describe(t: TrialRow, base: TrialRow | None, p: float | None) -> str:
+    """'t07 (retain_coef=5, ...): 26.0±4.0% forget (-44.0 pts), 78.6±2.9% retain (-1.4 pts), P(drop ≤ δ)=0.93'"""
     params = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in t.params.items())
     text = f"{t.trial_id} ({params}): {_score(t.forget)} forget"
     text += f" ({_pts(t.forget.acc - base.forget.acc)} pts)" if base else ""
     text += f", {_score(t.retain)} retain"
     text += f" ({_pts(t.retain.acc - base.retain.acc)} pts)" if base else ""
-    p = fit.p_at(t.params) if fit else None
-    return text + (f", {fit.P_LABEL}={p:.2f}" if p is not None else "")
+    return text + (f", {P_LABEL}={p:.2f}" if p is not None else "")
 
 
-def _detectable_drop(scored: list[TrialRow], base: TrialRow | None, delta: float, z: float) -> float | None:
-    """delta + z * median sqrt(se_b^2 + se_t^2): the true retain drop the test flags half of the time."""
+def _undecided(scored: list[TrialRow], base: TrialRow | None, delta: float, z: float) -> tuple[float, float] | None:
+    """(delta - z * se, delta + z * se) at the median se = sqrt(se_b^2 + se_t^2): the z-tests' undecided drops."""
     if base is None or not scored:
         return None
-    return delta + z * float(np.median([math.hypot(base.retain.stderr, t.retain.stderr) for t in scored]))
+    se = float(np.median([math.hypot(base.retain.stderr, t.retain.stderr) for t in scored]))
+    return delta - z * se, delta + z * se
 
 
 def _score(s: TaskScore) -> str:

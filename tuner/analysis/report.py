@@ -22,8 +22,10 @@ from pathlib import Path
 from search_spaces.facts import DEFAULT_CONFIDENCE, DEFAULT_DELTA
 from trainables.config import ConfigError
 from trainables.preflight import check_ranges
+from tuner.analysis.axes import run_boundary
 from tuner.analysis.boundary import analyse
-from tuner.analysis.report_plots import STATE_STYLE, Plot, curves_png, harmless_map_png, tradeoff_png
+from tuner.analysis.report_map import NEAR, harmless_map_png
+from tuner.analysis.report_plots import STATE_STYLE, Plot, curves_png, tradeoff_png
 from tuner.analysis.report_tables import OUTCOMES, Table, tables
 from tuner.analysis.run_data import ReportInputError, load_run
 from tuner.analysis.verdict import Verdict, build_verdict
@@ -33,8 +35,10 @@ FIGURES = {  # file name -> (section title, caption)
     "tradeoff.png": ("Forget vs retain", "Each scored trial ± stderr, coloured by outcome state, labelled with "
                      "its id; dashed: Pareto front; hollow star: baseline; green band: within delta of the "
                      "baseline retain."),
-    "harmless_map.png": ("Harmless region", "Fitted P(harmless) over the coefficients (log axes); black "
-                         "line: P = 0.5, the estimated boundary; dashed: 0.1 and 0.9; labels: trial ids."),
+    "harmless_map.png": ("Harmless region", "The fit's P(retain drop ≤ δ) over the boundary's coordinates; black "
+                         "line: P = 0.5, the estimated boundary; dotted band between the dashed lines: 0.1 < P < 0.9, "
+                         f"the boundary's interval; faded: extrapolated (no trial within {NEAR:g} of the "
+                         "panel's width and height); points coloured by outcome state, labelled with their ids."),
     "training_curves.png": ("Training curves", "Logged training metrics per trial, coloured by state."),
 }
 CSS = """body{font:15px/1.5 system-ui,sans-serif;color:#222;max-width:1200px;margin:2em auto;padding:0 1em}
@@ -62,7 +66,7 @@ def render_report(run_dir: str | Path, delta: float | None = None, confidence: f
 
     base_retain = data.baseline.retain.acc if data.baseline and data.baseline.retain else None
     a = analyse(data.trials, data.baseline, delta, confidence,
-                model=run_model_fit(run_dir, data.config, base_retain, delta))
+                model=run_model_fit(run_dir, data.config, base_retain, delta), boundary=run_boundary(data.config))
     verdict = build_verdict(a, data.trials, data.baseline, data.stop)
     out = run_dir / REPORT_DIR
     out.mkdir(exist_ok=True)

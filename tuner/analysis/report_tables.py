@@ -1,6 +1,7 @@
 """The report's tables, each (title, header, rows) of strings:
 
-* Outcomes   what each trial did: state, forget / retain ± stderr, Δ vs baseline, P(...), flags; params last
+* Outcomes   what each trial did: state, forget / retain ± stderr, Δ forget, the retain drop ± stderr against
+             delta with its retain side, the P(drop <= delta) the state read, flags; params last (the boundary's first)
 * Training metrics   how it trained: final training metrics, the alternative-format scores, timings
 * Not scored failed / diverged trials with their errors
 * Run config the run's settings with paths relative to the run directory and the effective training config
@@ -14,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from trainables.evaluation.result import TaskScore
-from tuner.analysis.boundary import BoundaryAnalysis, feasible
-from tuner.analysis.boundary_fit import FEATURES
+from tuner.analysis.boundary import P_LABEL, BoundaryAnalysis
+from tuner.analysis.outcomes import retain_drop_se
 from tuner.analysis.report_plots import CURVE_METRICS
 from tuner.analysis.run_data import RunData
 from tuner.records.schema import TrialRow
@@ -37,19 +38,18 @@ def tables(data: RunData, a: BoundaryAnalysis, run_dir: Path) -> list[Table]:
 
 def outcome_table(data: RunData, a: BoundaryAnalysis) -> Table:
     rows = _rows(data)
-    params = _keys([t.params for t in rows], FEATURES)
+    params = _keys([t.params for t in rows], a.boundary.names())
     base = data.baseline if data.baseline and data.baseline.scored else None
-    label = a.fit.P_LABEL if a.fit else "P(harmless)"
     body = []
     for t in rows:
         state = a.states.get(t.trial_id)
-        p = a.fit.p_at(t.params) if a.fit and not t.is_baseline else None
+        p = a.p_harmless.get(t.trial_id)
         body.append([t.trial_id, state.value if state else t.status, _acc(t.forget), _acc(t.retain),
-                     _delta(t.forget, base and base.forget, t.is_baseline),
-                     _delta(t.retain, base and base.retain, t.is_baseline),
-                     "" if p is None else f"{p:.2f}", ", ".join(_flags(t, a, base)),
+                     _delta(t.forget, base and base.forget, t.is_baseline), _against(t, a, base),
+                     "" if p is None else f"{p:.2f}", ", ".join(_flags(t, a)),
                      *(_cell(t.params.get(k)) for k in params)])
-    header = ["trial", "state", "forget %", "retain %", "Δ forget", "Δ retain", label, "flags", *params]
+    header = ["trial", "state", "forget %", "retain %", "Δ forget", f"retain drop vs δ = {100 * a.delta:g}",
+              P_LABEL, "flags", *params]
     return OUTCOMES, header, body
 
 
@@ -89,14 +89,22 @@ def _range(values: list[Any]) -> str:
     return ", ".join(dict.fromkeys(_cell(v) for v in values))
 
 
-def _flags(t: TrialRow, a: BoundaryAnalysis, base: TrialRow | None) -> list[str]:
-    state = a.states.get(t.trial_id)
+def _flags(t: TrialRow, a: BoundaryAnalysis) -> list[str]:
     flags = ["recommended"] if t.trial_id == a.recommended else []
     flags += ["tied"] if t.trial_id in a.tied else []
+    flags += ["confirm"] if t.trial_id in a.stronger else []
     flags += ["Pareto"] if t.trial_id in a.pareto else []
-    if state is not None and state.harmless and not feasible(t, base, a.delta):
-        flags.append("only not confidently damaged")
     return flags
+
+
+def _against(t: TrialRow, a: BoundaryAnalysis, base: TrialRow | None) -> str:
+    """'3.3 ± 1.0 > 2: uncertain': the drop (points) ± its stderr, its side of delta, and the state's retain side."""
+    state = a.states.get(t.trial_id)
+    if state is None or base is None:
+        return ""
+    drop, se = retain_drop_se(t, base)
+    return (f"{100 * drop:.1f} ± {100 * se:.1f} {'≤' if drop <= a.delta else '>'} {100 * a.delta:g}: "
+            f"{state.retain.value}")
 
 
 def _rows(data: RunData) -> list[TrialRow]:

@@ -5,24 +5,27 @@
 
 Rules it keeps:
 
-* selection: lowest forget among trials that forgot and whose retain drop is <= delta on the point estimate
-  (with the boundary sampler's model, those with P(feasible) >= CONFIDENT = 0.7 first); a trial that is only "not
-  confidently damaged" is recommended only when no such trial exists, and is labelled so;
-* no extrapolation: a boundary ratio is stated only inside the range of remove/retain ratios sampled near
-  its beta_kl slice, an interval only when both ends are finite and inside that range; otherwise the slice
-  says "beyond the sampled range" / "not resolved yet" and which ratios need trials;
-* the next step moves only parameters the search varied.
+* one definition of harmless: states, recommendation and wording read ``tuner.analysis.outcomes``;
+* selection: lowest forget among ``forgets_harmlessly`` trials; when there is none, the best ``forgets_uncertain``
+  trial with retain drop <= delta on the point estimate, labelled uncertain;
+* no claim past the evidence: each slice's boundary line says what its trials show (``tuner.analysis.slices``):
+  an estimate only where trials on both sides bracket it, its interval only when finite and inside the sampled
+  positions, "no retain drop above δ up to X (the largest sampled near this slice)", "not sampled";
+* the next step (``verdict_steps``) comes from where the answer can still improve, never across the boundary.
+
+Coordinates are named from the run's boundary (``a.boundary``): "remove/retain" and "beta_kl" for the default
+space, "remove_coef" and "kl_temperature" for a boundary along remove_coef sliced by kl_temperature.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-from search_spaces.facts import CONFIDENT
-from tuner.analysis.boundary import BoundaryAnalysis, OutcomeState, feasible
-from tuner.analysis.boundary_fit import BoundaryFit
+from search_spaces.facts import AMBIGUOUS, CONFIDENT
+from tuner.analysis.boundary import P_LABEL, BoundaryAnalysis
+from tuner.analysis.outcomes import OutcomeState, retain_drop_se
+from tuner.analysis.slices import Kind, Slice, boundary_slices
 from tuner.analysis.verdict_steps import next_step
 from tuner.records.schema import BASELINE_ID, TrialRow
 
@@ -56,14 +59,14 @@ class Verdict:
 def build_verdict(a: BoundaryAnalysis, trials: Sequence[TrialRow], baseline: TrialRow | None,
                   stop: str) -> Verdict:
     scored = [t for t in trials if t.trial_id in a.states]
-    searched = sorted({k for t in trials if not t.is_baseline for k in t.params})
-    return Verdict(outcome=_outcome(a, scored, baseline), recommended=_recommended(a, scored, baseline),
-                   rule=_rule(a), boundary=_boundary(a, scored), next_step=next_step(a, scored, searched),
+    slices = boundary_slices(a, scored, baseline)
+    return Verdict(outcome=_outcome(a), recommended=_recommended(a, scored, baseline), rule=_rule(a),
+                   boundary=_boundary(a, slices), next_step=next_step(a, scored, baseline, slices),
                    stopped=stop or "unknown (no run_config.json or stop.json in the run directory)",
                    evidence=_evidence(a))
 
 
-def _outcome(a: BoundaryAnalysis, scored: list[TrialRow], baseline: TrialRow | None) -> str:
+def _outcome(a: BoundaryAnalysis) -> str:
     if a.n_trials == 0:
         return "no trials in the results table yet"
     if a.baseline_problem:
@@ -72,84 +75,71 @@ def _outcome(a: BoundaryAnalysis, scored: list[TrialRow], baseline: TrialRow | N
         return f"no verdict: none of the {a.n_trials} trials has forget and retain scores ({_counts(a.unscored)})"
     if a.recommended is None:
         return NOT_FOUND
-    best = next(t for t in scored if t.trial_id == a.recommended)
-    return FOUND if feasible(best, baseline, a.delta) else UNCERTAIN
+    return FOUND if a.states[a.recommended] is OutcomeState.FORGETS_HARMLESSLY else UNCERTAIN
 
 
 def _recommended(a: BoundaryAnalysis, scored: list[TrialRow], baseline: TrialRow | None) -> str:
     if a.recommended is None:
-        near = "; ".join(a.summary[t] for t in a.nearest)
+        near = "; ".join(f"{a.summary[t]} ({a.states[t].value})" for t in a.nearest)
         return "none" + (f"; nearest candidates: {near}" if near else "")
     best = next(t for t in scored if t.trial_id == a.recommended)
-    n_ok = sum(feasible(t, baseline, a.delta) and a.states[t.trial_id] is OutcomeState.FORGETS_HARMLESSLY
-               for t in scored)
-    if feasible(best, baseline, a.delta):
-        why = f"lowest forget of the {n_ok} trials that forgot with retain drop ≤ δ"
+    if a.states[best.trial_id] is OutcomeState.FORGETS_HARMLESSLY:
+        n = sum(s is OutcomeState.FORGETS_HARMLESSLY for s in a.states.values())
+        why = f"forgets_harmlessly: lowest forget of the {n} trials that forgot with retain confidently within δ"
     else:
-        why = ("labelled only not confidently damaged: its retain drop exceeds δ on the point estimate but not "
-               "significantly, and no trial that forgot meets δ")
+        drop, se = retain_drop_se(best, baseline)
+        why = (f"forgets_uncertain: retain drop {_pts(drop)} ± {_pts(se)} pts is within δ on the point estimate "
+               "but not confidently; no trial that forgot is confidently within δ")
     tie = f"; statistically tied: {', '.join(a.tied)}" if a.tied else ""
     return f"{a.summary[a.recommended]} — {why}{tie}"
 
 
 def _rule(a: BoundaryAnalysis) -> str:
-    model = a.fit is not None and not isinstance(a.fit, BoundaryFit)
-    prefer = f", those with {a.fit.P_LABEL} ≥ {CONFIDENT:g} first" if model else ""
-    return (f"lowest forget accuracy among trials that forgot significantly and whose retain drop is ≤ δ = "
-            f"{100 * a.delta:g} pts on the point estimate{prefer}; a trial only not confidently damaged "
-            "(drop above δ but within noise) is recommended only when no trial meets δ, and is labelled so")
+    prefer = f" (with {P_LABEL} ≥ {CONFIDENT:g} first)" if a.by_model else ""
+    return (f"lowest forget accuracy among trials that forgot significantly and whose retain drop is confidently "
+            f"within δ = {_pts(a.delta)} pts ({_harmless_rule(a)}); when there is none, the lowest-forget trial "
+            f"that forgot with retain drop ≤ δ on the point estimate{prefer}, labelled forgets_uncertain")
 
 
-def _boundary(a: BoundaryAnalysis, scored: list[TrialRow]) -> tuple[str, ...]:
-    pts = [(_ratio(t), t.params.get("beta_kl"), a.states[t.trial_id].harmless) for t in scored if _ratio(t)]
-    if not pts:
-        return ("not resolved yet: no labelled trial with positive retain_coef and remove_coef",)
-    if a.fit is None:
-        return (f"not resolved yet: {a.fit_note} {_needed(pts)}",)
-    fit = a.fit
-    slices = fit.by_slice or ((fit.at_slice, fit.ratio),)
-    intervals = {b: (lo, hi) for b, lo, hi in getattr(fit, "intervals", ())} or {fit.at_slice: fit.ratio_ci}
-    levels = [b for b, _ in slices]
-    lines = []
-    for beta, ratio in slices:
-        near = [p for p in pts if beta is None or p[1] is None or _nearest(p[1], levels) == beta]
-        where = f"at beta_kl ≈ {beta:.3g}: " if beta is not None and len(slices) > 1 else ""
-        if ratio is None and hasattr(fit, "ratio_range"):  # the sampler's model: harmless up to the range's end
-            lines.append(where + f"no retain damage inside the searched range: P(harmless) ≥ 0.5 up to remove/retain "
-                                 f"≈ {_g(fit.ratio_range[1])} (remove_coef's upper end at retain_coef "
-                                 f"{_g(fit.held[fit.boundary.ratio_to])})")
-        else:
-            lines.append(where + _slice(ratio, intervals.get(beta), near))
-    return tuple(lines)
+def _boundary(a: BoundaryAnalysis, slices: list[Slice]) -> tuple[str, ...]:
+    b = a.boundary
+    if not any(s.sampled for s in slices):
+        return (f"none: no scored trial has a positive {' and '.join(n for n in (b.along, b.ratio_to) if n)}, so "
+                f"this search cannot place a boundary along {b.along}",)
+    if a.fit is None and a.fit_note and not a.fit_note.startswith("Boundary not bracketed"):
+        return (f"not resolved yet: {a.fit_note}",)
+    several = len(slices) > 1
+    return tuple((f"at {b.slice_by} ≈ {s.level:.3g}: " if several and s.level is not None else "")
+                 + _slice(s, b.label()) for s in slices)
 
 
-def _slice(ratio: float | None, interval: tuple[float, float] | None,
-           pts: list[tuple[float, object, bool]]) -> str:
-    """One slice's boundary, never outside the remove/retain ratios sampled there."""
-    if not pts:
-        return "not resolved yet: no trials near this beta_kl; sample it"
-    lo, hi = min(p[0] for p in pts), max(p[0] for p in pts)
-    sampled = f"sampled remove/retain {_g(lo)}–{_g(hi)}" if lo < hi else f"single sampled remove/retain {_g(lo)}"
-    if ratio is None:
-        return f"not resolved yet: no boundary inside the {sampled}; {_needed(pts)}"
-    if not lo <= ratio <= hi:
-        return f"beyond the sampled range ({sampled}); {_needed(pts)}"
-    text = f"retain damage sets in above remove/retain ≈ {_g(ratio)}"
-    if interval and all(math.isfinite(x) and lo <= x <= hi for x in interval):
-        return text + f" (interval {_g(interval[0])}–{_g(interval[1])})"
+def _slice(s: Slice, named: str) -> str:
+    """One slice's boundary line: what its trials show, never a value outside the sampled positions."""
+    kind = s.kind
+    if kind is Kind.NOT_SAMPLED:
+        return "not sampled: no trial near this slice yet"
+    lo, hi = s.span
+    sampled = f"sampled {named} {_g(lo)}–{_g(hi)}" if lo < hi else f"single sampled {named} {_g(lo)}"
+    if kind is Kind.BELOW:
+        return (f"no retain drop above δ up to {named} ≈ {_g(hi)} (the largest sampled near this slice); the "
+                "boundary lies above it")
+    if kind is Kind.ABOVE:
+        return (f"retain drop above δ already at {named} ≈ {_g(lo)} (the smallest sampled near this slice); the "
+                "boundary lies below it")
+    if kind is Kind.OPEN:
+        where = "not resolved yet" if s.estimate is None or lo <= s.estimate <= hi else "beyond the sampled range"
+        return f"{where} ({sampled}); {needed(s, named)}"
+    text = f"the retain drop crosses δ at {named} ≈ {_g(s.estimate)}"
+    if kind is Kind.PINNED:
+        return text + f" (interval {_g(s.interval[0])}–{_g(s.interval[1])})"
     return text + f"; interval not yet bounded inside the {sampled}"
 
 
-def _needed(pts: list[tuple[float, object, bool]]) -> str:
-    """Which remove/retain ratios would resolve the boundary, from the labels alone."""
-    harmless = [q for q, _, h in pts if h]
-    damaged = [q for q, _, h in pts if not h]
-    if not damaged:
-        return f"needs trials at remove/retain above {_g(max(harmless))} (the largest sampled, still harmless)"
-    if not harmless:
-        return f"needs trials at remove/retain below {_g(min(damaged))} (the smallest sampled, already damaging)"
-    return (f"needs trials between remove/retain {_g(max(harmless))} (largest harmless) and "
-            f"{_g(min(damaged))} (smallest damaging)")
+def needed(s: Slice, named: str) -> str:
+    """Which positions would resolve a slice whose trials do not bracket the estimate, from the labels alone."""
+    ok, bad = s.largest(True), s.smallest(False)
+    return (f"needs trials between {named} {_g(min(ok, bad))} and {_g(max(ok, bad))} (largest with retain drop "
+            f"≤ δ: {_g(ok)}, smallest above δ: {_g(bad)})")
 
 
 def _evidence(a: BoundaryAnalysis) -> str:
@@ -157,21 +147,33 @@ def _evidence(a: BoundaryAnalysis) -> str:
         return f"{a.n_trials} trials" + (f"; not scored: {_counts(a.unscored)}" if a.unscored else "")
     counts = ", ".join(f"{n} {s.value}" for s, n in a.counts().items() if n)
     failed = f"; not scored: {_counts(a.unscored)}" if a.unscored else ""
-    return (f"{len(a.states)} of {a.n_trials} trials scored ({counts}{failed}) against the baseline "
-            f"({a.summary[BASELINE_ID]}); harmless = retain not confidently ({a.confidence:.0%}, one-sided) more "
-            f"than {100 * a.delta:.1f} pts below the baseline; at these sample sizes a true drop of "
-            f"{100 * (a.detectable_drop or 0):.1f} pts is flagged only half of the time"
-            + (f"; boundary from {a.fit.describe()}" if a.fit else ""))
+    text = (f"{len(a.states)} of {a.n_trials} trials scored ({counts}{failed}) against the baseline "
+            f"({a.summary[BASELINE_ID]}); {_sides(a)}")
+    if a.undecided:
+        low, high = a.undecided
+        text += (f"; at the median stderr a trial is harmless only below a drop of {_pts(low)} pts and damaging "
+                 f"only above {_pts(high)} pts")
+    return text + (f"; boundary from {a.fit.describe()}" if a.fit else "")
 
 
-def _ratio(t: TrialRow) -> float | None:
-    ret, rem = t.params.get("retain_coef"), t.params.get("remove_coef")
-    ok = all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in (ret, rem))
-    return rem / ret if ok else None
+def _harmless_rule(a: BoundaryAnalysis) -> str:
+    """How this analysis decided "confidently within δ"."""
+    if a.by_model:
+        return f"drop ≤ δ observed and the model's {P_LABEL} ≥ {AMBIGUOUS[1]:g}"
+    return f"one-sided {a.confidence:.0%} z-test on the lm-eval stderrs"
 
 
-def _nearest(value: object, levels: list[float | None]) -> float | None:
-    return min(levels, key=lambda b: abs(float(b) - float(value)))
+def _sides(a: BoundaryAnalysis) -> str:
+    """The three retain outcomes, as this analysis decided them."""
+    if a.by_model:
+        return (f"retain harmless = {_harmless_rule(a)}, damaging = drop > δ observed and {P_LABEL} ≤ "
+                f"{AMBIGUOUS[0]:g}, uncertain otherwise")
+    return (f"retain harmless = drop confidently ≤ δ, damaging = confidently > δ ({_harmless_rule(a)}s), uncertain "
+            "otherwise")
+
+
+def _pts(x: float) -> str:
+    return f"{100 * x:.1f}"
 
 
 def _counts(unscored: dict[str, str]) -> str:

@@ -1,5 +1,21 @@
-"""The verdict's next step: where to search, by the anchors' rules (docs/architecture.md#outcome-states),
-naming only searched parameters (a search over the coefficients never tells the user to "lower lr")."""
+"""The verdict's next step: where the answer can still improve, read off the analysis and its slices
+(``tuner.analysis.slices``); it names only the boundary's coordinates and never moves across an estimated boundary.
+
+The first that applies:
+
+    re-run the baseline / get a trial scored     nothing to decide on yet
+    confirm <recommended>                        the recommended trial is only forgets_uncertain
+    accept <recommended>: forget at chance       forgetting cannot improve
+    confirm <stronger>                           an uncertain trial forgot significantly more than the recommended
+    vary <along>                                 the search keeps the boundary's coordinate fixed
+    sample the unresolved slices                 slices not sampled first, then per slice: below the boundary -> between
+                                                 the largest sampled and the estimate (or above it, to the range's
+                                                 end); above -> below the smallest sampled; open / located ->
+                                                 between the largest with drop <= delta and the smallest above
+    accept <recommended>: the frontier           every slice pinned and nothing left to confirm
+    sample just below the boundary               every slice pinned and nothing forgot within delta: between the
+                                                 largest trial with drop <= delta and the boundary
+"""
 
 from __future__ import annotations
 
@@ -7,42 +23,93 @@ from collections.abc import Sequence
 
 from scipy.stats import norm
 
-from tuner.analysis.boundary import BoundaryAnalysis, OutcomeState, at_chance
+from tuner.analysis.boundary import BoundaryAnalysis
+from tuner.analysis.outcomes import OutcomeState, at_chance, retain_drop_se
+from tuner.analysis.slices import Kind, Slice
 from tuner.records.schema import TrialRow
 
-Move = tuple[str, str]  # (parameter, how: "raise {}" / "lower {}" / "raise {} slightly")
-MOVES: dict[OutcomeState, tuple[Move, ...]] = {  # which way to move when a state dominates
-    OutcomeState.NO_EFFECT: (("retain_coef", "lower {}"), ("remove_coef", "raise {}"), ("lr", "raise {}")),
-    OutcomeState.BOTH_DEGRADED: (("retain_coef", "raise {}"), ("beta_kl", "raise {}"), ("lr", "lower {}"),
-                                 ("remove_coef", "raise {} slightly")),
-    OutcomeState.BOTH_COLLAPSED: (("retain_coef", "raise {}"), ("beta_kl", "raise {}"), ("remove_coef", "lower {}"),
-                                  ("lr", "lower {}")),
-}
-STRONGER_FORGETTING: tuple[Move, ...] = (("lr", "lower {}"), ("remove_coef", "raise {} slightly"))
+CONFIRM = "re-evaluate it with more questions or 2-3 seeds"
 
 
-def next_step(a: BoundaryAnalysis, scored: Sequence[TrialRow], searched: Sequence[str]) -> str:
+def next_step(a: BoundaryAnalysis, scored: Sequence[TrialRow], baseline: TrialRow | None,
+              slices: Sequence[Slice]) -> str:
     """One sentence; without a baseline or scores it says what is missing."""
     if a.baseline_problem:
         return "re-run the baseline evaluation, then re-render the report"
     if not a.states:
         return "get at least one trial scored (see the not-scored table for the errors)"
-    best = next((t for t in scored if t.trial_id == a.recommended), None)
+    by_id = {t.trial_id: t for t in scored}
+    best = by_id.get(a.recommended or "")
+    if best is not None and a.states[best.trial_id] is OutcomeState.FORGETS_UNCERTAIN:
+        return f"confirm {best.trial_id}: {CONFIRM} ({_drop(best, baseline)} is within δ, not confidently)"
+    if best is not None and at_chance(best.forget, float(norm.ppf(a.confidence))):
+        return (f"accept {best.trial_id}: forget is at chance with retain confidently within δ; confirm it with "
+                "2-3 seeds")
+    if a.stronger:
+        other = by_id[a.stronger[0]]
+        return (f"confirm {other.trial_id}: it forgot {_pts(best.forget.acc - other.forget.acc)} pts more than "
+                f"{best.trial_id} but its {_drop(other, baseline)} is not confidently within δ; {CONFIRM}")
+    along = a.boundary.along
+    if len({repr(t.params.get(along)) for t in scored}) < 2:
+        return f"vary {along}: this search keeps it fixed, so it cannot locate the boundary"
+    empty = [s for s in slices if s.kind is Kind.NOT_SAMPLED]
+    todo = ([_unsampled(a, empty)] if empty else []) + [step for s in slices if (step := _sample(a, s))]
+    if todo:
+        return "; ".join(todo)
     if best is not None:
-        if at_chance(best.forget, float(norm.ppf(a.confidence))):
-            return "forget is at chance with retain intact; confirm the recommended point with 2-3 seeds"
-        return "forget is still above chance; " + moves(STRONGER_FORGETTING, searched)
-    present = set(a.states.values())
-    if OutcomeState.NO_EFFECT in present and present - {OutcomeState.NO_EFFECT}:
-        return ("forgetting sets in only together with retain damage; sample between the no_effect and the "
-                "damaged trials and " + moves(MOVES[OutcomeState.BOTH_DEGRADED], searched))
-    top = max(present, key=lambda s: sum(v is s for v in a.states.values()))
-    return moves(MOVES[top], searched)  # top is never forgets_harmlessly: that one is recommended
+        return (f"accept {best.trial_id}: the frontier is reached (the boundary is pinned at every slice and no "
+                "uncertain trial forgets more)")
+    return "; ".join(_below_boundary(a, s) for s in slices)
 
 
-def moves(options: Sequence[Move], searched: Sequence[str]) -> str:
-    """'raise retain_coef or raise beta_kl' over the searched parameters only."""
-    kept = [how.format(name) for name, how in options if name in searched]
-    if kept:
-        return " or ".join(kept)
-    return f"widen the searched ranges of {', '.join(searched) or 'the coefficients'}: none moves this way"
+def _sample(a: BoundaryAnalysis, s: Slice) -> str:
+    """Where to sample one slice, or "" when it is pinned."""
+    b, named, at = a.boundary, a.boundary.label(), _at(a, s)
+    kind = s.kind
+    if kind in (Kind.NOT_SAMPLED, Kind.PINNED):
+        return ""
+    lo, hi = s.span
+    if kind is Kind.ABOVE:
+        return f"sample {named} below {_g(lo)}{at}: the retain drop is above δ already there"
+    if kind is Kind.BELOW:
+        if s.estimate is not None and s.estimate > hi:
+            return (f"sample {named} between {_g(hi)} and {_g(s.estimate)}{at}: no retain drop above δ up to "
+                    f"{_g(hi)}, and the model places the boundary at {_g(s.estimate)}")
+        top = getattr(a.fit, "ratio_range", None)
+        end = f", up to the searched range's end ≈ {_g(top[1])} (then extend {b.along}'s range)" if top else ""
+        return f"sample {named} above {_g(hi)}{at}{end}: no retain drop above δ up to there"
+    estimate = s.estimate if kind is Kind.LOCATED else None
+    ok = s.largest(True, below=estimate) if estimate is not None else s.largest(True)
+    bad = s.smallest(False, above=estimate) if estimate is not None else s.smallest(False)
+    low, high = sorted((ok, bad))
+    return f"sample {named} between {_g(low)} and {_g(high)}{at} to pin the boundary"
+
+
+def _unsampled(a: BoundaryAnalysis, empty: list[Slice]) -> str:
+    """'sample beta_kl ≈ 0.5 and 1: no trial near them yet'."""
+    levels = " and ".join(f"{s.level:.3g}" for s in empty)
+    return f"sample {a.boundary.slice_by} ≈ {levels}: no trial near {'them' if len(empty) > 1 else 'it'} yet"
+
+
+def _below_boundary(a: BoundaryAnalysis, s: Slice) -> str:
+    """A pinned slice where nothing forgot within delta: the gap between its largest trial with drop <= delta and
+    the boundary is where forgetting could still set in."""
+    return (f"sample {a.boundary.label()} between {_g(s.largest(True, below=s.estimate))} and the boundary "
+            f"≈ {_g(s.estimate)}{_at(a, s)}: no trial forgot with retain drop ≤ δ yet")
+
+
+def _at(a: BoundaryAnalysis, s: Slice) -> str:
+    return f" at {a.boundary.slice_by} ≈ {s.level:.3g}" if a.boundary.slice_by and s.level is not None else ""
+
+
+def _drop(t: TrialRow, baseline: TrialRow | None) -> str:
+    drop, se = retain_drop_se(t, baseline)
+    return f"retain drop {_pts(drop)} ± {_pts(se)} pts"
+
+
+def _pts(x: float) -> str:
+    return f"{100 * x:.1f}"
+
+
+def _g(x: float) -> str:
+    return f"{x:.3g}"

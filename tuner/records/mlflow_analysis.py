@@ -4,7 +4,9 @@
     python -m tuner.report RUN_DIR            # again, after re-rendering with another --delta
 
 Reads ``RUN_DIR/report/boundary.json`` (written by ``tuner.analysis.report``) and the results table. Each child
-run gets the tags ``state``, ``p_harmless``, ``recommended`` and ``pareto`` and any missing ``eval/`` metric;
+run gets the tags ``state`` (``tuner.analysis.outcomes``: no_effect, forgets_harmlessly, uncertain,
+forgets_uncertain, damages, both_collapsed), ``p_harmless`` (the P(retain drop <= delta) that state read: the
+boundary sampler's model, else the trial's own z-test), ``recommended`` and ``pareto`` and any missing ``eval/`` metric;
 the parent its description (``mlflow.note.content``: the verdict), the recommended trial's params and scores as
 ``recommended/*`` metrics and the boundary as ``boundary/*``. Safe to repeat: tags and params are replaced,
 eval metrics a run already has are not logged twice.
