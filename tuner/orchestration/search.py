@@ -3,8 +3,9 @@
 Sampled spaces use ``OptunaSearch`` (the boundary sampler with its stopping rule, or seeded TPE, NSGA-II,
 GP; ``tuner.orchestration.samplers``) as a multi-objective search over
 ``eval_forget_acc`` (min) and ``eval_retain_acc`` (max) with the constraint "retain drop <= delta"
-(``constraints_func`` on the sampler), its study persisted in ``run_dir/optuna.db``. Grid spaces run
-their fixed points with Tune's ``grid_search``. ``Tuner.restore`` resumes either, searcher state included.
+(set on each trial before Optuna is told, ``tuner.orchestration.constrained_search``), its study persisted
+in ``run_dir/optuna.db``. Grid spaces run their fixed points with Tune's ``grid_search``. ``Tuner.restore``
+resumes either, searcher state included.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from ray import tune
 from ray.tune.search import ConcurrencyLimiter
 
 from search_spaces import get_space
-from tuner.boundary_search.searcher import BoundaryOptunaSearch, ResumableOptunaSearch
 from tuner.orchestration.console import SearchReporter
+from tuner.orchestration.constrained_search import ConstrainedBoundarySearch, ConstrainedOptunaSearch
 from tuner.orchestration.context import SearchContext
 from tuner.orchestration.progress import TrialProgress
 from tuner.orchestration.samplers import make_sampler
@@ -49,9 +50,10 @@ def make_tuner(ctx: SearchContext) -> tune.Tuner:
         kwargs = dict(metric=list(OBJECTIVES), mode=[modes[m.removeprefix("eval_")] for m in OBJECTIVES],
                       storage=storage, study_name=f"{ctx.space}-{ctx.preset}",
                       sampler=make_sampler(space.sampler, ctx.seed, ctx.num_samples, ctx.baseline_retain_acc,
-                                           ctx.delta))
-        searcher = (BoundaryOptunaSearch(**kwargs, run_dir=ctx.path) if space.sampler == "boundary"
-                    else ResumableOptunaSearch(**kwargs))
+                                           ctx.delta),
+                      baseline_retain=ctx.baseline_retain_acc, delta=ctx.delta)
+        searcher = (ConstrainedBoundarySearch(**kwargs, run_dir=ctx.path) if space.sampler == "boundary"
+                    else ConstrainedOptunaSearch(**kwargs))
         search_alg, num_samples = ConcurrencyLimiter(searcher, max_concurrent=ctx.max_concurrent), ctx.num_samples
     return tune.Tuner(
         trainable(ctx), param_space=param_space,
