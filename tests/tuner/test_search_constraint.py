@@ -17,8 +17,8 @@ from optuna.study._constrained_optimization import _get_feasible_trials
 
 from search_spaces import get_space
 from tuner.orchestration.cli import build_parser, validate
-from tuner.orchestration.constrained_search import ConstrainedOptunaSearch
 from tuner.orchestration.samplers import RETAIN_CONSTRAINT, make_sampler, retain_violation
+from tuner.orchestration.searchers import ConstrainedOptunaSearch
 from tuner.orchestration.trial import OBJECTIVES
 
 BASELINE_RETAIN, DELTA = 0.80, 0.02

@@ -5,7 +5,7 @@
     set_retain_constraint(trial, retain=0.95, baseline_retain=0.99, delta=0.02)   # before study.tell(trial, ...)
 
 The constraint is Optuna's ``Trial.set_constraint`` (``constraints:retain_drop`` in the trial's system attrs),
-set on each trial before it is told (``tuner.orchestration.constrained_search`` in a search); TPE, NSGA-II and
+set on each trial before it is told (``tuner.orchestration.searchers`` in a search); TPE, NSGA-II and
 GP read it from the told trials, and ``study.best_trials`` keeps only feasible ones. The boundary sampler models
 the same rule itself (``ModelSpec``). Objective order everywhere: (forget_acc, retain_acc), as in
 ``tuner.orchestration.trial.OBJECTIVES``.

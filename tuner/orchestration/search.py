@@ -3,7 +3,7 @@
 Sampled spaces use ``OptunaSearch`` (the boundary sampler with its stopping rule, or seeded TPE, NSGA-II,
 GP; ``tuner.orchestration.samplers``) as a multi-objective search over
 ``eval_forget_acc`` (min) and ``eval_retain_acc`` (max) with the constraint "retain drop <= delta"
-(set on each trial before Optuna is told, ``tuner.orchestration.constrained_search``), its study persisted
+(set on each trial before Optuna is told, ``tuner.orchestration.searchers``), its study persisted
 in ``run_dir/optuna.db``. Grid spaces run their fixed points with Tune's ``grid_search``. ``Tuner.restore``
 resumes either, searcher state included.
 """
@@ -19,10 +19,10 @@ from ray.tune.search import ConcurrencyLimiter
 
 from search_spaces import get_space
 from tuner.orchestration.console import SearchReporter
-from tuner.orchestration.constrained_search import ConstrainedBoundarySearch, ConstrainedOptunaSearch
 from tuner.orchestration.context import SearchContext
 from tuner.orchestration.progress import TrialProgress
 from tuner.orchestration.samplers import make_sampler
+from tuner.orchestration.searchers import ConstrainedBoundarySearch, ConstrainedOptunaSearch
 from tuner.orchestration.trial import OBJECTIVES, trial_driver
 
 EXPERIMENT = "search"
@@ -35,7 +35,7 @@ def trainable(ctx: SearchContext) -> Any:
 def _set_tune_env() -> None:
     # training metrics stream into Tune every report; the objectives come only with the final one
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the classic live table honours metric_columns
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's classic output: it calls our progress_reporter
 
 
 def make_tuner(ctx: SearchContext) -> tune.Tuner:

@@ -1,4 +1,5 @@
-"""Tune's Optuna searchers with the constraint "retain drop <= delta" set on each trial before Optuna is told.
+"""Tune's Optuna searchers as a search uses them: the constraint "retain drop <= delta" set on each trial before
+Optuna is told, and (boundary sampler) each stopping-rule decision left for the console's progress line.
 
     ConstrainedOptunaSearch(metric=list(OBJECTIVES), mode=["min", "max"], sampler=make_sampler("tpe", ...),
                             baseline_retain=0.99, delta=0.02)
@@ -6,7 +7,8 @@
 ``OptunaSearch`` tells Optuna in ``on_trial_complete``; ``ResumableOptunaSearch`` calls ``_before_tell`` just
 before, on a trial still open in the study, which is where Optuna's ``Trial.set_constraint`` belongs
 (``tuner.orchestration.samplers.set_retain_constraint``). The retain accuracy is the objective at
-``RETAIN_INDEX`` of the searcher's metrics.
+``RETAIN_INDEX`` of the searcher's metrics. ``BoundaryOptunaSearch`` hands each decision of its stopping rule to
+``_on_decision``; it goes to ``run_dir/boundary_status.json`` (``tuner.orchestration.status_line``).
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from tuner.boundary_search import StopDecision
 from tuner.boundary_search.searcher import BoundaryOptunaSearch, ResumableOptunaSearch
 from tuner.orchestration.samplers import RETAIN_INDEX, set_retain_constraint
+from tuner.orchestration.status_line import write_decision
 
 
 class RetainConstraint:
@@ -39,3 +43,6 @@ class ConstrainedOptunaSearch(RetainConstraint, ResumableOptunaSearch):
 class ConstrainedBoundarySearch(RetainConstraint, BoundaryOptunaSearch):
     """The boundary sampler models the rule itself; the constraint makes ``study.best_trials`` feasible-only
     for Optuna's own tools on ``optuna.db``."""
+
+    def _on_decision(self, decision: StopDecision) -> None:
+        write_decision(self._run_dir, decision)
