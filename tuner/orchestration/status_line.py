@@ -69,7 +69,8 @@ def progress_line(finished: int, running: int, cap: int, elapsed: float, finishe
     if decision.get("slices"):
         parts.append(f"slices pinned {decision['slices_pinned']}/{decision['slices']}")
     if best is not None:
-        parts.append(f"{'recommended' if decision.get('recommended') else 'best'} {best[0]} forget {best[1]:.1%}")
+        label = "recommended" if best[0] == decision.get("recommended") else "best"
+        parts.append(f"{label} {best[0]} forget {best[1]:.1%}")
     elif decision.get("ambiguous_share") is not None:
         parts.append("no feasible trial yet")
     return "  ".join(parts)
