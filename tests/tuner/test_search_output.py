@@ -1,5 +1,6 @@
 """What a real 2-trial search shows and records: its table, report and MLflow runs (``check_run``), the console
-(baseline line, one line per finished trial, the summary last, no worker-internal line), ``logs/`` (where those
+(baseline line, one line per finished trial, the progress line at most once a minute, the verdict and the summary
+last, no Tune table and no worker-internal line), ``logs/`` (where those
 lines went) and MLflow read through its API (run names, params, train/ and eval/ metrics, analysis tags, the
 parent's verdict), again after tuner.report.
 
@@ -58,6 +59,12 @@ def test_console_shows_the_search_and_logs_hold_the_rest(search):
         finished = [line for line in lines if re.match(rf"{trial_id} done  \w+  forget [\d.]+±[\d.]+% ", line)]
         assert len(finished) == 1, lines
     assert lines[-1].strip().endswith("/runs?workflowType=machine_learning") and lines[-2].startswith("MLflow ")
+    progress = [line for line in lines if line.startswith("progress ")]  # at most one a minute (not a terminal)
+    tune_fit = json.loads((run_dir / "search_phases.json").read_text())["tune_fit"]
+    assert len(progress) <= tune_fit / 60 and all(re.match(r"progress \d+/2 done, \d+ running", p) for p in progress)
+    assert any(line.startswith("outcome       : ") for line in lines)  # the verdict, not the results table
+    assert not any("== Status ==" in line or "| trial |" in line for line in lines)
+    assert "== Status ==" in (run_dir / "logs" / "driver.log").read_text()  # Tune's table stays in the log
     leaked = [line for line in lines if any(w in line for w in WORKER_LINES)]
     assert not leaked, leaked
     workers = (run_dir / "logs" / "workers.log").read_text()

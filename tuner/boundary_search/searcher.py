@@ -28,7 +28,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from search_spaces.facts import STDERR_ATTRS, STDERR_METRICS
 from tuner.boundary_search.sampler import BoundarySampler
-from tuner.boundary_search.stopping import STOP_FILE
+from tuner.boundary_search.stopping import STOP_FILE, StopDecision
 
 
 class ResumableOptunaSearch(OptunaSearch):
@@ -62,12 +62,16 @@ class BoundaryOptunaSearch(ResumableOptunaSearch):
         if trial_id not in self._ot_trials and isinstance(sampler, BoundarySampler) and self._ot_study is not None:
             ids = {t.number: tid for tid, t in self._ot_trials.items()}
             decision = sampler.stop_decision(self._ot_study, ids)
+            self._on_decision(decision)
             if decision.stop:
                 path = Path(self._run_dir) / STOP_FILE
                 path.write_text(json.dumps({"reason": decision.reason, "ambiguous_share": decision.ambiguous_share,
                                             "p_feasible": decision.p_feasible}))
                 return Searcher.FINISHED
         return super().suggest(trial_id)
+
+    def _on_decision(self, decision: StopDecision) -> None:
+        """What a subclass does with each stopping-rule decision (the console's progress line)."""
 
     def _before_tell(self, trial_id: str, result: dict[str, Any] | None) -> None:
         for attr, key in zip(STDERR_ATTRS, STDERR_METRICS, strict=True):

@@ -43,6 +43,9 @@ class StopDecision:
     reason: str
     ambiguous_share: float | None = None
     p_feasible: float | None = None
+    recommended: str | None = None  # the recommended trial's id (as in ``reason``)
+    slices_pinned: int | None = None  # beta_kl slices of the report whose boundary is pinned, of ``slices``
+    slices: int | None = None
 
 
 def decide(state: BoundaryState | None, rule: StopRule, trial_ids: Mapping[int, str] | None = None) -> StopDecision:
@@ -57,7 +60,8 @@ def decide(state: BoundaryState | None, rule: StopRule, trial_ids: Mapping[int, 
     where = f"ambiguous region ({lo:g} < P(harmless) < {hi:g}) covers {share:.1%} of the space"
     if rec is None:
         return StopDecision(False, f"{where}; no trial is feasible yet", share)
-    open_slices = ModelFit.from_state(state).unpinned(rule.max_slice_width)
+    fit = ModelFit.from_state(state)
+    open_slices = fit.unpinned(rule.max_slice_width)
     pinned = (share <= rule.max_ambiguous and not open_slices and rec.p_feasible >= rule.min_p_feasible
               and rec.age >= rule.patience)
     by = state.spec.boundary.slice_by or "the"
@@ -68,7 +72,8 @@ def decide(state: BoundaryState | None, rule: StopRule, trial_ids: Mapping[int, 
             f"P(retain drop <= delta) = {rec.p_feasible:.2f} (needs {rule.min_p_feasible:g}) and has stood for "
             f"{rec.age} trials (needs {rule.patience})")
     prefix = f"boundary pinned after {n} trials: " if pinned else ""
-    return StopDecision(pinned, prefix + text, share, rec.p_feasible)
+    return StopDecision(pinned, prefix + text, share, rec.p_feasible, name, len(fit.intervals) - len(open_slices),
+                        len(fit.intervals))
 
 
 def stop_reason(run_dir: str | Path, num_samples: int) -> str:

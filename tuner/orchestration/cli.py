@@ -10,8 +10,10 @@
 
 Every trial trains LoRA adapters in Ray Train workers, is scored with lm-eval in those workers, and
 lands in ``<run_dir>/results.{jsonl,csv,md}`` and MLflow (a parent run per search, a child per trial).
-The end prints the table, the boundary report and the command that opens the MLflow dashboard; Ray workers'
-output and library INFO lines go to ``<run_dir>/logs/`` (``tuner.orchestration.logs``) unless ``--verbose``.
+While it runs, the console shows one progress line and one line per finished trial; the end prints the
+report's verdict, where the results table and the boundary report are, and the command that opens the MLflow
+dashboard. Tune's status table, Ray workers' output and library INFO lines go to ``<run_dir>/logs/``
+(``tuner.orchestration.logs``); ``--verbose`` also prints them, and the whole results table at the end.
 Everything a search needs is checked before Ray starts (``tuner.orchestration.preflight``): bad input prints
 one ``error:`` line and exits 2, leaving nothing behind. ``--resume`` takes no other flag but ``--address``
 and ``--verbose``.
@@ -53,8 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--seed", type=int, default=0, help="sampler seed (the training seed is seed=...)")
     ap.add_argument("--delta", type=float, help="harmless = retain drop <= delta (accuracy fraction; default: the "
                     "space's constraint_delta)")
-    ap.add_argument("--verbose", action="store_true", help="also print Ray workers' output and library INFO "
-                    "lines (always in <run_dir>/logs/)")
+    ap.add_argument("--verbose", action="store_true", help="also print Tune's status table, Ray workers' output "
+                    "and library INFO lines (always in <run_dir>/logs/), and the whole results table at the end")
     ap.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue an interrupted search")
     ap.add_argument("--list-spaces", action="store_true", help="print the search spaces and exit")
     ap.add_argument("overrides", nargs="*", metavar="key=value", help="TrainConfig fields for every trial")

@@ -1,101 +1,73 @@
-"""What a search prints while Tune runs: the status table, live trial lines, one line per finished trial.
+"""What a search prints while Tune runs: one progress line and one line per finished trial; Tune's status table
+goes to ``logs/driver.log`` (and to the console with ``--verbose``).
 
     python -m tuner.run --space kl_boundary --preset miniworld-small --num-samples 2 steps=8
 
-    == Status == ... (Tune's table, at most every TABLE_SECONDS, and once at the end)
-      1c2d3e4f  step 4/8  loss 5.913  ETA 6s          (live, redrawn in place; on a terminal only)
     1c2d3e4f done  no_effect  forget 72.9±6.5% (+0.0)  retain 95.8±2.9% (+0.0)  retain=7.27 remove=5.91 beta_kl=0.603
+    progress 1/2 done, 1 running  1m04s  ETA <=1m04s  best 1c2d3e4f forget 72.9%
 
-The finished line reads the trial's row from the results table, which the trial driver writes before its
-final ``tune.report``; its state is the outcome state of ``tuner.analysis.boundary.classify``.
+The progress line (``tuner.orchestration.status_line``) is redrawn in place on a terminal and printed at most once
+a minute otherwise. The finished line reads the trial's row from the results table, which the trial driver writes
+before its final ``tune.report``; its state is the outcome state of ``tuner.analysis.boundary.classify``.
 """
 
 from __future__ import annotations
 
-import sys
-import time
-from typing import Any, TextIO
+import logging
 
 from ray.tune import CLIReporter
 from ray.tune.experiment import Trial
 from scipy.stats import norm
 
+from search_spaces import get_space
 from tuner.analysis.boundary import classify
 from tuner.analysis.report import DEFAULT_CONFIDENCE
 from tuner.orchestration.context import SearchContext
+from tuner.orchestration.status_line import StatusLine, best_trial, progress_line, read_decision
 from tuner.records.mlflow_layout import short_params
 from tuner.records.results import ResultsTable
 from tuner.records.schema import BASELINE_ID, TrialRow
 
 TABLE_SECONDS = 60
-
-
-class LiveLines:
-    """Lines kept at the bottom of a terminal (stdout) and redrawn in place; nothing when not a terminal.
-    Holds no stream, so that Tune can pickle the reporter into its experiment state."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-        self.drawn = 0
-
-    @property
-    def stream(self) -> TextIO:
-        return sys.stdout
-
-    @property
-    def enabled(self) -> bool:
-        return self.stream.isatty()
-
-    def show(self, lines: list[str]) -> None:
-        if self.enabled and lines != self.lines:
-            self.clear()
-            self.lines = lines
-            self.redraw()
-
-    def clear(self) -> None:
-        if self.enabled and self.drawn:
-            self.stream.write(f"\033[{self.drawn}F\033[J")
-            self.drawn = 0
-
-    def redraw(self) -> None:
-        if self.enabled and self.lines:
-            self.stream.write("".join(f"{line}\n" for line in self.lines))
-            self.stream.flush()
-            self.drawn = len(self.lines)
+TABLE_LOG = logging.getLogger("ray.tune.status_table")  # a "ray" logger: driver.log, and the console only with
+# --verbose (tuner.orchestration.logs)
 
 
 class SearchReporter(CLIReporter):
     """Tune's progress reporter for a search (``tune.RunConfig(progress_reporter=SearchReporter(ctx))``)."""
 
-    def __init__(self, ctx: SearchContext, metric_columns: list[str]) -> None:
+    def __init__(self, ctx: SearchContext, metric_columns: list[str], status: StatusLine | None = None) -> None:
         super().__init__(metric_columns=metric_columns, max_report_frequency=TABLE_SECONDS, max_column_length=12)
-        self.ctx, self.finished, self.live = ctx, set(), LiveLines()
-        self.first_step: dict[str, tuple[float, int]] = {}
+        self.ctx, self.finished, self.status = ctx, set(), status or StatusLine()
+        self.finished_before: int | None = None  # finished when this process first looked (restored by --resume)
+        self.may_stop_early = get_space(ctx.space).sampler == "boundary"
 
     def should_report(self, trials: list[Trial], done: bool = False) -> bool:
-        """Called by Tune after every step of its loop: print finished trials, refresh the live lines."""
+        """Called by Tune after every step of its loop: print finished trials, refresh the progress line; True
+        when Tune's table is due (``report``)."""
+        if self.finished_before is None:
+            self.finished_before = sum(t.status in (Trial.TERMINATED, Trial.ERROR) for t in trials)
         for trial in trials:
             if trial.status in (Trial.TERMINATED, Trial.ERROR) and trial.trial_id not in self.finished:
                 self.finished.add(trial.trial_id)
-                self._print(finished_line(self.ctx, trial.trial_id, trial.status))
-        self.live.show([self._running_line(t) for t in trials if t.status == Trial.RUNNING])
+                self.status.print_above(finished_line(self.ctx, trial.trial_id, trial.status))
+        if done:
+            self.status.close()
+        elif self.status.due():
+            self.status.show(self._progress(trials))
         return super().should_report(trials, done)
 
-    def _print(self, msg: str) -> None:
-        self.live.clear()
-        print(msg, flush=True)
-        self.live.redraw()
+    def report(self, trials: list[Trial], done: bool, *sys_info: str) -> None:
+        TABLE_LOG.info("\n%s", self._progress_str(trials, done, *sys_info))
 
-    def _running_line(self, trial: Trial) -> str:
-        result: dict[str, Any] = trial.last_result or {}
-        if result.get("evaluating"):
-            return f"  {trial.trial_id}  evaluating"
-        if "step" not in result:
-            return f"  {trial.trial_id}  starting"
-        step, total = int(result["step"]), int(result.get("total_steps") or 0)
-        t0, s0 = self.first_step.setdefault(trial.trial_id, (time.time(), step))
-        eta = f"  ETA {(time.time() - t0) / (step - s0) * (total - step):.0f}s" if total and step > s0 else ""
-        return f"  {trial.trial_id}  step {step}/{total or '?'}  loss {result.get('loss', float('nan')):.4g}{eta}"
+    def _progress(self, trials: list[Trial]) -> str:
+        decision = read_decision(self.ctx.path)
+        running = sum(t.status == Trial.RUNNING for t in trials)
+        return progress_line(len(self.finished), running, self._total_samples or self.ctx.num_samples,
+                             self.status.clock() - self.status.started, len(self.finished) - self.finished_before,
+                             decision,
+                             best_trial(self.ctx.path, self.ctx.delta, decision.get("recommended")),
+                             self.may_stop_early)
 
 
 def finished_line(ctx: SearchContext, trial_id: str, tune_status: str) -> str:

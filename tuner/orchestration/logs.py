@@ -1,9 +1,9 @@
 """Where a search's output goes: the console shows the search, ``<run_dir>/logs/`` holds everything else.
 
-    python -m tuner.run ...              # console: world build, baseline, Tune table, trial lines, summary
-    python -m tuner.run ... --verbose    # the same, plus every worker line and library INFO message
+    python -m tuner.run ...              # console: world build, baseline, progress line, trial lines, summary
+    python -m tuner.run ... --verbose    # the same, plus Tune's status table, every worker line, library INFO
     tail -f <run_dir>/logs/workers.log   # Ray workers' stdout/stderr: Train controllers and workers, lm-eval, raylet
-    less <run_dir>/logs/driver.log       # this process's library loggers (ray, tune, mlflow, optuna) from INFO up
+    less <run_dir>/logs/driver.log       # library loggers (ray, tune, mlflow, optuna) from INFO up, Tune's table
 
 Worker lines reach the driver through Ray's log stream (``ray.init(log_to_driver=True)``); by default they go to
 ``workers.log`` instead of the console, so lines Ray flushes late cannot follow the summary (which is printed

@@ -3,8 +3,9 @@
 Sampled spaces use ``OptunaSearch`` (the boundary sampler with its stopping rule, or seeded TPE, NSGA-II,
 GP; ``tuner.orchestration.samplers``) as a multi-objective search over
 ``eval_forget_acc`` (min) and ``eval_retain_acc`` (max) with the constraint "retain drop <= delta"
-(``constraints_func`` on the sampler), its study persisted in ``run_dir/optuna.db``. Grid spaces run
-their fixed points with Tune's ``grid_search``. ``Tuner.restore`` resumes either, searcher state included.
+(set on each trial before Optuna is told, ``tuner.orchestration.searchers``), its study persisted
+in ``run_dir/optuna.db``. Grid spaces run their fixed points with Tune's ``grid_search``. ``Tuner.restore``
+resumes either, searcher state included.
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ from ray.tune.search import ConcurrencyLimiter
 
 from search_spaces import get_space
 from search_spaces.facts import OBJECTIVE_METRICS, OBJECTIVES, study_name
-from tuner.boundary_search.searcher import BoundaryOptunaSearch, ResumableOptunaSearch
 from tuner.orchestration.console import SearchReporter
 from tuner.orchestration.context import SearchContext
 from tuner.orchestration.progress import TrialProgress
 from tuner.orchestration.samplers import make_sampler
+from tuner.orchestration.searchers import ConstrainedBoundarySearch, ConstrainedOptunaSearch
 from tuner.orchestration.trial import trial_driver
 
 EXPERIMENT = "search"
@@ -35,7 +36,7 @@ def trainable(ctx: SearchContext) -> Any:
 def _set_tune_env() -> None:
     # training metrics stream into Tune every report; the objectives come only with the final one
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the classic live table honours metric_columns
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's classic output: it calls our progress_reporter
 
 
 def make_tuner(ctx: SearchContext) -> tune.Tuner:
@@ -50,9 +51,10 @@ def make_tuner(ctx: SearchContext) -> tune.Tuner:
         kwargs = dict(metric=list(OBJECTIVE_METRICS), mode=[modes[m] for m in OBJECTIVES],
                       storage=storage, study_name=study_name(ctx.space, ctx.preset),
                       sampler=make_sampler(space.sampler, ctx.seed, ctx.num_samples, ctx.baseline_retain_acc,
-                                           ctx.delta, space.boundary))
-        searcher = (BoundaryOptunaSearch(**kwargs, run_dir=ctx.path) if space.sampler == "boundary"
-                    else ResumableOptunaSearch(**kwargs))
+                                           ctx.delta, space.boundary),
+                      baseline_retain=ctx.baseline_retain_acc, delta=ctx.delta)
+        searcher = (ConstrainedBoundarySearch(**kwargs, run_dir=ctx.path) if space.sampler == "boundary"
+                    else ConstrainedOptunaSearch(**kwargs))
         search_alg, num_samples = ConcurrencyLimiter(searcher, max_concurrent=ctx.max_concurrent), ctx.num_samples
     return tune.Tuner(
         trainable(ctx), param_space=param_space,

@@ -44,7 +44,8 @@ from tuner.records.trial_runs import log_baseline
 
 
 def run_search(ctx: SearchContext, resume: bool, verbose: bool = False) -> int:
-    """The search of ``python -m tuner.run``; ``verbose`` also shows worker output and library INFO lines."""
+    """The search of ``python -m tuner.run``; ``verbose`` also shows worker output, library INFO lines, Tune's
+    status table and, at the end, the whole results table."""
     import ray
 
     from trainables.launch import worker_env
@@ -101,7 +102,7 @@ def run_search(ctx: SearchContext, resume: bool, verbose: bool = False) -> int:
         if sigterm.received:
             return record_interrupt(ctx, tracker)
         with timer.phase("finish"):
-            return _finish(ctx, tracker)
+            return _finish(ctx, tracker, verbose)
     except SearchInterrupted:
         return record_interrupt(ctx, tracker)
     except Exception as err:
@@ -158,7 +159,7 @@ def _open_parent(ctx: SearchContext) -> Tracker:
     return tracker
 
 
-def _finish(ctx: SearchContext, tracker: Tracker) -> int:
+def _finish(ctx: SearchContext, tracker: Tracker, verbose: bool) -> int:
     import ray
 
     from tuner.analysis.report import render_report
@@ -179,7 +180,7 @@ def _finish(ctx: SearchContext, tracker: Tracker) -> int:
     sync_analysis(tracker, ctx.path)
     tracker.finish(ctx.parent_run_id)
     ray.shutdown()  # before the summary: nothing of Ray's may print after it
-    print("\n" + table.md.read_text())
+    print("\n" + (table.md.read_text() if verbose else _verdict(report_dir)))
     study = ctx.path / "optuna.db"  # sampled spaces only; grid spaces run their points without Optuna
     print(f"run directory : {ctx.path}\nresults       : {table.md}\n                {table.csv}\n"
           f"                {table.jsonl}\nreport        : {report_dir / 'report.html'}\n"
@@ -189,6 +190,13 @@ def _finish(ctx: SearchContext, tracker: Tracker) -> int:
           + f"MLflow        : {ui_command(ctx.mlflow_uri)}\n"
           + f"                {runs_link(ctx.mlflow_uri, tracker.experiment_id)}", flush=True)
     return 0
+
+
+def _verdict(report_dir: Path) -> str:
+    """The report's verdict in three lines (each trial already had its line; the table is in results.md)."""
+    verdict = json.loads((report_dir / "boundary.json").read_text())["verdict"]
+    return "".join(f"{label:<14}: {verdict[key]}\n" for key, label in (
+        ("outcome", "outcome"), ("recommended", "recommended"), ("next_step", "next step")))
 
 
 def _stop_reason(ctx: SearchContext) -> str:
