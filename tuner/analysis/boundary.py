@@ -8,9 +8,10 @@ there is one, else the trial's own z-test at ``confidence``). Without a model, a
 delta" (``boundary_fit``) gives the harmless map and the boundary.
 
 Recommended: the lowest forget among ``forgets_harmlessly`` trials; when there is none, among ``forgets_uncertain``
-trials with retain drop <= delta on the point estimate (with a model, P >= CONFIDENT first), and the verdict says
-it is uncertain. ``stronger`` lists the uncertain candidates that forgot significantly more than the
-recommended trial: confirming one of them would improve the answer.
+trials with retain drop <= delta on the point estimate, and the verdict says it is uncertain. With the boundary
+sampler's model, the sampler's own rule (the trial its stopping rule and the console name): among both, the
+lowest forget with P >= CONFIDENT first. ``stronger`` lists the uncertain candidates that forgot significantly
+more than the recommended trial: confirming one of them would improve the answer.
 """
 
 from __future__ import annotations
@@ -94,11 +95,12 @@ def analyse(trials: list[TrialRow], baseline: TrialRow | None, delta: float = DE
     harmless = sorted((t for t in labelled if states[t.trial_id] is OutcomeState.FORGETS_HARMLESSLY), key=rank)
     uncertain = sorted((t for t in labelled if states[t.trial_id] is OutcomeState.FORGETS_UNCERTAIN
                         and feasible(t, base, delta)), key=rank)
-    pool = harmless or uncertain
+    # with the sampler's model, its rule (BoundaryState.recommend): lowest forget with P >= CONFIDENT, harmless or not
+    pool = sorted(harmless + uncertain, key=rank) if model is not None else harmless or uncertain
     best = pool[0] if pool else None
     tied = [t.trial_id for t in pool[1:] if not significant(t.forget, best.forget, z)]
     stronger = [t.trial_id for t in sorted(uncertain, key=lambda t: t.forget.acc)
-                if best is not None and pool is harmless and significant(best.forget, t.forget, z)]
+                if best is not None and t is not best and significant(best.forget, t.forget, z)]
     summary = {t.trial_id: _describe(t, base, p_used.get(t.trial_id)) for t in scored}
     if base:
         summary[BASELINE_ID] = f"{_score(base.forget)} forget, {_score(base.retain)} retain"

@@ -88,17 +88,23 @@ def _recommended(a: BoundaryAnalysis, scored: list[TrialRow], baseline: TrialRow
         why = f"forgets_harmlessly: lowest forget of the {n} trials that forgot with retain confidently within δ"
     else:
         drop, se = retain_drop_se(best, baseline)
-        why = (f"forgets_uncertain: retain drop {_pts(drop)} ± {_pts(se)} pts is within δ on the point estimate "
-               "but not confidently; no trial that forgot is confidently within δ")
+        unsure = f"forgets_uncertain: retain drop {_pts(drop)} ± {_pts(se)} pts is within δ on the point estimate " \
+                 "but not confidently"
+        why = unsure + ("; the lowest forget the model rates likely harmless: confirm it before use" if a.by_model
+                        else "; no trial that forgot is confidently within δ")
     tie = f"; statistically tied: {', '.join(a.tied)}" if a.tied else ""
     return f"{a.summary[a.recommended]} — {why}{tie}"
 
 
 def _rule(a: BoundaryAnalysis) -> str:
-    prefer = f" (with {P_LABEL} ≥ {CONFIDENT:g} first)" if a.by_model else ""
+    if a.by_model:
+        return (f"the boundary sampler's rule: lowest forget accuracy among trials that forgot significantly with "
+                f"retain drop ≤ δ = {_pts(a.delta)} pts on the point estimate, those with {P_LABEL} ≥ {CONFIDENT:g} "
+                f"first; labelled forgets_harmlessly when retain is confidently within δ ({_harmless_rule(a)}), "
+                "else forgets_uncertain")
     return (f"lowest forget accuracy among trials that forgot significantly and whose retain drop is confidently "
             f"within δ = {_pts(a.delta)} pts ({_harmless_rule(a)}); when there is none, the lowest-forget trial "
-            f"that forgot with retain drop ≤ δ on the point estimate{prefer}, labelled forgets_uncertain")
+            "that forgot with retain drop ≤ δ on the point estimate, labelled forgets_uncertain")
 
 
 def _boundary(a: BoundaryAnalysis, slices: list[Slice]) -> tuple[str, ...]:
