@@ -169,7 +169,8 @@ def test_a_trial_whose_workers_are_killed_fails_and_the_others_complete(tmp_path
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     rows = _rows(run_dir)
     first, *others = [t for t in rows if t != "baseline"]
-    print(f"\nkilled {len(killed)} worker(s); rows {[(t, r['status']) for t, r in rows.items()]}")
+    print(f"\nkilled {len(killed)} worker(s); rows {[(t, r['status']) for t, r in rows.items()]}; "
+          f"{first}: {rows[first]['error'][:200]}")
     assert len(killed) >= 2 and len(others) == 2
     assert rows[first]["status"] == "failed" and rows[first]["error"] and rows[first]["forget"] is None
     assert all(rows[t]["status"] == "done" for t in others)
