@@ -4,9 +4,11 @@
     f(x) = forget_acc(x)                                       lower is better
     bilog(y) = sign(y) log(1 + |y|)                            keeps resolution near delta, compresses collapse
 
-Observation noise is fixed from lm-eval's stderrs (delta method through bilog, floored at
-``noise_floor * delta``); without stderrs BoTorch infers a homoscedastic noise. Each output is
-standardised; kernel and priors are BoTorch's defaults. P(harmless) = Phi((ln 2 - mu_r) / sd_r).
+Observation noise is fixed per trial from lm-eval's stderrs (delta method through bilog, floored at
+``noise_floor * delta``). A trial without a stderr (NaN) takes the median of the other trials' stderrs of
+that output, so one missing stderr never changes how the other trials are modelled; only when no trial has
+a stderr for an output does BoTorch infer one homoscedastic noise. Each output is standardised; kernel and
+priors are BoTorch's defaults. P(harmless) = Phi((ln 2 - mu_r) / sd_r).
 """
 
 from __future__ import annotations
@@ -25,6 +27,17 @@ THRESHOLD = math.log(2.0)  # bilog(1): the level "retain drop = delta"
 
 def bilog(y: np.ndarray) -> np.ndarray:
     return np.sign(y) * np.log1p(np.abs(y))
+
+
+def fill_missing(se: np.ndarray) -> np.ndarray:
+    """Stderr columns with each NaN replaced by the median of its column's other values (an all-NaN column
+    stays NaN)."""
+    out = np.array(se, dtype=float)
+    for column in out.T:
+        missing = np.isnan(column)
+        if missing.any() and not missing.all():
+            column[missing] = np.median(column[~missing])
+    return out
 
 
 @dataclass(frozen=True)
@@ -53,8 +66,10 @@ class BoundaryModel:
         self.obs, self.delta = obs, delta
         scaled = obs.retain_drop / delta
         y = np.column_stack([bilog(scaled), obs.forget])
-        se = np.column_stack([np.maximum(obs.retain_se, noise_floor * delta) / (delta * (1 + np.abs(scaled))),
-                              np.maximum(obs.forget_se, noise_floor * delta)])
+        retain_se, forget_se = fill_missing(np.column_stack([obs.retain_se, obs.forget_se])).T
+        se = np.column_stack([np.maximum(retain_se, noise_floor * delta) / (delta * (1 + np.abs(scaled))),
+                              np.maximum(forget_se, noise_floor * delta)])
+        self.noise_se = se  # (n, 2): each trial's observation sd of (r, f), in those units
         self._mean, self._std = y.mean(axis=0), np.maximum(y.std(axis=0, ddof=1), 1e-6) if len(y) > 1 else np.ones(2)
         train_x = torch.as_tensor(obs.x, dtype=torch.float64)
         train_y = torch.as_tensor((y - self._mean) / self._std, dtype=torch.float64)

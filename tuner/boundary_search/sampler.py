@@ -11,7 +11,8 @@ maximises over a scrambled Sobol candidate set either
     constrained EI (Gardner 2014)     EI_f(x; best feasible forget) * P(harmless | x)
 
 the latter on every ``exploit_every``-th model trial. Candidates closer than ``min_distance`` (unit cube)
-to a completed or running trial are skipped, so parallel trials never repeat a point. All randomness comes
+to a completed, running or failed trial are skipped, so parallel trials never repeat a point and a failed
+point (no values, not in the model) is not tried again. All randomness comes
 from ``seed`` and the trial number: the same study history gives the same proposal, also after a resume.
 """
 
@@ -31,6 +32,7 @@ from optuna.samplers import BaseSampler, QMCSampler
 from optuna.trial import FrozenTrial, TrialState
 from scipy.stats import norm, qmc
 
+from tuner.boundary_search.cube import UnitCube
 from tuner.boundary_search.gp import THRESHOLD
 from tuner.boundary_search.state import BoundaryState, ModelSpec
 from tuner.boundary_search.stopping import StopDecision, StopRule, decide
@@ -101,9 +103,8 @@ class BoundarySampler(BaseSampler):
         state = self.state(study)
         cube, cfg = state.cube, self.config
         running = [t for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-                   if t.number != trial.number and all(n in t.params for n in cube.names)]
-        pending = cube.to_unit({n: [t.params[n] for t in running] for n in cube.names}) if running \
-            else np.empty((0, cube.dim))
+                   if t.number != trial.number]
+        pending = _unit_points(cube, running)
         rng = np.random.default_rng([self._seed, trial.number])
         u = qmc.Sobol(cube.dim, scramble=True, rng=rng).random(cfg.n_candidates)
         model = state.model.with_pending(state.model_x(pending))
@@ -111,7 +112,8 @@ class BoundarySampler(BaseSampler):
         exploit = (trial.number - cfg.n_startup) % cfg.exploit_every == cfg.exploit_every - 1
         score = self._constrained_ei(state, model, pending, mean, sd) if exploit else \
             1.96 * sd[:, 0] - np.abs(mean[:, 0] - THRESHOLD)
-        taken = np.vstack([state.unit_x, pending])
+        taken = np.vstack([state.unit_x, pending,
+                           _unit_points(cube, study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))])
         dist = np.min(np.linalg.norm(u[:, None, :] - taken[None, :, :], axis=-1), axis=1)
         score = np.where(dist >= cfg.min_distance, score, -np.inf)
         return cube.from_unit(u[int(np.argmax(score))])
@@ -128,3 +130,9 @@ class BoundarySampler(BaseSampler):
             return p
         z = (feasible.min() - mean[:, 1]) / sd[:, 1]
         return sd[:, 1] * (z * norm.cdf(z) + norm.pdf(z)) * p
+
+
+def _unit_points(cube: UnitCube, trials: list[FrozenTrial]) -> np.ndarray:
+    """The unit-cube points of the trials that have every searched parameter, (0, dim) for none."""
+    trials = [t for t in trials if all(n in t.params for n in cube.names)]
+    return cube.to_unit({n: [t.params[n] for t in trials] for n in cube.names}) if trials else np.empty((0, cube.dim))

@@ -8,6 +8,12 @@
 * a trial that finished in the study after the save is re-run by Tune (from its Train checkpoint); its
   second result is not told again (Optuna refuses to update a finished trial).
 
+A trial whose final result has no finite objective values (the trial driver's report of a failed, diverged
+or unscored trial: ``{"failed": 1, "diverged": 0}``), or that Tune ended with an error, is told to Optuna as
+FAIL with the user attr ``failure`` = ``failed`` | ``diverged`` | ``error`` | ``unscored``: never as values,
+so no sampler models it (Ray's own ``OptunaSearch`` tells a multi-objective result with missing metrics as
+COMPLETE, which Optuna refuses, leaving the trial RUNNING).
+
 ``BoundaryOptunaSearch`` adds:
 
 * each completed trial's lm-eval stderrs (``eval_forget_stderr`` / ``eval_retain_stderr`` in its final
@@ -19,6 +25,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +36,18 @@ from ray.tune.search.optuna import OptunaSearch
 from search_spaces.facts import STDERR_ATTRS, STDERR_METRICS
 from tuner.boundary_search.sampler import BoundarySampler
 from tuner.boundary_search.stopping import STOP_FILE, StopDecision
+
+FAILURE_ATTR = "failure"  # user attr of a trial told FAIL: why it has no values
+
+
+def failure(result: dict[str, Any] | None, error: bool, metrics: str | list[str]) -> str | None:
+    """Why a trial's final result cannot be told as values (None when it can)."""
+    values = [(result or {}).get(m) for m in ([metrics] if isinstance(metrics, str) else metrics)]
+    if not error and all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
+        return None
+    result = result or {}
+    return ("failed" if result.get("failed") else "diverged" if result.get("diverged") else
+            "error" if error else "unscored")
 
 
 class ResumableOptunaSearch(OptunaSearch):
@@ -44,6 +63,12 @@ class ResumableOptunaSearch(OptunaSearch):
             number = self._ot_trials[trial_id].number
             if self._ot_study.get_trials(deepcopy=False)[number].state.is_finished():
                 self._ot_trials.pop(trial_id)
+                return
+            reason = failure(result, error, self.metric)
+            if reason is not None:
+                self._ot_trials[trial_id].set_user_attr(FAILURE_ATTR, reason)
+                self._ot_study.tell(self._ot_trials[trial_id], state=TrialState.FAIL)
+                self._completed_trials.add(trial_id)
                 return
             self._before_tell(trial_id, result)
         super().on_trial_complete(trial_id, result=result, error=error)

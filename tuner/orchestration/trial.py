@@ -3,7 +3,11 @@
 The trial function is a Train *driver*: it reserves no CPU/GPU (``{"cpu": 0, "memory": 1 MiB}``,
 docs/architecture.md#ray-idioms-the-code-relies-on) and runs no forward pass itself. Its TorchTrainer has the
 stable name ``train-<trial_id>``, so a retried or resumed trial continues from its last checkpoint. Optuna sees
-only the final report: ``eval_forget_acc`` (↓) and ``eval_retain_acc`` (↑), finite even when the run diverged or failed.
+only the final report: ``eval_forget_acc`` (↓) and ``eval_retain_acc`` (↑). A failed (exception, out of memory,
+a killed worker) or diverged trial reports no objectives, only ``{"failed": 1, "diverged": 0}`` or
+``{"failed": 0, "diverged": 1}``: its row says ``failed`` / ``diverged`` with the reason in ``error``, its MLflow
+run ends FAILED, and the searcher ends its Optuna trial FAIL (``tuner.boundary_search.searcher``), outside every
+sampler's model.
 
 Each row's ``phase_seconds`` is the trial's time, phase by phase, in the order they ran:
 
@@ -41,8 +45,6 @@ from tuner.records.results import ResultsTable
 from tuner.records.schema import BASELINE_ID, TrialRow
 from tuner.records.tracking import Tracker
 from tuner.records.trial_runs import log_failure, log_phases, log_trial_result, open_trial_run
-
-WORST = dict(zip(OBJECTIVE_METRICS, (1.0, 0.0), strict=True))  # forget 1, retain 0: no scores
 
 
 def _ids(ctx: SearchContext) -> tuple[str, str]:
@@ -85,8 +87,8 @@ def trial_driver(config: dict[str, Any], ctx: SearchContext) -> None:
         timer.add("fit", time.time() - start)
         _update(ctx, trial_id, status="failed", error=f"{type(err).__name__}: {err}",
                 train_seconds=time.time() - start, phase_seconds=timer.seconds)
-        log_failure(tracker, run_id, traceback.format_exc())
-        tune.report({**WORST, "diverged": 0, "failed": 1})
+        log_failure(tracker, run_id, "failed", traceback.format_exc())
+        tune.report({"diverged": 0, "failed": 1})
         last_end.write_text(str(time.time()))
         return
     _fit_phases(timer, start, time.time(), final)
@@ -130,6 +132,8 @@ def _record(ctx: SearchContext, trial_id: str, final: dict[str, Any], adapter: P
         changes: dict[str, Any] = {"status": "diverged" if final.get("diverged") else "done",
                                    "train_metrics": train_metrics, "train_seconds": seconds,
                                    "adapter_path": str(adapter) if adapter else ""}
+        if final.get("diverged"):
+            changes["error"] = f"diverged at step {final.get('step')}: a non-finite loss or gradient"
         if evaluation is not None:
             (out / "lm_eval.json").write_text(json.dumps(evaluation.raw, indent=1, default=str))
             changes.update(**_scores(evaluation), eval_seconds=evaluation.seconds,
@@ -137,7 +141,10 @@ def _record(ctx: SearchContext, trial_id: str, final: dict[str, Any], adapter: P
         row = _update(ctx, trial_id, **changes)
     with timer.phase("mlflow"):
         log_trial_result(tracker, run_id, row, history, out, adapter, ctx.trial_config({}).model)
-        tracker.finish(run_id)
+        if row.status == "done":
+            tracker.finish(run_id)
+        else:
+            log_failure(tracker, run_id, row.status, row.error)
     log_phases(tracker, run_id, timer.seconds)
     return _update(ctx, trial_id, phase_seconds=timer.seconds)
 
@@ -151,8 +158,9 @@ def _scores(evaluation: EvalResult) -> dict[str, Any]:
 
 
 def _objectives(row: TrialRow, ctx: SearchContext) -> dict[str, float]:
+    """The final report: objectives and stderrs of a scored trial; only the flags otherwise (Optuna: FAIL)."""
     if row.status != "done" or not row.scored:
-        return {**WORST, "diverged": int(row.status == "diverged"), "failed": 0}
+        return {"diverged": int(row.status == "diverged"), "failed": 0}
     base = ctx.baseline_retain_acc
     scores = (row.forget, row.retain)
     return {**{m: s.acc for m, s in zip(OBJECTIVE_METRICS, scores, strict=True)},

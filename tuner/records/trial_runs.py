@@ -81,7 +81,8 @@ def log_baseline(tracker: Tracker, row: TrialRow, trial_dir: Path) -> None:
     tracker.finish(run_id)
 
 
-def log_failure(tracker: Tracker, run_id: str, error: str) -> None:
-    tracker.set_tags(run_id, {"status": "failed", "error": error[-4000:]})
+def log_failure(tracker: Tracker, run_id: str, status: str, error: str) -> None:
+    """A failed or diverged trial: its status and error (the last 4000 characters) as tags, the run FAILED."""
+    tracker.set_tags(run_id, {"status": status, "error": error[-4000:]})
     tracker.finish(run_id, failed=True)
 
