@@ -22,10 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-from scipy.stats import norm
-
-from tuner.analysis.boundary import OutcomeState, classify, feasible
-from tuner.analysis.report import DEFAULT_CONFIDENCE
+from tuner.analysis.boundary import analyse
 from tuner.boundary_search.stopping import StopDecision
 from tuner.records.results import ResultsTable
 from tuner.records.schema import BASELINE_ID
@@ -77,19 +74,13 @@ def progress_line(finished: int, running: int, cap: int, elapsed: float, finishe
 
 
 def best_trial(run_dir: Path, delta: float, recommended: str | None) -> tuple[str, float] | None:
-    """(id, forget) of the recommended trial, else as the report selects: the lowest forget among trials that
-    forgot significantly with retain drop <= delta on the point estimate; None before one exists."""
+    """(id, forget) of the recommended trial, else the report's recommendation (``tuner.analysis.boundary.analyse``
+    without a model); None before one exists."""
     rows = {r.trial_id: r for r in ResultsTable(run_dir).rows() if r.status == "done" and r.scored}
-    base = rows.pop(BASELINE_ID, None)
     if recommended in rows:
         return recommended, rows[recommended].forget.acc
-    if base is None:
-        return None
-    z = float(norm.ppf(DEFAULT_CONFIDENCE))
-    ok = [r for r in rows.values() if feasible(r, base, delta)
-          and classify(r, base, delta, z) == OutcomeState.FORGETS_HARMLESSLY]
-    best = min(ok, key=lambda r: r.forget.acc, default=None)
-    return (best.trial_id, best.forget.acc) if best else None
+    best = analyse(list(rows.values()), rows.get(BASELINE_ID), delta).recommended
+    return (best, rows[best].forget.acc) if best else None
 
 
 class StatusLine:
