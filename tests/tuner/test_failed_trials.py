@@ -20,7 +20,7 @@ import torch
 from optuna.trial import TrialState, create_trial
 
 from search_spaces.facts import OBJECTIVE_METRICS, STDERR_ATTRS
-from tests.tuner.test_boundary_search import BASE, FAST, SPACE, SPEC, new_study, run
+from tests.tuner.test_boundary_search import BASE, FAST, KL, SPACE, SPEC, new_study, run
 from tests.tuner.test_run import SMALL, run_cli
 from tuner.boundary_search import ModelSpec
 from tuner.boundary_search.cube import UnitCube
@@ -109,7 +109,7 @@ RESULTS = {  # trial: (final result or None, error) as Tune hands them to the se
 @pytest.mark.parametrize("sampler", ["boundary", "tpe", "gp", "nsga2"])
 def test_every_searcher_tells_optuna_fail_without_values(sampler):
     kwargs = dict(space=SPACE, metric=list(OBJECTIVE_METRICS), mode=["min", "max"],
-                  sampler=make_sampler(sampler, seed=0, num_samples=8, baseline_retain=BASE, delta=0.02))
+                  sampler=make_sampler(sampler, seed=0, num_samples=8, baseline_retain=BASE, delta=0.02, boundary=KL))
     searcher = BoundaryOptunaSearch(**kwargs, run_dir="unused") if sampler == "boundary" else \
         ResumableOptunaSearch(**kwargs)
     for name, (result, error) in RESULTS.items():
@@ -182,7 +182,7 @@ def test_a_trial_whose_workers_are_killed_fails_and_the_others_complete(tmp_path
     assert optuna_trial[first].user_attrs == {FAILURE_ATTR: "failed"}
     assert all(optuna_trial[t].state is TrialState.COMPLETE for t in others)
     assert all(set(STDERR_ATTRS) <= set(optuna_trial[t].user_attrs) for t in others)
-    state = BoundaryState.from_study(study, ModelSpec(baseline_retain=rows["baseline"]["retain"]["acc"]))
+    state = BoundaryState.from_study(study, ModelSpec(baseline_retain=rows["baseline"]["retain"]["acc"], boundary=KL))
     assert sorted(t.number for t in state.trials) == sorted(optuna_trial[t].number for t in others)
 
     runs = mlflow.MlflowClient(f"sqlite:///{run_dir}/mlflow.db")

@@ -80,7 +80,7 @@ def test_list_spaces(tmp_path):
     result = run_cli("--list-spaces", cwd=tmp_path, timeout=120)
     assert result.returncode == 0
     assert [line.split()[0].rstrip("*") for line in result.stdout.splitlines()] == [
-        "kl_boundary", "seed_grid", "beta_kl_ablation", "alpha_hpo"]
+        "kl_boundary", "kl_temperature_boundary", "seed_grid", "beta_kl_ablation", "alpha_hpo"]
 
 
 def check_run(run_dir: Path, trials: int, uri: str, sampled: bool = True) -> None:
