@@ -141,7 +141,7 @@ def test_stopping_rule_waits_for_a_slice_nobody_sampled():
     decision = decide(state, StopRule(min_trials=10, max_ambiguous=1.0), trial_ids={})
     assert not decision.stop and "not yet pinned at beta_kl 1" in decision.reason
     named = decide(state, StopRule(min_trials=10), trial_ids={state.recommend().trial_number: "abc123"})
-    assert "recommended trial abc123" in named.reason
+    assert "the recommendation so far, trial abc123," in named.reason
 
 
 def test_stopping_rule_waits_until_the_recommendation_has_stood_for_patience_trials():

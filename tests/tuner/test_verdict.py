@@ -159,3 +159,36 @@ def test_results_md_ends_with_the_stop_line() -> None:
     assert "stopped" not in to_markdown(rows)
     assert to_markdown(rows, "ran to the budget cap (--num-samples 2)").endswith(
         "\n\nSearch stopped: ran to the budget cap (--num-samples 2)\n")
+
+
+class _StubModel:
+    """The boundary sampler's model as the analysis reads it: P(drop <= delta) per trial, no slices."""
+
+    boundary = Boundary("remove_coef", ratio_to="retain_coef")
+    by_slice, at_slice, ratio, ratio_ci = (), None, None, (math.inf, math.inf)
+
+    def __init__(self, p_by_retain_coef: dict[float, float]) -> None:
+        self.p = p_by_retain_coef
+
+    def p_at(self, params: dict[str, float]) -> float:
+        return self.p[params["retain_coef"]]
+
+    def describe(self) -> str:
+        return "a stub model"
+
+
+def test_with_the_samplers_model_the_report_names_the_samplers_pick_and_the_safe_alternative() -> None:
+    """The sampler's rule (lowest forget with P >= CONFIDENT) picks the stronger uncertain trial, as the stop
+    sentence and console do; the outcome still says harmless forgetting was found, and names the confirmed one."""
+    base = _row(BASELINE_ID, 0.99, 0.99, se=0.003)
+    safe = _row("safe", 0.50, 0.98, se=0.003, retain_coef=2.0, remove_coef=1.0)  # P 0.95: harmless
+    bold = _row("bold", 0.40, 0.975, se=0.01, retain_coef=3.0, remove_coef=1.0)  # P 0.8: uncertain, P >= 0.7
+    risky = _row("risky", 0.30, 0.972, se=0.01, retain_coef=4.0, remove_coef=1.0)  # P 0.5: below CONFIDENT
+    model = _StubModel({2.0: 0.95, 3.0: 0.8, 4.0: 0.5})
+    a = analyse([safe, bold, risky], base, 0.02, model=model)
+    assert [a.states[t].value for t in ("safe", "bold", "risky")] == ["forgets_harmlessly"] + ["forgets_uncertain"] * 2
+    assert a.recommended == "bold"
+    v = build_verdict(a, [safe, bold, risky], base, "")
+    assert v.outcome.startswith(FOUND) and v.outcome != FOUND
+    states = [a.states[t].value for t in ("safe", "bold", "risky")]
+    assert states == ["forgets_harmlessly", "forgets_uncertain", "forgets_uncertain"]

@@ -31,6 +31,7 @@ from tuner.records.schema import BASELINE_ID, TrialRow
 
 FOUND, UNCERTAIN, NOT_FOUND = ("harmless forgetting found", "only uncertain harmless forgetting found",
                                "no harmless forgetting in the sampled region")
+STRONGER_UNCERTAIN = "harmless forgetting found; the recommended point forgets more but is not yet confirmed harmless"
 
 
 @dataclass(frozen=True)
@@ -60,13 +61,13 @@ def build_verdict(a: BoundaryAnalysis, trials: Sequence[TrialRow], baseline: Tri
                   stop: str) -> Verdict:
     scored = [t for t in trials if t.trial_id in a.states]
     slices = boundary_slices(a, scored, baseline)
-    return Verdict(outcome=_outcome(a), recommended=_recommended(a, scored, baseline), rule=_rule(a),
+    return Verdict(outcome=_outcome(a, scored), recommended=_recommended(a, scored, baseline), rule=_rule(a),
                    boundary=_boundary(a, slices), next_step=next_step(a, scored, baseline, slices),
                    stopped=stop or "unknown (no run_config.json or stop.json in the run directory)",
                    evidence=_evidence(a))
 
 
-def _outcome(a: BoundaryAnalysis) -> str:
+def _outcome(a: BoundaryAnalysis, scored: list[TrialRow]) -> str:
     if a.n_trials == 0:
         return "no trials in the results table yet"
     if a.baseline_problem:
@@ -75,7 +76,9 @@ def _outcome(a: BoundaryAnalysis) -> str:
         return f"no verdict: none of the {a.n_trials} trials has forget and retain scores ({_counts(a.unscored)})"
     if a.recommended is None:
         return NOT_FOUND
-    return FOUND if a.states[a.recommended] is OutcomeState.FORGETS_HARMLESSLY else UNCERTAIN
+    if a.states[a.recommended] is OutcomeState.FORGETS_HARMLESSLY:
+        return FOUND
+    return STRONGER_UNCERTAIN if _best_harmless(a, scored) else UNCERTAIN
 
 
 def _recommended(a: BoundaryAnalysis, scored: list[TrialRow], baseline: TrialRow | None) -> str:
@@ -90,10 +93,18 @@ def _recommended(a: BoundaryAnalysis, scored: list[TrialRow], baseline: TrialRow
         drop, se = retain_drop_se(best, baseline)
         unsure = f"forgets_uncertain: retain drop {_pts(drop)} ± {_pts(se)} pts is within δ on the point estimate " \
                  "but not confidently"
+        safe = _best_harmless(a, scored)
         why = unsure + ("; the lowest forget the model rates likely harmless: confirm it before use" if a.by_model
                         else "; no trial that forgot is confidently within δ")
+        why += f"; the lowest forget confidently harmless: {a.summary[safe.trial_id]}" if safe else ""
     tie = f"; statistically tied: {', '.join(a.tied)}" if a.tied else ""
     return f"{a.summary[a.recommended]} — {why}{tie}"
+
+
+def _best_harmless(a: BoundaryAnalysis, scored: list[TrialRow]) -> TrialRow | None:
+    """The lowest-forget forgets_harmlessly trial (the safe alternative to an uncertain recommendation)."""
+    safe = [t for t in scored if a.states.get(t.trial_id) is OutcomeState.FORGETS_HARMLESSLY]
+    return min(safe, key=lambda t: t.forget.acc, default=None)
 
 
 def _rule(a: BoundaryAnalysis) -> str:

@@ -69,7 +69,7 @@ def decide(state: BoundaryState | None, rule: StopRule, trial_ids: Mapping[int, 
     slices = (f"boundary not yet pinned at {by} {', '.join(f'{b:.3g}' for b in open_slices)}" if open_slices
               else f"boundary pinned at every {by} slice")
     name = (trial_ids or {}).get(rec.trial_number, f"#{rec.trial_number}")
-    text = (f"{where} (limit {rule.max_ambiguous:.0%}); {slices}; recommended trial {name} has "
+    text = (f"{where} (limit {rule.max_ambiguous:.0%}); {slices}; the recommendation so far, trial {name}, has "
             f"P(retain drop <= delta) = {rec.p_feasible:.2f} (needs {rule.min_p_feasible:g}) and has stood for "
             f"{rec.age} trials (needs {rule.patience})")
     prefix = f"boundary pinned after {n} trials: " if pinned else ""
