@@ -186,9 +186,10 @@ def test_with_the_samplers_model_the_report_names_the_samplers_pick_and_the_safe
     risky = _row("risky", 0.30, 0.972, se=0.01, retain_coef=4.0, remove_coef=1.0)  # P 0.5: below CONFIDENT
     model = _StubModel({2.0: 0.95, 3.0: 0.8, 4.0: 0.5})
     a = analyse([safe, bold, risky], base, 0.02, model=model)
-    assert [a.states[t].value for t in ("safe", "bold", "risky")] == ["forgets_harmlessly"] + ["forgets_uncertain"] * 2
+    states = [a.states[t].value for t in ("safe", "bold", "risky")]
+    assert states == ["forgets_harmlessly", "forgets_uncertain", "forgets_uncertain"]
     assert a.recommended == "bold"
     v = build_verdict(a, [safe, bold, risky], base, "")
     assert v.outcome.startswith(FOUND) and v.outcome != FOUND
-    states = [a.states[t].value for t in ("safe", "bold", "risky")]
-    assert states == ["forgets_harmlessly", "forgets_uncertain", "forgets_uncertain"]
+    assert "confirm it before use" in v.recommended
+    assert "the lowest forget confidently harmless: safe (" in v.recommended
