@@ -130,3 +130,41 @@ def test_answer_model_rejects_bad_settings():
         AnswerModel(eval_noise="poisson")
     with pytest.raises(ValueError, match="seed_sd_retain = -0.1"):
         AnswerModel(seed_sd_retain=-0.1)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--synthetic", "--snap", "--seed-sd-forget", "0.1"], "--snap answers with the table's frozen values"),
+    (["--synthetic", "--seed-sd-retain", "2"], "seed_sd_retain = 2.0 must be a fraction"),
+])
+def test_cli_rejects_noise_settings_it_cannot_use(capsys, argv, message):
+    from tuner.bench_search.__main__ import main
+
+    with pytest.raises(SystemExit):
+        main(argv)
+    assert message in capsys.readouterr().err
+
+
+def test_seed_variance_reuses_finished_trials_and_pools_per_point_variances(monkeypatch, tmp_path):
+    from tuner.bench_search import seed_variance as sv
+
+    values = {(1.0, 0): 0.5, (1.0, 1): 0.6, (1.0, 2): 0.7, (2.0, 0): 0.9, (2.0, 1): 0.9, (2.0, 2): 0.96}
+    calls = []
+
+    def fake_run_point(preset, overrides, params, baseline):
+        calls.append((params["retain_coef"], overrides["seed"]))
+        acc = values[(params["retain_coef"], overrides["seed"])]
+        score = {"acc": acc, "stderr": 0.01, "n": 336}
+        return {"forget": score, "retain": {**score, "acc": 1 - acc / 10}, "diverged": False}
+
+    monkeypatch.setattr(sv, "run_point", fake_run_point)
+    points = [(1.0, 1.0, 0.3, "a"), (2.0, 1.0, 0.3, "b")]
+    sink = tmp_path / "seed_points.jsonl"
+    sv.measure(points[:1], 2, "miniworld", {}, sink)
+    records = sv.measure(points, 3, "miniworld", {}, sink)
+    assert calls == [(1.0, 0), (1.0, 1), (1.0, 2), (2.0, 0), (2.0, 1), (2.0, 2)]  # each trial once
+    out = sv.summary(points, 3, records)
+    sds = [np.std([values[(r, s)] for s in range(3)], ddof=1) for r in (1.0, 2.0)]
+    assert [row["forget"]["seed_sd"] for row in out["points"]] == pytest.approx(sds)
+    assert out["pooled_sd"]["forget"] == pytest.approx(np.sqrt(np.mean(np.square(sds))))
+    assert out["pooled_sd"]["retain"] == pytest.approx(np.sqrt(np.mean(np.square(sds))) / 10)
+    assert "| 1 | 1 | 0.3 | 1 | a | 3 |" in sv.markdown(out, "cmd")
