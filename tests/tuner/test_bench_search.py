@@ -91,3 +91,30 @@ def test_replay_of_todays_method_and_the_json_report():
     assert out["methods"]["grid"]["grid_size"] == table.size == 7 * 7 * 4
     assert set(out["methods"]["tpe"]) >= {"median_trials_to_target", "p90_trials_to_target", "boundary_error_at",
                                           "regret_at", "feasible_rate_at", "grid_size"}
+
+
+def test_replay_scores_every_method_through_the_shared_estimator_too():
+    """The shared estimator is the boundary model on the method's trials: for the boundary sampler it is its own
+    estimate, for TPE a second reading of the same trials."""
+    table = WORLD.table(seed=None)
+    own = replay("boundary", table, seed=0, max_concurrent=1, max_trials=10, delta=DELTA)
+    np.testing.assert_equal([own.shared_error, own.shared_regret, own.shared_feasible],
+                            [own.error, own.regret, own.feasible])  # NaN regret (no pick yet) equals NaN
+    tpe = replay("tpe", table, seed=0, max_concurrent=1, max_trials=10, delta=DELTA)
+    assert len(tpe.shared_error) == 10 and tpe.shared_error != tpe.error
+    out = report(table, {"tpe": [tpe]}, (5, 10), DELTA)
+    assert out["methods"]["tpe"]["shared_estimator"]["boundary_error_at"]["10"] == pytest.approx(tpe.shared_error[-1])
+    assert out["answers"]["snap"] is False
+
+
+def test_replay_builds_tpe_with_the_startup_of_a_search_as_long_as_the_replay(monkeypatch):
+    built = []
+    real_make = replay_module.make
+
+    def spy(*args):
+        built.append(real_make(*args))
+        return built[-1]
+
+    monkeypatch.setattr(replay_module, "make", spy)
+    replay("tpe", WORLD.table(), seed=0, max_concurrent=1, max_trials=30, delta=DELTA)
+    assert built[0]._n_startup_trials == max(4, 30 // 3)

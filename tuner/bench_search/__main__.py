@@ -3,9 +3,12 @@
     python -m tuner.bench_search --preset miniworld --seeds 20 --max-concurrent 1 4 --workers 16
     python -m tuner.bench_search --synthetic --seeds 20 --budgets 12 24 48
     python -m tuner.bench_search --preset miniworld-small --grid 2 2 1 --seeds 2 --methods boundary steps=8
+    python -m tuner.bench_search --synthetic --snap      # the old replay: nearest grid point, frozen noise
 
 Builds (or reuses) the table, replays every method x concurrency x seed on a process pool, prints a
-compact table and writes ``bench_search.json`` and ``bench_search_error.png`` to ``--out``.
+compact table and writes ``bench_search.json`` and ``bench_search_error.png`` to ``--out``. Answers are
+realistic by default (``tuner.bench_search.answers``: the table interpolated as the truth, fresh seed and
+eval noise per answer); the synthetic world's truth is then its noise-free table.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import sys
 from pathlib import Path
 
 from search_spaces.facts import DEFAULT_DELTA
+from tuner.bench_search.answers import EVAL_NOISE, SEED_SD_FORGET, SEED_SD_RETAIN, AnswerModel
 from tuner.bench_search.bench import compact, report, run_all
 from tuner.bench_search.methods import METHODS
 from tuner.bench_search.plot import error_png
@@ -37,10 +41,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--delta", type=float, default=DEFAULT_DELTA)
     ap.add_argument("--out", type=Path, default=Path("bench_search"))
+    ap.add_argument("--snap", action="store_true",
+                    help="answer with the nearest grid point's frozen values (the old replay) instead of realistic "
+                         "answers")
+    ap.add_argument("--eval-noise", choices=EVAL_NOISE, help="realistic answers' eval noise (default binomial)")
+    ap.add_argument("--seed-sd-forget", type=float, help=f"training-seed sd of forget acc (default {SEED_SD_FORGET})")
+    ap.add_argument("--seed-sd-retain", type=float, help=f"training-seed sd of retain acc (default {SEED_SD_RETAIN})")
     ap.add_argument("overrides", nargs="*", metavar="key=value", help="TrainConfig fields for every table point")
     args = ap.parse_args(argv)
+    noise = {k: v for k, v in (("eval_noise", args.eval_noise), ("seed_sd_forget", args.seed_sd_forget),
+                               ("seed_sd_retain", args.seed_sd_retain)) if v is not None}
+    if args.snap and noise:
+        ap.error(f"--snap answers with the table's frozen values: drop {', '.join(noise)} or --snap")
+    try:
+        model = None if args.snap else AnswerModel(**noise)
+    except ValueError as e:
+        ap.error(str(e))
     if args.synthetic:
-        table = SyntheticWorld(delta=args.delta).table(*args.grid)
+        table = SyntheticWorld(delta=args.delta).table(*args.grid, seed=0 if args.snap else None)
     else:
         from trainables.train import parse_overrides
         from tuner.bench_search.build_table import build_table
@@ -48,8 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         table = build_table(args.preset, tuple(args.grid), workers=args.workers,
                             overrides=parse_overrides(args.overrides))
     traces = run_all(table, args.methods, args.seeds, args.max_concurrent, max(args.max_trials, *args.budgets),
-                     args.delta, args.workers)
-    result = report(table, traces, tuple(args.budgets), args.delta)
+                     args.delta, args.workers, args.snap, model)
+    result = report(table, traces, tuple(args.budgets), args.delta, args.snap, model)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "bench_search.json").write_text(json.dumps(result, indent=1))
     (args.out / "bench_search_error.png").write_bytes(error_png(traces, table.size))

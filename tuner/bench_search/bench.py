@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict
 from multiprocessing import get_context
 from typing import Any
 
 from tqdm import tqdm
 
+from tuner.bench_search.answers import AnswerModel, make_answers
 from tuner.bench_search.metrics import TARGET, summarise
 from tuner.bench_search.replay import Trace, replay
 from tuner.bench_search.table import Table
@@ -25,30 +27,33 @@ def _init_worker() -> None:
 
 
 def run_all(table: Table, methods: list[str], seeds: int, concurrency: list[int], max_trials: int, delta: float,
-            workers: int) -> dict[str, list[Trace]]:
+            workers: int, snap: bool = False, model: AnswerModel | None = None) -> dict[str, list[Trace]]:
     """Every (method, max_concurrent, seed) replay on a spawn process pool; keys ``method`` / ``method@c``."""
     jobs = [(m, c, s) for m in methods for c in concurrency for s in range(seeds)]
     out: dict[str, list[Trace]] = {}
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker) as pool:
-        futures = {pool.submit(replay, m, table, s, c, max_trials, delta): (m, c) for m, c, s in jobs}
+        futures = {pool.submit(replay, m, table, s, c, max_trials, delta, snap, model): (m, c) for m, c, s in jobs}
         for fut in tqdm(as_completed(futures), total=len(futures), desc="replays", file=sys.stderr):
             m, c = futures[fut]
             out.setdefault(m if c == 1 else f"{m}@{c}", []).append(fut.result())
     return {k: sorted(v, key=lambda t: t.seed) for k, v in sorted(out.items())}
 
 
-def report(table: Table, traces: dict[str, list[Trace]], budgets: tuple[int, ...], delta: float) -> dict[str, Any]:
+def report(table: Table, traces: dict[str, list[Trace]], budgets: tuple[int, ...], delta: float,
+           snap: bool = False, model: AnswerModel | None = None) -> dict[str, Any]:
     methods = {name: summarise(runs, budgets) for name, runs in traces.items()}
+    answers = {"snap": True} if snap else {"snap": False, **asdict(model or AnswerModel())}
+    best = make_answers(table, 0, snap, model).best_feasible_forget(delta)  # the truth regret is measured from
     grid = {"grid_size": table.size, "median_trials_to_target": table.size, "p90_trials_to_target": table.size}
     return {"table": {"key": table.key, "grid_size": table.size, "shape": list(table.forget.shape),
-                      "best_feasible_forget": table.best_feasible_forget(delta),
+                      "best_feasible_forget": best,
                       "boundary_log10_remove": table.boundary(delta).tolist()},
-            "delta": delta, "target": TARGET.__dict__, "budgets": list(budgets),
+            "answers": answers, "delta": delta, "target": TARGET.__dict__, "budgets": list(budgets),
             "methods": {"grid": grid, **{k: {"grid_size": table.size, **v} for k, v in methods.items()}}}
 
 
 def compact(result: dict[str, Any]) -> str:
-    """The printed table: one line per method."""
+    """The printed tables: one line per method, by its own estimate, then through the shared estimator."""
     b = result["budgets"]
     head = (["method", "median n", "p90 n", "reached", "boundary n"] + [f"err@{n}" for n in b]
             + [f"regret@{n}" for n in b] + [f"feas@{n}" for n in b] + ["stop n", "target@stop"])
@@ -56,14 +61,21 @@ def compact(result: dict[str, Any]) -> str:
     def f(v: float | None, spec: str = ".2f") -> str:
         return "—" if v is None else format(v, spec)
 
-    rows = []
-    for name, m in result["methods"].items():
+    def row(name: str, m: dict[str, Any]) -> list[str]:
         at = {k: m.get(k) or {} for k in ("boundary_error_at", "regret_at", "feasible_rate_at")}
-        rows.append([name, f(m["median_trials_to_target"], "g"), f(m["p90_trials_to_target"], "g"),
-                     f(m.get("reached_rate"), ".0%"), f(m.get("median_trials_to_boundary"), "g")]
-                    + [f(at["boundary_error_at"].get(str(n))) for n in b]
-                    + [f(at["regret_at"].get(str(n)), ".1f") for n in b]
-                    + [f(at["feasible_rate_at"].get(str(n)), ".0%") for n in b]
-                    + [f(m.get("median_stop_trial"), "g"), f(m.get("target_met_at_stop_rate"), ".0%")])
+        return ([name, f(m["median_trials_to_target"], "g"), f(m["p90_trials_to_target"], "g"),
+                 f(m.get("reached_rate"), ".0%"), f(m.get("median_trials_to_boundary"), "g")]
+                + [f(at["boundary_error_at"].get(str(n))) for n in b]
+                + [f(at["regret_at"].get(str(n)), ".1f") for n in b]
+                + [f(at["feasible_rate_at"].get(str(n)), ".0%") for n in b]
+                + [f(m.get("median_stop_trial"), "g"), f(m.get("target_met_at_stop_rate"), ".0%")])
+
+    own = [row(name, m) for name, m in result["methods"].items()]
+    shared = [row(name, m["shared_estimator"]) for name, m in result["methods"].items() if "shared_estimator" in m]
+    return _aligned(head, own) + "\n\nthrough the shared estimator (the boundary model on each method's trials):\n" \
+        + _aligned(head[:-2], [r[:-2] for r in shared])
+
+
+def _aligned(head: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
     return "\n".join("  ".join(str(c).rjust(w) for c, w in zip(r, widths, strict=True)) for r in [head, *rows])

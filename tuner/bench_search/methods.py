@@ -6,7 +6,9 @@
     boundary   BoundarySampler                      + its own GP model and recommendation
 
 ``estimate`` returns what the method believes after the completed trials: P(harmless) over parameter
-columns (None when it has no model) and the recommended trial number.
+columns (None when it has no model) and the recommended trial number. ``shared_estimate`` reads every
+method's trials through one estimator, the boundary sampler's model (``BoundaryState``), so that methods
+are compared on where they put their trials, not on how their own analysis reads them.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from search_spaces import get_space
 from search_spaces.facts import FORGET_INDEX, RETAIN_INDEX, STDERR_ATTRS
 from trainables.evaluation.result import TaskScore
 from tuner.analysis.boundary import analyse
-from tuner.boundary_search import BoundarySampler
+from tuner.boundary_search import BoundarySampler, BoundaryState, ModelSpec
 from tuner.orchestration.samplers import make_sampler
 from tuner.records.schema import BASELINE_ID, TrialRow
 
@@ -49,10 +51,26 @@ def estimate(sampler: optuna.samplers.BaseSampler, study: optuna.Study, baseline
              n_eval: int, delta: float) -> Estimate:
     """The method's boundary model and recommendation after the study's completed trials."""
     if isinstance(sampler, BoundarySampler):
-        state = sampler.state(study)
-        rec = state.recommend() if state else None
-        return Estimate(state.p_harmless if state else None, rec.trial_number if rec else None)
+        return _state_estimate(sampler.state(study))
     return _analysis_estimate(study, baseline, n_eval, delta)
+
+
+def shared_estimate(sampler: optuna.samplers.BaseSampler, study: optuna.Study, spec: ModelSpec) -> Estimate:
+    """The boundary model with ``spec`` fitted on the study's completed trials (the sampler's own fit, when it
+    is a boundary sampler with that spec)."""
+    if isinstance(sampler, BoundarySampler) and sampler.spec == spec:
+        return _state_estimate(sampler.state(study))
+    return _state_estimate(BoundaryState.from_study(study, spec))
+
+
+def shared_spec(baseline_retain: float, delta: float) -> ModelSpec:
+    return ModelSpec(baseline_retain=baseline_retain, boundary=BOUNDARY, delta=delta, forget_index=FORGET_INDEX,
+                     retain_index=RETAIN_INDEX)
+
+
+def _state_estimate(state: BoundaryState | None) -> Estimate:
+    rec = state.recommend() if state else None
+    return Estimate(state.p_harmless if state else None, rec.trial_number if rec else None)
 
 
 def _analysis_estimate(study: optuna.Study, baseline: tuple[float, float], n_eval: int, delta: float) -> Estimate:

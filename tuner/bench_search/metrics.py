@@ -3,6 +3,9 @@
     target(n)  =  boundary error <= 0.2 decades  and  regret <= 3 points  and  feasible recommendation
     trials-to-target = the smallest n with target(n); seeds that never get there count as +inf, so a
     median or p90 beyond ``max_trials`` is reported as null.
+
+Each method's row also holds ``shared_estimator``: the same target and budget numbers with its trials read
+by the shared estimator (``Trace.shared``) instead of its own analysis.
 """
 
 from __future__ import annotations
@@ -37,8 +40,17 @@ def _finite(x: float) -> float | None:
     return float(x) if math.isfinite(x) else None
 
 
+SHARED_KEYS = ("median_trials_to_target", "p90_trials_to_target", "reached_rate", "median_trials_to_boundary",
+               "boundary_error_at", "regret_at", "feasible_rate_at")
+
+
 def summarise(traces: list[Trace], budgets: tuple[int, ...], target: Target = TARGET) -> dict[str, Any]:
     """One method's row of ``bench_search.json``."""
+    shared = _summarise([t.shared() for t in traces], budgets, target)
+    return {**_summarise(traces, budgets, target), "shared_estimator": {k: shared[k] for k in SHARED_KEYS}}
+
+
+def _summarise(traces: list[Trace], budgets: tuple[int, ...], target: Target) -> dict[str, Any]:
     ttt = np.array([trials_to_target(t, target) for t in traces])
     boundary_only = Target(max_error=target.max_error, max_regret=math.inf, feasible=False)
     ttb = np.array([trials_to_target(t, boundary_only) for t in traces])

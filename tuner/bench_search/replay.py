@@ -1,8 +1,14 @@
 """Replay one seeded method against a table, as a Tune run would drive it: ``study.ask`` until
-``max_concurrent`` trials are pending, answer the oldest with its nearest table point (values and lm-eval
-stderrs as user attrs), ``study.tell``, and score the method's beliefs after every completed trial.
+``max_concurrent`` trials are pending, answer the oldest (``answers``: by default the interpolated table plus
+fresh seed and eval noise, with ``snap`` its nearest grid point's frozen values; lm-eval stderrs as user
+attrs), ``study.tell``, and score after every completed trial, against the noise-free truth, both the
+method's own beliefs and those of the shared estimator (the boundary model fitted on the method's trials).
 
     trace = replay("boundary", table, seed=0, max_concurrent=4, max_trials=64, delta=0.02)
+    trace = replay("tpe", table, seed=0, max_concurrent=1, max_trials=64, delta=0.02, snap=True)
+
+Each sampler is built as a real search with ``--num-samples max_trials`` would build it (TPE and GP: random
+startup for max(4, max_trials // 3) trials; the boundary sampler: its fixed Sobol start).
 """
 
 from __future__ import annotations
@@ -13,10 +19,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import optuna
 
-from tuner.bench_search.methods import Estimate, PFn, estimate, make
+from search_spaces.facts import STDERR_ATTRS, retain_drop
+from tuner.bench_search.answers import AnswerModel, Answers, make_answers
+from tuner.bench_search.methods import Estimate, PFn, estimate, make, shared_estimate, shared_spec
 from tuner.bench_search.table import Table
 from tuner.boundary_search import BoundarySampler
 from tuner.boundary_search.crossing import first_crossing
+from tuner.orchestration.samplers import set_retain_constraint
 
 N_ALONG = 129  # points per column where a model's boundary is read
 
@@ -24,8 +33,9 @@ N_ALONG = 129  # points per column where a model's boundary is read
 @dataclass
 class Trace:
     """Per completed-trial count n = 1..max_trials: the method's boundary error (decades), regret (points,
-    NaN without a recommendation) and whether the recommendation is feasible; ``stopped_at`` is the n at which
-    the boundary sampler's stopping rule first fired (None: never, or another method)."""
+    NaN without a recommendation) and whether the recommendation is feasible, on the truth; ``shared_*`` the
+    same through the shared estimator; ``stopped_at`` is the n at which the boundary sampler's stopping rule
+    first fired (None: never, or another method)."""
 
     method: str
     seed: int
@@ -34,27 +44,49 @@ class Trace:
     regret: list[float] = field(default_factory=list)
     feasible: list[bool] = field(default_factory=list)
     stopped_at: int | None = None
+    shared_error: list[float] = field(default_factory=list)
+    shared_regret: list[float] = field(default_factory=list)
+    shared_feasible: list[bool] = field(default_factory=list)
+
+    def add(self, own: tuple[float, float, bool], shared: tuple[float, float, bool]) -> None:
+        """One completed trial's (error, regret, feasible), by the method's own estimate and the shared one."""
+        for name, v in zip(("error", "regret", "feasible", "shared_error", "shared_regret", "shared_feasible"),
+                           (*own, *shared), strict=True):
+            getattr(self, name).append(v)
+
+    def shared(self) -> Trace:
+        """This trace as scored through the shared estimator (no stopping rule of its own)."""
+        return Trace(self.method, self.seed, self.max_concurrent, self.shared_error, self.shared_regret,
+                     self.shared_feasible)
 
 
-def replay(method: str, table: Table, seed: int, max_concurrent: int, max_trials: int, delta: float) -> Trace:
+def replay(method: str, table: Table, seed: int, max_concurrent: int, max_trials: int, delta: float,
+           snap: bool = False, model: AnswerModel | None = None) -> Trace:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sampler = make(method, seed, max_trials, table.baseline_retain, delta)
     study = optuna.create_study(directions=["minimize", "maximize"], sampler=sampler)
+    answers = make_answers(table, seed, snap, model)
     dists, pending, trace = table.distributions(), deque(), Trace(method, seed, max_concurrent)
-    truth, best = table.boundary(delta), table.best_feasible_forget(delta)
+    truth, best = table.boundary(delta), answers.best_feasible_forget(delta)
+    spec = shared_spec(table.baseline_retain, delta)
+
+    def score(est: Estimate) -> tuple[float, float, bool]:
+        forget, retain = _recommended(study, est, answers)
+        feasible = bool(retain_drop(table.baseline_retain, retain) <= delta)
+        return boundary_error(table, est, truth), 100 * (forget - best), feasible
+
     for n in range(1, max_trials + 1):
         while len(pending) < max_concurrent and n - 1 + len(pending) < max_trials:
             pending.append(study.ask(dists))
         trial = pending.popleft()
-        i = table.nearest(trial.params)
-        trial.set_user_attr("forget_stderr", float(table.forget_se[i]))
-        trial.set_user_attr("retain_stderr", float(table.retain_se[i]))
-        study.tell(trial, [float(table.forget[i]), float(table.retain[i])])
-        est = estimate(sampler, study, (table.baseline_forget, table.baseline_retain), table.n_eval, delta)
-        trace.error.append(boundary_error(table, est, truth))
-        forget, drop = _recommended(study, est, table)
-        trace.regret.append(100 * (forget - best))
-        trace.feasible.append(bool(drop <= delta))
+        a = answers.answer(trial.params)
+        for attr, se in zip(STDERR_ATTRS, (a.forget_se, a.retain_se), strict=True):
+            trial.set_user_attr(attr, se)
+        set_retain_constraint(trial, a.retain, table.baseline_retain, delta)  # as the search's searcher does
+        study.tell(trial, [a.forget, a.retain])
+        trace.add(score(estimate(sampler, study, (table.baseline_forget, table.baseline_retain), table.n_eval,
+                                 delta)),
+                  score(shared_estimate(sampler, study, spec)))
         if trace.stopped_at is None and isinstance(sampler, BoundarySampler) and sampler.stop_decision(study).stop:
             trace.stopped_at = n
     return trace
@@ -79,9 +111,8 @@ def boundary_error(table: Table, est: Estimate, truth: np.ndarray) -> float:
     return float(np.mean(np.abs(model_boundary(table, est.p_harmless) - truth)))
 
 
-def _recommended(study: optuna.Study, est: Estimate, table: Table) -> tuple[float, float]:
-    """(forget, retain drop) of the recommended trial's table point; (NaN, inf) without one."""
+def _recommended(study: optuna.Study, est: Estimate, answers: Answers) -> tuple[float, float]:
+    """True (forget, retain) at the recommended trial's params; (NaN, -inf) without one."""
     if est.recommended is None:
-        return float("nan"), float("inf")
-    i = table.nearest(study.trials[est.recommended].params)
-    return float(table.forget[i]), float(table.baseline_retain - table.retain[i])
+        return float("nan"), -float("inf")
+    return answers.truth(study.trials[est.recommended].params)

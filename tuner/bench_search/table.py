@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from optuna.distributions import FloatDistribution
 
+from search_spaces.facts import retain_drop
 from tuner.boundary_search.crossing import first_crossing
 
 
@@ -74,7 +75,7 @@ class Table:
         return tuple(int(np.argmin(np.abs(a.coord(a.values) - a.coord(params[a.name])))) for a in self.axes)
 
     def retain_drop(self) -> np.ndarray:
-        return self.baseline_retain - self.retain
+        return retain_drop(self.baseline_retain, self.retain)
 
     def boundary(self, delta: float) -> np.ndarray:
         """log10 remove* per column: array over the other axes (in order) of the boundary coordinate."""

@@ -1,0 +1,170 @@
+"""Realistic replay answers: continuous in the table's coordinates, exact at grid points without noise, noise at
+the stated sd, a fresh draw per answer; ``snap`` keeps the nearest grid point's frozen values."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import optuna
+import pytest
+
+from tuner.bench_search import replay as replay_module
+from tuner.bench_search.answers import AnswerModel, RealisticAnswers, SnapAnswers, Surface, make_answers
+from tuner.bench_search.replay import replay
+from tuner.bench_search.synthetic import SyntheticWorld
+
+WORLD = SyntheticWorld()
+TABLE = WORLD.table(seed=None)
+QUIET = AnswerModel(eval_noise="none", seed_sd_forget=0.0, seed_sd_retain=0.0)
+
+
+def params_at(index: tuple[int, ...]) -> dict[str, float]:
+    return {a.name: a.values[i] for a, i in zip(TABLE.axes, index, strict=True)}
+
+
+def test_noise_free_answers_equal_the_table_at_grid_points():
+    answers = RealisticAnswers(TABLE, QUIET, seed=0)
+    for index in itertools.product(*(range(len(a.values)) for a in TABLE.axes)):
+        a = answers.answer(params_at(index))
+        assert (a.forget, a.retain, a.forget_se, a.retain_se) == pytest.approx(
+            (TABLE.forget[index], TABLE.retain[index], TABLE.forget_se[index], TABLE.retain_se[index]), abs=1e-12)
+
+
+def test_answers_between_grid_points_lie_between_the_neighbouring_values():
+    """Inside a grid cell the multilinear truth lies within the cell's corner values; along an edge it moves
+    monotonically (linearly in log remove_coef) from one grid value to the next."""
+    answers = RealisticAnswers(TABLE, QUIET, seed=0)
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        lo = tuple(int(rng.integers(len(a.values) - 1)) for a in TABLE.axes)
+        t = rng.random(len(TABLE.axes))
+        params = {}
+        for a, i, w in zip(TABLE.axes, lo, t, strict=True):
+            c0, c1 = a.coord(a.values[i]), a.coord(a.values[i + 1])
+            params[a.name] = float(10 ** (c0 + w * (c1 - c0)) if a.log else c0 + w * (c1 - c0))
+        corners = [tuple(i + d for i, d in zip(lo, ds, strict=True)) for ds in itertools.product((0, 1), repeat=3)]
+        forget, retain = answers.truth(params)
+        for value, array in ((forget, TABLE.forget), (retain, TABLE.retain)):
+            vals = [array[c] for c in corners]
+            assert min(vals) - 1e-12 <= value <= max(vals) + 1e-12
+    remove = TABLE.axes[TABLE.names.index("remove_coef")].values  # the boundary crosses (3, 3..4, 0)'s edge
+    edge = [answers.truth({"retain_coef": TABLE.axes[0].values[3], "beta_kl": TABLE.axes[2].values[0],
+                           "remove_coef": x})[1] for x in np.geomspace(remove[3], remove[4], 9)]
+    assert edge[0] == pytest.approx(TABLE.retain[3, 3, 0]) and edge[-1] == pytest.approx(TABLE.retain[3, 4, 0])
+    assert abs(edge[-1] - edge[0]) > 0.05
+    assert np.allclose(np.diff(edge), np.diff(edge)[0])  # linear in log10 remove_coef
+
+
+@pytest.mark.parametrize("eval_noise", ["binomial", "gaussian", "none"])
+def test_answer_noise_matches_the_stated_sd(eval_noise):
+    """Many answers at one point past the boundary (forget near chance, retain half collapsed): their mean is the
+    truth and their sd the stated sqrt(seed sd^2 + eval variance), within 3 % (the sd's own sampling sd is 0.5 %)."""
+    model = AnswerModel(eval_noise=eval_noise, seed_sd_forget=0.03, seed_sd_retain=0.02)
+    answers = RealisticAnswers(TABLE, model, seed=0)
+    params = {"retain_coef": 3.0, "remove_coef": 4.5, "beta_kl": 0.5}
+    draws = np.array([[a.forget, a.retain] for a in (answers.answer(params) for _ in range(20000))])
+    truth, stated = np.array(answers.truth(params)), np.array(answers.answer_sd(params))
+    assert np.all((truth - 4 * stated > 0) & (truth + 4 * stated < 1))  # interior: clipping plays no part
+    assert np.all(stated >= np.array([model.seed_sd_forget, model.seed_sd_retain]))
+    assert draws.mean(axis=0) == pytest.approx(truth, abs=4 * stated.max() / np.sqrt(len(draws)))
+    assert draws.std(axis=0, ddof=1) == pytest.approx(stated, rel=0.03)
+
+
+def test_every_answer_is_a_fresh_draw_and_the_stderr_is_lm_evals():
+    answers = RealisticAnswers(TABLE, AnswerModel(seed_sd_forget=0.02, seed_sd_retain=0.01), seed=0)
+    params = params_at((3, 3, 2))
+    a, b = answers.answer(params), answers.answer(params)
+    assert (a.forget, a.retain) != (b.forget, b.retain)
+    n = TABLE.n_eval
+    assert a.forget_se == pytest.approx(np.sqrt(a.forget * (1 - a.forget) / (n - 1)))  # the drawn accuracy's
+    again = RealisticAnswers(TABLE, AnswerModel(seed_sd_forget=0.02, seed_sd_retain=0.01), seed=0)
+    assert again.answer(params) == a  # reproducible per replay seed
+
+
+def test_truths_best_feasible_forget_is_at_least_as_good_as_the_grids():
+    """The interpolated truth's feasible set contains every feasible grid point, so its best is no worse."""
+    surface = Surface(TABLE)
+    best = surface.best_feasible_forget(WORLD.delta)
+    assert best <= TABLE.best_feasible_forget(WORLD.delta) + 1e-12
+    assert best >= TABLE.forget.min() - 1e-12
+
+
+def test_snap_answers_are_the_nearest_grid_points_frozen_values():
+    noisy = WORLD.table(seed=0)
+    answers = make_answers(noisy, seed=0, snap=True)
+    assert isinstance(answers, SnapAnswers)
+    params = {"retain_coef": 2.9, "remove_coef": 0.31, "beta_kl": 0.4}
+    i = noisy.nearest(params)
+    assert answers.answer(params) == answers.answer(params)
+    assert (answers.answer(params).forget, answers.truth(params)) == (noisy.forget[i], (noisy.forget[i],
+                                                                                        noisy.retain[i]))
+    assert answers.best_feasible_forget(WORLD.delta) == noisy.best_feasible_forget(WORLD.delta)
+    with pytest.raises(ValueError, match="frozen values"):
+        make_answers(noisy, seed=0, snap=True, model=QUIET)
+
+
+@pytest.mark.parametrize("snap", [True, False])
+def test_replay_tells_the_studys_trials_what_the_answers_say(monkeypatch, snap):
+    """With --snap every told value is the nearest grid point's (the old replay); realistic answers are
+    not grid values and the stderrs the method sees are lm-eval's, not the seed sd."""
+    told = []
+
+    class Spy(optuna.samplers.RandomSampler):
+        def after_trial(self, study, trial, state, values):
+            told.append((dict(trial.params), tuple(values), trial.user_attrs["forget_stderr"]))
+
+    monkeypatch.setattr(replay_module, "make", lambda *a: Spy(seed=0))
+    table = WORLD.table(seed=0 if snap else None)
+    replay("random", table, seed=0, max_concurrent=2, max_trials=12, delta=WORLD.delta, snap=snap)
+    assert len(told) == 12
+    on_grid = [values == (table.forget[table.nearest(p)], table.retain[table.nearest(p)]) for p, values, _ in told]
+    assert all(on_grid) if snap else not any(on_grid)
+    if not snap:
+        n = table.n_eval
+        assert all(se == pytest.approx(np.sqrt(v[0] * (1 - v[0]) / (n - 1))) for _, v, se in told)
+
+
+def test_answer_model_rejects_bad_settings():
+    with pytest.raises(ValueError, match="eval_noise 'poisson'"):
+        AnswerModel(eval_noise="poisson")
+    with pytest.raises(ValueError, match="seed_sd_retain = -0.1"):
+        AnswerModel(seed_sd_retain=-0.1)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--synthetic", "--snap", "--seed-sd-forget", "0.1"], "--snap answers with the table's frozen values"),
+    (["--synthetic", "--seed-sd-retain", "2"], "seed_sd_retain = 2.0 must be a fraction"),
+])
+def test_cli_rejects_noise_settings_it_cannot_use(capsys, argv, message):
+    from tuner.bench_search.__main__ import main
+
+    with pytest.raises(SystemExit):
+        main(argv)
+    assert message in capsys.readouterr().err
+
+
+def test_seed_variance_reuses_finished_trials_and_pools_per_point_variances(monkeypatch, tmp_path):
+    from tuner.bench_search import seed_variance as sv
+
+    values = {(1.0, 0): 0.5, (1.0, 1): 0.6, (1.0, 2): 0.7, (2.0, 0): 0.9, (2.0, 1): 0.9, (2.0, 2): 0.96}
+    calls = []
+
+    def fake_run_point(preset, overrides, params, baseline):
+        calls.append((params["retain_coef"], overrides["seed"]))
+        acc = values[(params["retain_coef"], overrides["seed"])]
+        score = {"acc": acc, "stderr": 0.01, "n": 336}
+        return {"forget": score, "retain": {**score, "acc": 1 - acc / 10}, "diverged": False}
+
+    monkeypatch.setattr(sv, "run_point", fake_run_point)
+    points = [(1.0, 1.0, 0.3, "a"), (2.0, 1.0, 0.3, "b")]
+    sink = tmp_path / "seed_points.jsonl"
+    sv.measure(points[:1], 2, "miniworld", {}, sink)
+    records = sv.measure(points, 3, "miniworld", {}, sink)
+    assert calls == [(1.0, 0), (1.0, 1), (1.0, 2), (2.0, 0), (2.0, 1), (2.0, 2)]  # each trial once
+    out = sv.summary(points, 3, records)
+    sds = [np.std([values[(r, s)] for s in range(3)], ddof=1) for r in (1.0, 2.0)]
+    assert [row["forget"]["seed_sd"] for row in out["points"]] == pytest.approx(sds)
+    assert out["pooled_sd"]["forget"] == pytest.approx(np.sqrt(np.mean(np.square(sds))))
+    assert out["pooled_sd"]["retain"] == pytest.approx(np.sqrt(np.mean(np.square(sds))) / 10)
+    assert "| 1 | 1 | 0.3 | 1 | a | 3 |" in sv.markdown(out, "cmd")

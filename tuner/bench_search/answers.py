@@ -1,0 +1,184 @@
+"""What a replayed trial is answered with, and the noise-free truth it is scored against.
+
+    answers = make_answers(table, seed=0)                 # default: interpolated truth + fresh noise per answer
+    answers = make_answers(table, seed=0, snap=True)      # --snap: the nearest grid point's frozen values
+    a = answers.answer(params)                            # Answer(forget, retain, forget_se, retain_se)
+    answers.truth(params)                                 # (forget, retain), noise-free
+    answers.best_feasible_forget(delta)                   # the truth's lowest forget with retain drop <= delta
+
+Realistic answers: the table is read as the truth, multilinear in its own coordinates (log10 retain_coef,
+log10 remove_coef, beta_kl), and every answer draws afresh, per objective,
+
+    p   = clip(truth + N(0, seed_sd), 0, 1)       training-seed noise (``AnswerModel.seed_sd_*``)
+    acc = Binomial(n_eval, p) / n_eval            eval noise: n_eval questions (binomial), or
+          clip(p + N(0, stderr_truth), 0, 1)      gaussian, the interpolated lm-eval stderr, or p itself (none)
+
+and reports the stderr lm-eval would (binomial: sqrt(acc (1 - acc) / (n_eval - 1)) of the drawn accuracy;
+otherwise the interpolated one), never the seed sd.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from typing import Any, Protocol
+
+import numpy as np
+from scipy.interpolate import RegularGridInterpolator
+
+from search_spaces.facts import retain_drop
+from tuner.bench_search.synthetic import binomial_se
+from tuner.bench_search.table import Table
+
+EVAL_NOISE = ("binomial", "gaussian", "none")
+REFINE = 8  # the truth's best feasible forget is searched on the grid refined this many times per axis
+# Training-seed sd of the default mini-world's accuracies (fractions), pooled over 8 points x 4 seeds (no effect,
+# edge and damage at beta_kl 0.3 and 1): ``python -m tuner.bench_search.seed_variance --seeds 4``. The sd is far
+# from constant: 0 where nothing happens, up to 18 forget / 4.8 retain points at the edge and in the damage
+SEED_SD_FORGET = 0.0936
+SEED_SD_RETAIN = 0.0186
+
+@dataclass(frozen=True)
+class AnswerModel:
+    """The noise of a realistic answer (see the module docstring)."""
+
+    eval_noise: str = "binomial"
+    seed_sd_forget: float = SEED_SD_FORGET
+    seed_sd_retain: float = SEED_SD_RETAIN
+
+    def __post_init__(self) -> None:
+        if self.eval_noise not in EVAL_NOISE:
+            raise ValueError(f"eval_noise {self.eval_noise!r} is not one of {EVAL_NOISE}")
+        for name in ("seed_sd_forget", "seed_sd_retain"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"{name} = {getattr(self, name)} must be a fraction in [0, 1) (an accuracy sd)")
+
+
+@dataclass(frozen=True)
+class Answer:
+    forget: float
+    retain: float
+    forget_se: float
+    retain_se: float
+
+
+class Answers(Protocol):
+    def answer(self, params: dict[str, Any]) -> Answer: ...
+
+    def truth(self, params: dict[str, Any]) -> tuple[float, float]: ...
+
+    def best_feasible_forget(self, delta: float) -> float: ...
+
+
+def make_answers(table: Table, seed: int, snap: bool = False, model: AnswerModel | None = None) -> Answers:
+    if snap:
+        if model is not None:
+            raise ValueError("snapped answers are the table's frozen values: drop the answer model or snap=False")
+        return SnapAnswers(table)
+    return RealisticAnswers(table, model or AnswerModel(), seed)
+
+
+class SnapAnswers:
+    """The nearest grid point's values, as observation and as truth (the table's one frozen noise draw)."""
+
+    def __init__(self, table: Table):
+        self.table = table
+
+    def answer(self, params: dict[str, Any]) -> Answer:
+        t, i = self.table, self.table.nearest(params)
+        return Answer(float(t.forget[i]), float(t.retain[i]), float(t.forget_se[i]), float(t.retain_se[i]))
+
+    def truth(self, params: dict[str, Any]) -> tuple[float, float]:
+        i = self.table.nearest(params)
+        return float(self.table.forget[i]), float(self.table.retain[i])
+
+    def best_feasible_forget(self, delta: float) -> float:
+        return self.table.best_feasible_forget(delta)
+
+
+class RealisticAnswers:
+    """Interpolated truth plus fresh seed and eval noise per answer, from ``np.random.default_rng(seed)``."""
+
+    def __init__(self, table: Table, model: AnswerModel, seed: int):
+        self.table, self.model = table, model
+        self.rng = np.random.default_rng(seed)
+        self.surface = Surface(table)
+
+    def answer(self, params: dict[str, Any]) -> Answer:
+        forget, retain, forget_se, retain_se = self.surface(params)
+        f, f_se = self._draw(forget, forget_se, self.model.seed_sd_forget)
+        r, r_se = self._draw(retain, retain_se, self.model.seed_sd_retain)
+        return Answer(f, r, f_se, r_se)
+
+    def _draw(self, truth: float, stderr: float, seed_sd: float) -> tuple[float, float]:
+        p = float(np.clip(truth + self.rng.normal(0.0, seed_sd), 0.0, 1.0)) if seed_sd else truth
+        n = self.table.n_eval
+        if self.model.eval_noise == "binomial":
+            acc = self.rng.binomial(n, p) / n
+            return float(acc), float(binomial_se(acc, n))
+        if self.model.eval_noise == "gaussian":
+            return float(np.clip(p + self.rng.normal(0.0, stderr), 0.0, 1.0)), stderr
+        return p, stderr
+
+    def answer_sd(self, params: dict[str, Any]) -> tuple[float, float]:
+        """The stated sd of (forget, retain) answers at ``params``, clipping aside: sqrt(seed_sd^2 + eval var),
+        eval var = (t (1 - t) - seed_sd^2) / n_eval (binomial around the seed-noised t) or stderr^2 (gaussian)."""
+        forget, retain, forget_se, retain_se = self.surface(params)
+
+        def sd(t: float, se: float, seed_sd: float) -> float:
+            var = {"binomial": (t * (1 - t) - seed_sd**2) / self.table.n_eval, "gaussian": se**2, "none": 0.0}
+            return float(np.sqrt(seed_sd**2 + var[self.model.eval_noise]))
+
+        return sd(forget, forget_se, self.model.seed_sd_forget), sd(retain, retain_se, self.model.seed_sd_retain)
+
+    def truth(self, params: dict[str, Any]) -> tuple[float, float]:
+        forget, retain, _, _ = self.surface(params)
+        return forget, retain
+
+    def best_feasible_forget(self, delta: float) -> float:
+        return self.surface.best_feasible_forget(delta)
+
+
+class Surface:
+    """The table's four arrays, multilinear in its coordinates over the axes with more than one grid value (a
+    single-valued axis is constant); params outside the grid are clipped onto it."""
+
+    def __init__(self, table: Table):
+        self.axes = [a for a in table.axes if len(a.values) > 1]
+        self.grid = tuple(a.coord(a.values) for a in self.axes)
+        flat = tuple(slice(None) if len(a.values) > 1 else 0 for a in table.axes)
+        values = np.stack([table.forget, table.retain, table.forget_se, table.retain_se], axis=-1)[flat]
+        self.interp = RegularGridInterpolator(self.grid, values, method="linear")
+        self.baseline_retain = table.baseline_retain
+        self.best_feasible_forget = cache(self._best_feasible_forget)
+
+    def coords(self, columns: dict[str, Any]) -> np.ndarray:
+        """(n, dim) table coordinates of parameter columns (scalars or arrays)."""
+        cols = [np.clip(a.coord(columns[a.name]), g[0], g[-1]) for a, g in zip(self.axes, self.grid, strict=True)]
+        return np.stack([np.ravel(c) for c in np.broadcast_arrays(*cols)], axis=-1)
+
+    def values(self, columns: dict[str, Any]) -> np.ndarray:
+        """(n, 4): forget, retain, forget stderr, retain stderr."""
+        return self.interp(self.coords(columns))
+
+    def __call__(self, params: dict[str, Any]) -> tuple[float, float, float, float]:
+        forget, retain, forget_se, retain_se = self.values(params)[0]
+        return float(forget), float(retain), float(forget_se), float(retain_se)
+
+    def _best_feasible_forget(self, delta: float) -> float:
+        """Lowest forget where retain drop <= delta, over the grid refined ``REFINE`` times per axis: its points
+        and, on every edge between a feasible and an infeasible point, the crossing (both are linear there)."""
+        fine = [np.unique(np.concatenate([np.linspace(a, b, REFINE + 1) for a, b in zip(g[:-1], g[1:], strict=True)]))
+                for g in self.grid]
+        mesh = np.meshgrid(*fine, indexing="ij")
+        v = self.interp(np.stack([c.ravel() for c in mesh], axis=-1)).reshape(*mesh[0].shape, -1)
+        forget, drop = v[..., 0], retain_drop(self.baseline_retain, v[..., 1])
+        candidates = [forget[drop <= delta]]
+        for k in range(len(fine)):
+            lo, hi = (tuple(s if j == k else slice(None) for j in range(len(fine)))
+                      for s in (slice(0, -1), slice(1, None)))
+            cross = (drop[lo] <= delta) != (drop[hi] <= delta)
+            t = (delta - drop[lo][cross]) / (drop[hi][cross] - drop[lo][cross])
+            candidates.append(forget[lo][cross] + t * (forget[hi][cross] - forget[lo][cross]))
+        ok = np.concatenate(candidates)
+        return float(ok.min()) if len(ok) else float("nan")
