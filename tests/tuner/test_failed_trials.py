@@ -145,10 +145,19 @@ def _kill_first_trial_workers(run_dir: Path, killed: list[int], done: threading.
         if checkpoints - seen:
             seen |= checkpoints
             for proc in psutil.process_iter(["pid", "cmdline"]):
-                if any("RayTrainWorker" in part for part in proc.info["cmdline"] or []):
+                if any("RayTrainWorker" in part for part in proc.info["cmdline"] or []) and _of_run(proc, run_dir):
                     os.kill(proc.info["pid"], signal.SIGKILL)
                     killed.append(proc.info["pid"])
         time.sleep(0.05)
+
+
+def _of_run(proc: psutil.Process, run_dir: Path) -> bool:
+    """Whether ``proc`` descends from this test's driver (``tuner.run ... --run-dir run_dir``): never another Ray's
+    workers on the machine."""
+    try:
+        return any(str(run_dir) in " ".join(parent.cmdline()) for parent in proc.parents())
+    except psutil.Error:
+        return False
 
 
 @pytest.mark.slow
