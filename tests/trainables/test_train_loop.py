@@ -251,10 +251,14 @@ def _kill_a_worker_after_first_checkpoint(run_dir: Path, killed: list[int]) -> N
     deadline = time.time() + 300
     while time.time() < deadline and not list(run_dir.glob("checkpoint_*")):
         time.sleep(0.2)
-    for proc in psutil.process_iter(["pid", "cmdline"]):
-        if any("RayTrainWorker" in part for part in proc.info["cmdline"] or []):
-            os.kill(proc.info["pid"], signal.SIGKILL)
-            killed.append(proc.info["pid"])
+    for proc in psutil.Process().children(recursive=True):  # this test's Ray, never another run's workers
+        try:
+            cmdline = proc.cmdline()
+        except psutil.Error:  # gone meanwhile
+            continue
+        if any("RayTrainWorker" in part for part in cmdline):
+            os.kill(proc.pid, signal.SIGKILL)
+            killed.append(proc.pid)
             return
 
 
