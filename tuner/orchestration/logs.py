@@ -24,6 +24,8 @@ HARMLESS = (  # (logger, message regex): warnings that need no action from the u
     ("ray", r"^Token authentication is enabled for this Ray cluster"),  # the local default since Ray 2.59
     # Tune's warn_if_slow (0.5 s): the boundary sampler's GP fit inside searcher calls trips it on every trial
     ("ray", r"^The `[\w.]+` operation took [\d.]+ s, which may be a performance bottleneck\.$"),
+    # the same check on the result callbacks (the status file, MLflow curves) on a loaded machine
+    ("ray", r"^Processing trial results took [\d.]+ s, which may be a performance bottleneck\."),
 )
 WORKER_HANDLER = "unlearn_tuner_logs"
 
