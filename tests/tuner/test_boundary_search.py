@@ -3,6 +3,7 @@ and the stopping rule, on a synthetic objective with a known boundary (remove/re
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -167,4 +168,21 @@ def test_stopping_rule_needs_a_feasible_recommendation():
     study = optuna.create_study(directions=["minimize", "maximize"], sampler=BoundarySampler(spec, FAST, seed=0))
     run(study, 14)
     decision = decide(study.sampler.state(study), StopRule(min_trials=12))
-    assert not decision.stop and "no trial is feasible" in decision.reason
+    assert not decision.stop and "no trial has forgotten with retain drop <= delta" in decision.reason
+
+
+def test_with_a_baseline_forget_only_trials_that_forgot_are_recommended():
+    """No-effect trials (forget at the baseline, retain untouched) are the most surely harmless; without the
+    baseline forget the rule would recommend one and the stopping rule could stop on it."""
+    study = optuna.create_study(directions=["minimize", "maximize"])
+    for i, ratio in enumerate(np.geomspace(0.001, 0.02, 6)):  # far below forgetting (ratio 0.05) and damage (0.5)
+        params = {"retain_coef": 100.0, "remove_coef": 100.0 * ratio, "beta_kl": 0.2 * (i % 4)}
+        forget, retain, fse, rse = objective(params)
+        study.add_trial(optuna.trial.create_trial(
+            params=params, distributions=SPACE, values=[forget, retain],
+            user_attrs={"forget_stderr": fse, "retain_stderr": rse}))
+    blind = BoundaryState.from_study(study, SPEC).recommend()
+    assert blind is not None and blind.forget > 0.97  # a trial that did not forget significantly
+    aware = BoundaryState.from_study(study, dataclasses.replace(SPEC, baseline_forget=(0.99, 0.005)))
+    assert aware.recommend() is None
+    assert "no trial has forgotten" in decide(aware, StopRule(min_trials=2)).reason

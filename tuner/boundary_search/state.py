@@ -21,12 +21,13 @@ import numpy as np
 import optuna
 from optuna.search_space import IntersectionSearchSpace
 from optuna.trial import FrozenTrial, TrialState
-from scipy.stats import qmc
+from scipy.stats import norm, qmc
 
 from search_spaces import Boundary
 from search_spaces.facts import (
     AMBIGUOUS,
     CONFIDENT,
+    DEFAULT_CONFIDENCE,
     DEFAULT_DELTA,
     FORGET_INDEX,
     RETAIN_INDEX,
@@ -47,6 +48,7 @@ class ModelSpec:
     forget_index: int = FORGET_INDEX
     retain_index: int = RETAIN_INDEX
     noise_floor: float = 0.1  # smallest stderr used, as a fraction of delta (lm-eval reports 0 at acc 1.0)
+    baseline_forget: tuple[float, float] | None = None  # (acc, stderr); given, only trials that forgot are recommended
 
     @property
     def ratio(self) -> tuple[str, str] | None:
@@ -100,10 +102,11 @@ class BoundaryState:
         return self.model.p_harmless(self.model_x(self.cube.to_unit(columns))).reshape(self.cube.shape(columns))
 
     def recommend(self) -> Recommendation | None:
-        """Among trials feasible on their point estimate: the lowest forget with P(feasible) >= CONFIDENT, else
-        the most probably feasible one. None when no trial is feasible."""
+        """Among trials feasible on their point estimate that forgot (with ``spec.baseline_forget``: the report's
+        one-sided test at DEFAULT_CONFIDENCE): the lowest forget with P(feasible) >= CONFIDENT, else the most
+        probably feasible one. None when no trial qualifies."""
         p = self.model.p_harmless(self.obs.x)
-        ok = np.flatnonzero(self.obs.retain_drop <= self.spec.delta)
+        ok = np.flatnonzero((self.obs.retain_drop <= self.spec.delta) & self._forgot())
         if not len(ok):
             return None
         confident = ok[p[ok] >= CONFIDENT]
@@ -112,6 +115,14 @@ class BoundaryState:
         age = sum(1 for o in self.trials if (o.datetime_complete, o.number) > (t.datetime_complete, t.number))
         return Recommendation(t.number, dict(t.params), float(self.obs.forget[i]), float(self.obs.retain_drop[i]),
                               float(p[i]), age)
+
+    def _forgot(self) -> np.ndarray:
+        """Per trial: baseline forget - forget > z * sqrt(se_b^2 + se_t^2) (all True without a baseline)."""
+        if self.spec.baseline_forget is None:
+            return np.ones(len(self.obs), dtype=bool)
+        acc, se = self.spec.baseline_forget
+        z = float(norm.ppf(DEFAULT_CONFIDENCE))
+        return acc - self.obs.forget > z * np.hypot(se, np.nan_to_num(self.obs.forget_se))
 
     def ambiguous_share(self, n: int = 1024) -> float:
         """Share of the unit cube (a fixed scrambled Sobol set) where 0.1 < P(harmless) < 0.9."""

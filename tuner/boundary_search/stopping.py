@@ -60,7 +60,7 @@ def decide(state: BoundaryState | None, rule: StopRule, trial_ids: Mapping[int, 
     lo, hi = AMBIGUOUS
     where = f"ambiguous region ({lo:g} < P(harmless) < {hi:g}) covers {share:.1%} of the space"
     if rec is None:
-        return StopDecision(False, f"{where}; no trial is feasible yet", share)
+        return StopDecision(False, f"{where}; no trial has forgotten with retain drop <= delta yet", share)
     fit = ModelFit.from_state(state)
     open_slices = fit.unpinned(rule.max_slice_width)
     pinned = (share <= rule.max_ambiguous and not open_slices and rec.p_feasible >= rule.min_p_feasible

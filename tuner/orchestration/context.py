@@ -38,6 +38,7 @@ class SearchContext:
     address: str | None = None
     parent_run_id: str = ""
     baseline_retain_acc: float | None = None
+    baseline_forget: tuple[float, float] | None = None  # (acc, stderr): what "forgot" is measured against
     git_commit: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 

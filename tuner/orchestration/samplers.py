@@ -33,14 +33,16 @@ def set_retain_constraint(trial: optuna.Trial, retain: float, baseline_retain: f
 
 
 def make_sampler(name: str, seed: int, num_samples: int, baseline_retain: float | None, delta: float,
-                 boundary: Boundary | None = None) -> optuna.samplers.BaseSampler:
+                 boundary: Boundary | None = None,
+                 baseline_forget: tuple[float, float] | None = None) -> optuna.samplers.BaseSampler:
     """A seeded Optuna sampler; all but the boundary sampler (which needs the space's ``boundary``) take the
     constraint from the told trials."""
     if name == "boundary":
         if baseline_retain is None or boundary is None:
             raise ValueError("the boundary sampler needs the baseline's retain accuracy and the space's boundary")
         return BoundarySampler(ModelSpec(baseline_retain=baseline_retain, boundary=boundary, delta=delta,
-                                         forget_index=FORGET_INDEX, retain_index=RETAIN_INDEX), seed=seed)
+                                         forget_index=FORGET_INDEX, retain_index=RETAIN_INDEX,
+                                         baseline_forget=baseline_forget), seed=seed)
     startup = max(4, num_samples // 3)
     if name == "nsga2":
         return optuna.samplers.NSGAIISampler(seed=seed, population_size=startup)

@@ -51,7 +51,7 @@ def make_tuner(ctx: SearchContext) -> tune.Tuner:
         kwargs = dict(metric=list(OBJECTIVE_METRICS), mode=[modes[m] for m in OBJECTIVES],
                       storage=storage, study_name=study_name(ctx.space, ctx.preset),
                       sampler=make_sampler(space.sampler, ctx.seed, ctx.num_samples, ctx.baseline_retain_acc,
-                                           ctx.delta, space.boundary),
+                                           ctx.delta, space.boundary, ctx.baseline_forget),
                       baseline_retain=ctx.baseline_retain_acc, delta=ctx.delta)
         searcher = (ConstrainedBoundarySearch(**kwargs, run_dir=ctx.path) if space.sampler == "boundary"
                     else ConstrainedOptunaSearch(**kwargs))

@@ -91,6 +91,7 @@ def run_search(ctx: SearchContext, resume: bool, verbose: bool = False) -> int:
         with timer.phase("baseline"):
             baseline = score_baseline(ctx)
             ctx.baseline_retain_acc = baseline.retain.acc if baseline.retain else None
+            ctx.baseline_forget = (baseline.forget.acc, baseline.forget.stderr) if baseline.forget else None
             ctx.save()
             log_baseline(tracker, baseline, ctx.path / "trials" / BASELINE_ID)
         print(f"baseline: forget {_pct(baseline.forget)}  retain {_pct(baseline.retain)}", flush=True)
