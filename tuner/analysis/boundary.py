@@ -25,7 +25,8 @@ import numpy as np
 from scipy.stats import norm
 
 from search_spaces.base import Boundary
-from search_spaces.facts import CONFIDENT, DEFAULT_CONFIDENCE, DEFAULT_DELTA, retain_drop
+from search_spaces.facts import CONFIDENT, DEFAULT_CONFIDENCE, DEFAULT_DELTA
+from search_spaces.facts import feasible as feasible_drop
 from trainables.evaluation.result import TaskScore
 from tuner.analysis.axes import KL_BOUNDARY, restrict
 from tuner.analysis.boundary_fit import BoundaryFit, fit_boundary
@@ -122,7 +123,7 @@ def pareto_front(trials: list[TrialRow]) -> list[str]:
 
 def feasible(t: TrialRow, base: TrialRow | None, delta: float) -> bool:
     """Retain drop <= delta on the point estimate."""
-    return base is not None and retain_drop(base.retain.acc, t.retain.acc) <= delta
+    return feasible_drop(base.retain.acc if base is not None else None, t.retain.acc, delta)
 
 
 def _nearest(scored: list[TrialRow], states: dict[str, OutcomeState], base: TrialRow, z: float) -> list[str]:
