@@ -16,6 +16,8 @@ params replace the same-named ones for a preset whose retain loss is KL only (``
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from difflib import get_close_matches
 from typing import Any
@@ -134,6 +136,15 @@ class Boundary:
         if self.ratio_to is None:
             return self.along
         return f"{self.along.removesuffix('_coef')}/{self.ratio_to.removesuffix('_coef')}"
+
+    def position(self, params: Mapping[str, Any]) -> float | None:
+        """Where a point sits along the boundary, in ``label()`` units (``along / ratio_to`` or ``along``); None
+        when it lacks a positive number there."""
+        values = [params.get(n) for n in (self.along, self.ratio_to) if n]
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+                   for v in values):
+            return None
+        return float(values[0]) / float(values[1]) if self.ratio_to else float(values[0])
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -2,7 +2,7 @@
 
     boundary = run_boundary({"space": "kl_boundary"})      # Boundary(along="remove_coef", ratio_to=..., slice_by=...)
     b = restrict(boundary, [t.params for t in trials])    # only the names every trial carries as a number > 0
-    position(t.params, b)                                  # remove_coef / retain_coef, or remove_coef without a ratio
+    b.position(t.params)                                   # remove_coef / retain_coef, or remove_coef without a ratio
     nearest_level(t.params[b.slice_by], levels)            # the slice a trial belongs to
 
 A space that declares no boundary (grid and TPE spaces over the coefficients) is read with ``KL_BOUNDARY``, the
@@ -44,15 +44,6 @@ def restrict(boundary: Boundary, params: Sequence[Mapping[str, Any]]) -> Boundar
         return boundary
     return replace(boundary, ratio_to=boundary.ratio_to if carried(boundary.ratio_to, True) else None,
                    slice_by=boundary.slice_by if carried(boundary.slice_by, False) else None)
-
-
-def position(params: Mapping[str, Any], boundary: Boundary) -> float | None:
-    """Where a trial sits along the boundary, in ``boundary.label()`` units; None when it lacks a value."""
-    along = params.get(boundary.along)
-    if boundary.ratio_to is None:
-        return float(along) if number(along, True) else None
-    ratio_to = params.get(boundary.ratio_to)
-    return float(along) / float(ratio_to) if number(along, True) and number(ratio_to, True) else None
 
 
 def nearest_level(value: Any, levels: Sequence[float | None]) -> float | None:

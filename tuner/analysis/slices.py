@@ -5,7 +5,7 @@ step are worded from, so neither states more than was sampled.
         s.level, s.kind, s.sampled      # slice_by value, Kind, (position, drop <= delta) of the trials near it
 
 A slice is one level of the fit's ``by_slice`` (one per low / middle / high ``slice_by``; a single slice without
-one); a trial belongs to the level nearest its ``slice_by``. Its position is ``axes.position``: along / ratio_to
+one); a trial belongs to the level nearest its ``slice_by``. Its position is ``Boundary.position``: along / ratio_to
 (or along alone). The kinds:
 
     NOT_SAMPLED  no trial near this level
@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
 
-from tuner.analysis.axes import nearest_level, position
+from tuner.analysis.axes import nearest_level
 from tuner.analysis.boundary import BoundaryAnalysis, feasible
 from tuner.records.schema import TrialRow
 
@@ -86,7 +86,7 @@ def boundary_slices(a: BoundaryAnalysis, scored: Sequence[TrialRow], baseline: T
         intervals = {fit.at_slice: tuple(fit.ratio_ci)}
     names = [b for b, _ in levels]
     slice_by = a.boundary.slice_by
-    points = [(t, position(t.params, a.boundary)) for t in scored if t.trial_id in a.states]
+    points = [(t, a.boundary.position(t.params)) for t in scored if t.trial_id in a.states]
     near: dict[float | None, list[tuple[float, bool]]] = {b: [] for b in names}
     for t, x in points:
         level = nearest_level(t.params.get(slice_by), names) if slice_by else names[0]

@@ -49,11 +49,6 @@ class ModelFit:
         """The slice param's value where ``ratio`` is read (None without a slice param)."""
         return self.held.get(self.boundary.slice_by) if self.boundary.slice_by else None
 
-    def value(self, params: Mapping[str, Any]) -> float:
-        """A point's coordinate along the boundary: ``along / ratio_to`` or ``along``."""
-        b = self.boundary
-        return params[b.along] / params[b.ratio_to] if b.ratio_to else params[b.along]
-
     def p_harmless(self, coords: Mapping[str, Any]) -> np.ndarray:
         cols = {n: coords[n] if n in coords else self.held[n] for n in self._state.cube.names}
         return self._state.p_harmless(cols)
@@ -74,7 +69,7 @@ class ModelFit:
         ``max_width`` decades of both its ends (so a slice harmless, or damaged, along the whole range is
         pinned once trials come near that end of the range)."""
         trials = [t.params for t in self._state.trials]
-        values = np.array([self.value(p) for p in trials])
+        values = np.array([self.boundary.position(p) for p in trials])
         nearest = np.array([self.nearest_slice(p) for p in trials])
         out = []
         for level, lo, hi in self.intervals:
