@@ -2,6 +2,9 @@
 
 huggingface_hub and datasets read these variables when they are imported, so they are set here, at import
 time: pytest imports this file before any test module.
+
+The README's command runs the suite on two pytest-xdist workers, a module at a time:
+    python -m pytest -n 2
 """
 
 from __future__ import annotations
@@ -22,6 +25,58 @@ os.environ.update({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_UPDATE
 # The mini-world is built once per machine (deterministic, keyed by its config hash) and shared by the
 # tests and their Ray workers; a fresh clone builds it on first use.
 os.environ.setdefault("UNLEARN_TUNER_CACHE", str(Path(__file__).resolve().parents[1] / ".cache"))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The SLURM tests first, the time-limit one first of them: with ``-n 2`` one worker spends its first
+    ~8 minutes on that test's one-trial-at-a-time jobs while the other runs test_slurm_cluster, then the rest."""
+    items.sort(key=lambda item: (not item.get_closest_marker("slurm"), item.path.name != "test_slurm_timelimit.py"))
+
+
+def xdist_scope(nodeid: str) -> str:
+    """The tests one xdist worker runs together: a module (its fixtures are built once), and the two browser
+    tests (either may apt-get install Chromium)."""
+    module = nodeid.split("::")[0]
+    return "browser" if module.endswith("_browser.py") else module
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)  # called by pytest-xdist only, before its own
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    """``-n 2``: xdist's load-scope scheduler with the scopes above, in collection order (SLURM tests first)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class Scheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return xdist_scope(nodeid)
+
+    config.option.loadscopereorder = False
+    return Scheduling(config, log)
+
+
+_TIMINGS: dict[str, str] = {}
+
+
+@pytest.fixture(scope="session")
+def timings() -> dict[str, str]:
+    """Measurements to print in the terminal summary (and with -s as they happen)."""
+    return _TIMINGS
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if hasattr(session.config, "workeroutput"):  # an xdist worker: hand them to the controller
+        session.config.workeroutput["timings"] = _TIMINGS
+
+
+@pytest.hookimpl(optionalhook=True)  # called by pytest-xdist only, in the controller
+def pytest_testnodedown(node: object, error: object) -> None:
+    _TIMINGS.update(getattr(node, "workeroutput", {}).get("timings", {}))
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if _TIMINGS:
+        terminalreporter.section("SLURM / Ray timings")
+        for name, value in _TIMINGS.items():
+            terminalreporter.write_line(f"{name}: {value}")
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -11,6 +11,7 @@ directory, Ray's temp dirs included.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import random
 import re
@@ -36,20 +37,6 @@ BINARIES = ["slurmctld", "slurmd", "munged", "mungekey", "sbatch", "srun", "scon
 # slurmctld delivers --signal, which once ended a wait early) means it is still active.
 ENDED = {"COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL", "DEADLINE",
          "OUT_OF_MEMORY"}
-_TIMINGS: dict[str, str] = {}
-
-
-def pytest_terminal_summary(terminalreporter) -> None:
-    if _TIMINGS:
-        terminalreporter.section("SLURM / Ray timings")
-        for name, value in _TIMINGS.items():
-            terminalreporter.write_line(f"{name}: {value}")
-
-
-@pytest.fixture(scope="session")
-def timings() -> dict[str, str]:
-    """Measurements to print in the terminal summary (and with -s as they happen)."""
-    return _TIMINGS
 
 
 def interpreter_env(env: Mapping[str, str]) -> dict[str, str]:
@@ -198,17 +185,19 @@ class Slurm:
 
 
 @pytest.fixture(scope="session")
-def slurm(job_env: dict[str, str]) -> Iterator[Slurm]:
+def slurm(job_env: dict[str, str], timings: dict[str, str]) -> Iterator[Slurm]:
     if os.geteuid() != 0:
         pytest.skip("the local SLURM needs root (slurmd, munged)")
-    _install_slurm()
     base = tempfile.mkdtemp(prefix="slt-", dir="/tmp")  # short: munge / Ray socket paths
     env = dict(job_env, SLURM_LOCAL_BASE=base, SLURM_LOCAL_NODES="2")
-    t0 = time.monotonic()
-    r = subprocess.run(["bash", str(SCRIPT), "start"], env=env, capture_output=True, text=True, timeout=120)
+    with open("/tmp/slurm_local.lock", "w") as lock:  # xdist workers (one SLURM each): one apt-get, one port pick
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _install_slurm()
+        t0 = time.monotonic()
+        r = subprocess.run(["bash", str(SCRIPT), "start"], env=env, capture_output=True, text=True, timeout=120)
     try:
         assert r.returncode == 0, f"slurm_local.sh start failed: {r.stdout}{r.stderr}"
-        _TIMINGS["slurm_local.sh start (2 fake nodes)"] = f"{time.monotonic() - t0:.1f} s"
+        timings["slurm_local.sh start (2 fake nodes)"] = f"{time.monotonic() - t0:.1f} s"
         yield Slurm(Path(base), dict(env, SLURM_CONF=f"{base}/etc/slurm.conf"))
     finally:
         subprocess.run(["bash", str(SCRIPT), "stop"], env=env, capture_output=True, timeout=180)

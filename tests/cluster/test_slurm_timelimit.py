@@ -2,7 +2,7 @@
 
     taskset -c 1 pytest tests/cluster/test_slurm_timelimit.py -s      # root (local SLURM); 5-8 min, 18 on a busy core
 
-The job is `sbatch ray_cluster.sbatch -- python -m tuner.run` (7 kl_boundary trials on miniworld-small, one at a
+The job is `sbatch ray_cluster.sbatch -- python -m tuner.run` (9 kl_boundary trials on miniworld-small, one at a
 time) with the template's own `--signal=B:TERM@60`. Once a trial is done and the next one runs, the test lowers the
 job's limit (`scontrol update TimeLimit`, whole minutes) so that it ends 1-2 minutes later: slurmctld then sends
 the signal at its next limit check (every 30 s), and the job stops by itself before the limit. The test sends no
@@ -25,12 +25,14 @@ from tuner.records.results import ResultsTable
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 TEMPLATE = REPO / "cluster" / "slurm" / "ray_cluster.sbatch"
-# Each trial ~25-38 s (450 steps at ~0.06 s, ~10 s of Ray): once one is done, ~6 trials (150-230 s) remain, at
-# least 1.7x the latest the signal can come (the limit is set in whole minutes, slurmctld checks it every 30 s:
-# 0-90 s), so the signal lands inside the search. 3 trials of 12 steps lost that race once, and 5 trials of 450
-# steps once in a clean-clone suite (the search ended before the signal). (The stopping rule needs 8+ trials.)
-SMALL = ["--preset", "miniworld-small", "steps=450", "log_every=50", "per_device_batch=16"]
-TRIALS = 7
+# Each trial ~13-19 s (150 steps at ~0.04-0.06 s, ~8-10 s of Ray): once one is done, 8 trials (104-150 s) remain,
+# more than the latest the signal can come (the limit is set in whole minutes, slurmctld checks it every 30 s:
+# 0-90 s), so the signal lands inside the search; the resume job runs what is left (~50-100 s). 3 trials of 12
+# steps lost that race once, and 5 trials of 450 steps once in a clean-clone suite (the search ended before the
+# signal). 7 trials of 450 steps (~25-38 s each) took 485 s here against ~250 s now. (The stopping rule needs 16+
+# trials, so it never ends the search first.)
+SMALL = ["--preset", "miniworld-small", "steps=150", "log_every=50", "per_device_batch=16"]
+TRIALS = 9
 RUNNING = ("queued", "training", "evaluating")
 # Both jobs' --time; the test waits for the resume job until this limit would end it. Its trials take ~40 s
 # each on an idle machine, ~80 s in one CI run (past the 480 s wait this replaced), and over 150 s beside a
