@@ -31,6 +31,10 @@ EVAL_PREFIX = "eval_"  # the trial driver's final report: eval_forget_acc, eval_
 OBJECTIVE_METRICS = tuple(EVAL_PREFIX + name for name in OBJECTIVES)  # ("eval_forget_acc", "eval_retain_acc")
 STDERR_METRICS = tuple(f"{EVAL_PREFIX}{task}_stderr" for task in TASKS)  # same order
 STDERR_ATTRS = tuple(f"{task}_stderr" for task in TASKS)  # Optuna user attrs: the GPs' observation noise
+# A replicate re-runs an earlier trial's coefficients with training seed ``seed + k`` (k = 1, 2, ...): the boundary
+# sampler marks it with the Optuna user attrs REPLICATE_OF (the first run's trial number) and REPLICATE (k); the
+# searcher passes k to the trial in its Tune config under REPLICATE, the trial driver turns it into the seed.
+REPLICATE, REPLICATE_OF = "replicate", "replicate_of"
 
 
 def retain_drop(baseline_retain: float, retain_acc: float) -> float:

@@ -211,3 +211,29 @@ def test_fit_needs_varied_remove_coef_and_a_falling_p() -> None:
     params = [{"retain_coef": 10.0, "remove_coef": m} for m in (0.1, 1.0, 10.0, 100.0)]
     fit, note = fit_boundary(params, [False, False, True, True], KL_BOUNDARY)  # harm at LOW remove: no boundary
     assert fit is not None and fit.ratio is None
+
+
+def test_the_recommended_points_replicates_are_counted_and_summarised() -> None:
+    """A replicate row (the same coefficients, another training seed) joins the recommended trial's runs: the
+    verdict and the parent run's MLflow metrics show the count and mean ± sd, and it is not 'tied' to itself."""
+    from tuner.records.mlflow_analysis import parent_metrics
+
+    trials = sweep(48)
+    best = analyse(trials, baseline_row()).recommended
+    first = next(t for t in trials if t.trial_id == best)
+    replicate = make_row("rep1", first.params["retain_coef"], first.params["remove_coef"], first.params["beta_kl"])
+    replicate.params["seed"] = 1
+    replicate.forget = score("forget", first.forget.acc + 0.04, N_FORGET)
+    a = analyse([*trials, replicate], baseline_row())
+    assert a.recommended == best and a.replicates.runs == [best, "rep1"]
+    assert a.replicates.forget_mean == pytest.approx(first.forget.acc + 0.02)
+    assert a.replicates.forget_sd == pytest.approx(0.04 / math.sqrt(2))
+    assert "rep1" not in a.tied
+    assert f"2 runs ({best}, rep1): forget" in verdict(a, [*trials, replicate])
+    rows = {t.trial_id: t for t in [*trials, replicate, baseline_row()]}
+    metrics = parent_metrics(json.loads(json.dumps(a.to_dict())), rows)
+    assert metrics["recommended/runs"] == 2
+    assert metrics["recommended/forget_sd"] == pytest.approx(0.04 / math.sqrt(2))
+    alone = analyse(trials, baseline_row())
+    assert alone.replicates.runs == [best] and "1 run (no replicate)" in verdict(alone, trials)
+    assert "recommended/forget_sd" not in parent_metrics(json.loads(json.dumps(alone.to_dict())), rows)

@@ -13,6 +13,7 @@ import pytest
 from scipy.special import expit, logit
 
 from search_spaces import get_space
+from search_spaces.facts import REPLICATE, REPLICATE_OF
 from tuner.boundary_search import BoundarySampler, BoundarySamplerConfig, ModelSpec, StopRule, decide
 from tuner.boundary_search.cube import UnitCube
 from tuner.boundary_search.report_fit import ModelFit
@@ -59,10 +60,12 @@ def new_study(seed: int = 0, storage: str | None = None, config: BoundarySampler
 
 
 def test_same_seed_same_trials_other_seed_other_trials():
-    a, b, c = (run(new_study(seed), 12) for seed in (3, 3, 4))
+    studies = [new_study(seed) for seed in (3, 3, 4)]
+    a, b, c = (run(study, 12) for study in studies)
     assert a == b
     assert a != c
-    assert len({tuple(p.values()) for p in a}) == 12
+    firsts = [t for t in studies[0].trials if REPLICATE_OF not in t.user_attrs]  # replicates repeat a point
+    assert len({tuple(p.values()) for p in a}) == len(firsts) >= 11
 
 
 def test_model_phase_concentrates_on_the_boundary():
@@ -142,24 +145,66 @@ def test_stopping_rule_waits_for_a_slice_nobody_sampled():
     decision = decide(state, StopRule(min_trials=10, max_ambiguous=1.0), trial_ids={})
     assert not decision.stop and "not yet pinned at beta_kl 1" in decision.reason
     named = decide(state, StopRule(min_trials=10), trial_ids={state.recommend().trial_number: "abc123"})
-    assert "the recommendation so far, trial abc123," in named.reason
+    assert "the recommendation so far, trial abc123 (1 run: forget" in named.reason
 
 
-def test_stopping_rule_waits_until_the_recommendation_has_stood_for_patience_trials():
-    """60 random trials pin the boundary; the rule then fires only once the best trial is ``patience`` trials old."""
-    rng = np.random.default_rng(0)
+def random_study(n: int, seed: int = 0) -> optuna.Study:
+    rng = np.random.default_rng(seed)
     study = optuna.create_study(directions=["minimize", "maximize"])
-    for u in rng.random((60, 3)):
+    for u in rng.random((n, 3)):
         params = {"retain_coef": 0.3 * (100 / 0.3) ** u[0], "remove_coef": 0.1 * 300 ** u[1], "beta_kl": u[2]}
-        forget, retain, fse, rse = objective(params)
-        study.add_trial(optuna.trial.create_trial(params=params, distributions=SPACE, values=[forget, retain],
-                                                  user_attrs={"forget_stderr": fse, "retain_stderr": rse}))
+        add(study, params)
+    return study
+
+
+def add(study: optuna.Study, params: dict[str, float], **attrs: int) -> None:
+    forget, retain, fse, rse = objective(params)
+    study.add_trial(optuna.trial.create_trial(params=params, distributions=SPACE, values=[forget, retain],
+                                              user_attrs={"forget_stderr": fse, "retain_stderr": rse, **attrs}))
+
+
+def test_stopping_rule_waits_for_a_confirming_replicate_and_for_no_expected_gain():
+    """60 random trials pin the boundary; the rule then waits for a replicate of the recommended point, and for
+    the model to expect less than ``min_improvement`` of feasible forget anywhere."""
+    study = random_study(60)
+    rec = BoundaryState.from_study(study, SPEC).recommend()
+    assert rec.runs == (rec.trial_number,) and np.isnan(rec.forget_sd)
+    waiting = decide(BoundaryState.from_study(study, SPEC), StopRule(min_trials=10, min_improvement=1.0))
+    assert not waiting.stop and "boundary pinned, recommendation not yet converged" in waiting.reason
+    assert "1 of 2 confirming runs" in waiting.reason
+    add(study, rec.params, **{REPLICATE_OF: rec.trial_number, REPLICATE: 1})
     state = BoundaryState.from_study(study, SPEC)
-    rec = state.recommend()
-    assert rec.age == 59 - rec.trial_number  # trials told after it
-    assert decide(state, StopRule(min_trials=10, patience=rec.age)).stop
-    waiting = decide(state, StopRule(min_trials=10, patience=rec.age + 1))
-    assert not waiting.stop and f"has stood for {rec.age} trials (needs {rec.age + 1})" in waiting.reason
+    confirmed = state.recommend()
+    assert confirmed.runs == (rec.trial_number, 60) and confirmed.forget_sd == 0.0
+    assert "2 runs: forget" in confirmed.describe()
+    done = decide(state, StopRule(min_trials=10, min_improvement=1.0))
+    assert done.stop and done.reason.startswith("boundary pinned and recommendation converged after 61 trials")
+    gain = state.improvement(confirmed.predicted_forget)
+    greedy = decide(state, StopRule(min_trials=10, min_improvement=gain / 2))
+    assert not greedy.stop and f"at most {100 * gain:.1f} forget points more" in greedy.reason
+
+
+def test_the_sampler_replicates_the_recommended_point_once_per_missing_run():
+    """On exploit turns the sampler re-proposes the recommended point as replicate k (seed + k) until it has
+    ``confirm_runs`` runs, counting running ones: two pending asks never both replicate it."""
+    study = new_study(0)
+    run(study, 14)
+    replicates = [t for t in study.trials if REPLICATE_OF in t.user_attrs]
+    assert replicates, "no replicate in 14 trials"
+    for t in replicates:
+        first = study.trials[t.user_attrs[REPLICATE_OF]]
+        assert t.params == first.params and t.user_attrs[REPLICATE] >= 1
+    config = BoundarySamplerConfig(n_candidates=256, exploit_every=1, stop=StopRule(confirm_runs=5))
+    pending = optuna.create_study(directions=["minimize", "maximize"], sampler=BoundarySampler(SPEC, config, seed=0))
+    run(pending, 10)
+    rec = pending.sampler.state(pending).recommend()
+    last = max((t.user_attrs.get(REPLICATE, 0) for t in pending.trials
+                if rec.trial_number in (t.number, t.user_attrs.get(REPLICATE_OF))), default=0)
+    missing = 5 - len(rec.runs)
+    asked = [pending.ask(SPACE) for _ in range(missing + 2)]
+    marked = [pending.trials[t.number].user_attrs.get(REPLICATE) for t in asked]  # as stored by the sampler
+    assert marked == [last + k for k in range(1, missing + 1)] + [None, None], (marked, rec.runs)
+    assert all(t.params == rec.params for t in asked[:missing])
 
 
 def test_stopping_rule_needs_a_feasible_recommendation():

@@ -9,6 +9,7 @@ import optuna
 from ray.tune.search import Searcher
 
 from search_spaces import get_space
+from search_spaces.facts import REPLICATE, REPLICATE_OF
 from tests.tuner.test_boundary_search import BASE, FAST, SPACE, objective
 from tuner.boundary_search import BoundarySampler, BoundarySamplerConfig, ModelSpec, StopRule
 from tuner.boundary_search.searcher import BoundaryOptunaSearch
@@ -23,19 +24,29 @@ def test_searcher_passes_stderrs_and_finishes_when_pinned(tmp_path: Path):
                                     sampler=BoundarySampler(SPEC, config, seed=0),
                                     run_dir=tmp_path)
     assert "budget cap (--num-samples 60)" in stop_reason(tmp_path, 60)
+    configs = {}
     for i in range(60):
         config_or_finished = searcher.suggest(f"t{i}")
         if config_or_finished == Searcher.FINISHED:
             break
+        configs[i] = config_or_finished
         forget, retain, fse, rse = objective(config_or_finished)
         searcher.on_trial_complete(f"t{i}", {"eval_forget_acc": forget, "eval_retain_acc": retain,
                                              "eval_forget_stderr": fse, "eval_retain_stderr": rse})
     assert config_or_finished == Searcher.FINISHED, "the stopping rule never fired in 60 trials"
     assert 10 <= i < 60
     trials = searcher._ot_study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
-    assert len(trials) == i and all(t.user_attrs == {"forget_stderr": 0.02, "retain_stderr": 0.01} for t in trials)
+    stderrs = {"forget_stderr": 0.02, "retain_stderr": 0.01}
+    assert len(trials) == i and all(stderrs.items() <= t.user_attrs.items() for t in trials)
+    # a replicate's Tune config: the first run's coefficients plus REPLICATE = k (the trial driver's seed + k)
+    replicates = [t for t in trials if REPLICATE_OF in t.user_attrs]
+    assert replicates, "the search stopped without a confirming replicate"
+    for t in replicates:
+        first = configs[t.user_attrs[REPLICATE_OF]]
+        assert configs[t.number] == {**first, REPLICATE: t.user_attrs[REPLICATE]} and REPLICATE not in first
     reason = stop_reason(tmp_path, 60)
-    assert reason.startswith("stopped by itself: boundary pinned after") and "P(retain drop <= delta)" in reason
+    assert reason.startswith("stopped by itself: boundary pinned and recommendation converged after")
+    assert "P(retain drop <= delta)" in reason and "2 of 2 confirming runs" in reason
     # Tune checkpoints the searcher (pickle) for --resume: the restored one is still finished
     searcher.save(str(tmp_path / "searcher.pkl"))
     restored = BoundaryOptunaSearch(space=SPACE, metric=["eval_forget_acc", "eval_retain_acc"], mode=["min", "max"],

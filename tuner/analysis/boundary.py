@@ -9,9 +9,11 @@ delta" (``boundary_fit``) gives the harmless map and the boundary.
 
 Recommended: the lowest forget among ``forgets_harmlessly`` trials; when there is none, among ``forgets_uncertain``
 trials with retain drop <= delta on the point estimate, and the verdict says it is uncertain. With the boundary
-sampler's model, the sampler's own rule (the trial its stopping rule and the console name): among both, the
-lowest forget with P >= CONFIDENT first. ``stronger`` lists the uncertain candidates that forgot significantly
-more than the recommended trial: confirming one of them would improve the answer.
+sampler's model, the sampler's own pick (``BoundaryState.recommend``: the point its stopping rule and the console
+name, by the model's predicted forget), else its rule over the rows: among both, the lowest forget with
+P >= CONFIDENT first. ``replicates``: the recommended point's runs (the trial and its replicates). ``stronger``
+lists the uncertain candidates that forgot significantly more than the recommended trial: confirming one of them
+would improve the answer.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from trainables.evaluation.result import TaskScore
 from tuner.analysis.axes import KL_BOUNDARY, restrict
 from tuner.analysis.boundary_fit import BoundaryFit, fit_boundary
 from tuner.analysis.outcomes import OutcomeState, RetainSide, classify, retain_p, significant
+from tuner.analysis.replicates import Replicates
 from tuner.records.schema import BASELINE_ID, TrialRow
 
 P_LABEL = "P(drop ≤ δ)"  # the P a state read: the model's, else the trial's own z-test
@@ -52,6 +55,7 @@ class BoundaryAnalysis:
     by_model: bool  # states read the sampler's model P (else each trial's own z-test)
     fit_note: str  # why there is no fit, or "" when there is
     recommended: str | None
+    replicates: Replicates | None  # the recommended point's runs: count, mean ± sd
     tied: list[str]  # other trials of the recommended one's tier whose forget acc is not significantly higher
     stronger: list[str]  # forgets_uncertain trials (drop <= delta) that forgot significantly more: to confirm
     nearest: list[str]  # when nothing is recommended: the closest candidates
@@ -96,10 +100,12 @@ def analyse(trials: list[TrialRow], baseline: TrialRow | None, delta: float = DE
     harmless = sorted((t for t in labelled if states[t.trial_id] is OutcomeState.FORGETS_HARMLESSLY), key=rank)
     uncertain = sorted((t for t in labelled if states[t.trial_id] is OutcomeState.FORGETS_UNCERTAIN
                         and feasible(t, base, delta)), key=rank)
-    # with the sampler's model, its rule (BoundaryState.recommend): lowest forget with P >= CONFIDENT, harmless or not
+    # with the sampler's model and no pick of its own among the rows, its rule: lowest forget with P >= CONFIDENT
     pool = sorted(harmless + uncertain, key=rank) if model is not None else harmless or uncertain
-    best = pool[0] if pool else None
-    tied = [t.trial_id for t in pool[1:] if not significant(t.forget, best.forget, z)]
+    best = _model_pick(model, pool) or (pool[0] if pool else None)
+    replicates = Replicates.of(best, scored, base) if best else None
+    tied = [t.trial_id for t in pool if best and t.trial_id not in replicates.runs
+            and not significant(t.forget, best.forget, z)]
     stronger = [t.trial_id for t in sorted(uncertain, key=lambda t: t.forget.acc)
                 if best is not None and t is not best and significant(best.forget, t.forget, z)]
     summary = {t.trial_id: _describe(t, base, p_used.get(t.trial_id)) for t in scored}
@@ -108,10 +114,19 @@ def analyse(trials: list[TrialRow], baseline: TrialRow | None, delta: float = DE
     return BoundaryAnalysis(
         delta=delta, confidence=confidence, boundary=boundary, n_trials=len(trials), baseline_problem=problem,
         states=states, unscored=unscored, pareto=pareto_front(scored), fit=fit, by_model=model is not None,
-        fit_note=fit_note, recommended=best.trial_id if best else None, tied=tied, stronger=stronger,
+        fit_note=fit_note, recommended=best.trial_id if best else None,
+        replicates=replicates, tied=tied, stronger=stronger,
         nearest=[] if best or not states else _nearest(labelled, states, base, z),
         undecided=None if model is not None else _undecided(labelled, base, delta, z), summary=summary,
         p_harmless=p_used)
+
+
+def _model_pick(model: Any, pool: list[TrialRow]) -> TrialRow | None:
+    """The first candidate row at the boundary sampler's recommended point (None without one)."""
+    params = getattr(getattr(model, "recommendation", None), "params", None)
+    if not params:
+        return None
+    return next((t for t in pool if all(t.params.get(k) == v for k, v in params.items())), None)
 
 
 def pareto_front(trials: list[TrialRow]) -> list[str]:

@@ -64,9 +64,11 @@ def render_report(run_dir: str | Path, delta: float | None = None, confidence: f
         confidence = DEFAULT_CONFIDENCE
     from tuner.boundary_search.report_fit import run_model_fit
 
-    base_retain = data.baseline.retain.acc if data.baseline and data.baseline.retain else None
-    a = analyse(data.trials, data.baseline, delta, confidence,
-                model=run_model_fit(run_dir, data.config, base_retain, delta), boundary=run_boundary(data.config))
+    base = data.baseline
+    base_retain = base.retain.acc if base and base.retain else None
+    base_forget = (base.forget.acc, base.forget.stderr) if base and base.forget else None  # as the sampler had it
+    a = analyse(data.trials, data.baseline, delta, confidence, boundary=run_boundary(data.config),
+                model=run_model_fit(run_dir, data.config, base_retain, delta, base_forget))
     verdict = build_verdict(a, data.trials, data.baseline, data.stop)
     out = run_dir / REPORT_DIR
     out.mkdir(exist_ok=True)

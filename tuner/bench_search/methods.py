@@ -39,12 +39,14 @@ class Estimate:
     recommended: int | None  # trial number
 
 
-def make(name: str, seed: int, budget: int, baseline_retain: float, delta: float) -> optuna.samplers.BaseSampler:
+def make(name: str, seed: int, budget: int, baseline_retain: float, delta: float,
+         baseline_forget: tuple[float, float] | None = None) -> optuna.samplers.BaseSampler:
+    """The method's sampler as a search builds it (``baseline_forget``: (acc, stderr), as the search has it)."""
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; choose from {METHODS}")
-    return make_sampler(name, seed, budget, baseline_retain, delta, BOUNDARY)
+    return make_sampler(name, seed, budget, baseline_retain, delta, BOUNDARY, baseline_forget)
 
 
 def estimate(sampler: optuna.samplers.BaseSampler, study: optuna.Study, baseline: tuple[float, float],
@@ -63,9 +65,10 @@ def shared_estimate(sampler: optuna.samplers.BaseSampler, study: optuna.Study, s
     return _state_estimate(BoundaryState.from_study(study, spec))
 
 
-def shared_spec(baseline_retain: float, delta: float) -> ModelSpec:
+def shared_spec(baseline_retain: float, delta: float, baseline_forget: tuple[float, float] | None = None
+                ) -> ModelSpec:
     return ModelSpec(baseline_retain=baseline_retain, boundary=BOUNDARY, delta=delta, forget_index=FORGET_INDEX,
-                     retain_index=RETAIN_INDEX)
+                     retain_index=RETAIN_INDEX, baseline_forget=baseline_forget)
 
 
 def _state_estimate(state: BoundaryState | None) -> Estimate:

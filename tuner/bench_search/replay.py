@@ -22,6 +22,7 @@ import optuna
 from search_spaces.facts import STDERR_ATTRS, retain_drop
 from tuner.bench_search.answers import AnswerModel, Answers, make_answers
 from tuner.bench_search.methods import Estimate, PFn, estimate, make, shared_estimate, shared_spec
+from tuner.bench_search.synthetic import binomial_se
 from tuner.bench_search.table import Table
 from tuner.boundary_search import BoundarySampler
 from tuner.boundary_search.crossing import first_crossing
@@ -63,12 +64,13 @@ class Trace:
 def replay(method: str, table: Table, seed: int, max_concurrent: int, max_trials: int, delta: float,
            snap: bool = False, model: AnswerModel | None = None) -> Trace:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    sampler = make(method, seed, max_trials, table.baseline_retain, delta)
+    base_forget = (table.baseline_forget, float(binomial_se(table.baseline_forget, table.n_eval)))  # as lm-eval has it
+    sampler = make(method, seed, max_trials, table.baseline_retain, delta, base_forget)
     study = optuna.create_study(directions=["minimize", "maximize"], sampler=sampler)
     answers = make_answers(table, seed, snap, model)
     dists, pending, trace = table.distributions(), deque(), Trace(method, seed, max_concurrent)
     truth, best = table.boundary(delta), answers.best_feasible_forget(delta)
-    spec = shared_spec(table.baseline_retain, delta)
+    spec = shared_spec(table.baseline_retain, delta, base_forget)
 
     def score(est: Estimate) -> tuple[float, float, bool]:
         forget, retain = _recommended(study, est, answers)

@@ -4,11 +4,17 @@
     f(x) = forget_acc(x)                                       lower is better
     bilog(y) = sign(y) log(1 + |y|)                            keeps resolution near delta, compresses collapse
 
-Observation noise is fixed per trial from lm-eval's stderrs (delta method through bilog, floored at
-``noise_floor * delta``). A trial without a stderr (NaN) takes the median of the other trials' stderrs of
-that output, so one missing stderr never changes how the other trials are modelled; only when no trial has
-a stderr for an output does BoTorch infer one homoscedastic noise. Each output is standardised; kernel and
-priors are BoTorch's defaults. P(harmless) = Phi((ln 2 - mu_r) / sd_r).
+Observation noise per trial and output:
+
+    noise^2 = se^2 + s^2      se: lm-eval's stderr (delta method through bilog, floored at noise_floor * delta)
+                              s^2: the training-seed variance, one per output, learned with the kernel
+
+A trial is one training run; its replicates (the same coefficients, other training seeds) are further
+observations at the same point, and they are what pins ``s`` (``seed_sd``). A trial without a stderr (NaN)
+takes the median of the other trials' stderrs of that output, so one missing stderr never changes how the
+other trials are modelled; only when no trial has a stderr for an output does BoTorch infer one homoscedastic
+noise. Each output is standardised; kernel and priors are BoTorch's defaults.
+P(harmless) = Phi((ln 2 - mu_r) / sd_r).
 """
 
 from __future__ import annotations
@@ -40,6 +46,16 @@ def fill_missing(se: np.ndarray) -> np.ndarray:
     return out
 
 
+def constrained_ei(mean: np.ndarray, sd: np.ndarray, best: float | None) -> np.ndarray:
+    """EI of forget (lower is better) over ``best`` times P(harmless) (Gardner et al. 2014), from ``predict``'s
+    (mean, sd); P alone when there is no ``best`` (nothing feasible yet)."""
+    p = norm.cdf((THRESHOLD - mean[:, 0]) / sd[:, 0])
+    if best is None:
+        return p
+    z = (best - mean[:, 1]) / sd[:, 1]
+    return sd[:, 1] * (z * norm.cdf(z) + norm.pdf(z)) * p
+
+
 @dataclass(frozen=True)
 class Observations:
     """Completed trials on the unit cube; drops and stderrs are accuracy fractions, stderrs may be NaN."""
@@ -60,6 +76,7 @@ class BoundaryModel:
     def __init__(self, obs: Observations, delta: float, noise_floor: float = 0.1):
         from botorch.fit import fit_gpytorch_mll
         from botorch.models import SingleTaskGP
+        from gpytorch.likelihoods import FixedNoiseGaussianLikelihood
         from gpytorch.means import LinearMean
         from gpytorch.mlls import ExactMarginalLogLikelihood
 
@@ -77,13 +94,24 @@ class BoundaryModel:
         with warnings.catch_warnings(), torch.random.fork_rng():  # refits after a failed fit draw from torch's RNG
             warnings.simplefilter("ignore")  # BoTorch warns about tiny data sets and near-standardised outcomes
             torch.manual_seed(0)
-            self.gp = SingleTaskGP(train_x, train_y, train_Yvar=yvar, outcome_transform=None,
-                                   mean_module=LinearMean(obs.x.shape[1], batch_shape=torch.Size([2])))
+            batch = torch.Size([2])
+            likelihood = None if yvar is None else FixedNoiseGaussianLikelihood(
+                yvar.T, learn_additional_noise=True, batch_shape=batch)  # se^2 fixed, s^2 learned
+            self.gp = SingleTaskGP(train_x, train_y, train_Yvar=yvar, likelihood=likelihood, outcome_transform=None,
+                                   mean_module=LinearMean(obs.x.shape[1], batch_shape=batch))
             # L-BFGS-B's tiny matrices: SciPy's OpenBLAS with more threads busy-waits; on 2 cores, 40 trials,
             # one thread fitted in 0.12 s against 1.6-3.3 s with two
             with threadpool_limits(1, user_api="blas"):
                 fit_gpytorch_mll(ExactMarginalLogLikelihood(self.gp.likelihood, self.gp))
         self.gp.eval()
+
+    @property
+    def seed_sd(self) -> np.ndarray:
+        """The learned training-seed sd of (r, f) in their units (zeros when BoTorch inferred all the noise)."""
+        extra = getattr(self.gp.likelihood, "second_noise_covar", None)
+        if extra is None:
+            return np.zeros(2)
+        return np.sqrt(extra.noise.detach().numpy().reshape(-1)) * self._std
 
     def with_pending(self, x_pending: np.ndarray) -> BoundaryModel:
         """Kriging believer: a copy conditioned on its own mean at the pending points (variance shrinks there)."""

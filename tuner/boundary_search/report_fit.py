@@ -24,7 +24,7 @@ import optuna
 from search_spaces import Boundary, SearchSpace
 from search_spaces.facts import AMBIGUOUS, study_name
 from tuner.boundary_search.crossing import first_crossing
-from tuner.boundary_search.state import BoundaryState, ModelSpec
+from tuner.boundary_search.state import BoundaryState, ModelSpec, Recommendation
 
 N_ALONG = 257
 
@@ -43,6 +43,7 @@ class ModelFit:
     ratio_range: tuple[float, float]  # the boundary's value at the ends of ``along``'s range, at ``held``
     n_harmless: int  # trials with retain drop <= delta on the point estimate
     n_damaged: int
+    recommendation: Recommendation | None  # the sampler's own pick (BoundaryState.recommend)
 
     @property
     def at_slice(self) -> float | None:
@@ -111,7 +112,7 @@ class ModelFit:
                   by_slice=tuple((v, c[0]) for v, c in zip(levels, per_slice, strict=True)),
                   intervals=tuple((v, c[1], c[2]) for v, c in zip(levels, per_slice, strict=True)),
                   ratio_range=(float(x[0] / per), float(x[-1] / per)),
-                  n_harmless=int(drops.sum()), n_damaged=int((~drops).sum()))
+                  n_harmless=int(drops.sum()), n_damaged=int((~drops).sum()), recommendation=state.recommend())
         object.__setattr__(fit, "_state", state)
         return fit
 
@@ -121,24 +122,26 @@ def _ends(state: BoundaryState, name: str) -> tuple[float, float]:
     return float(d.low), float(d.high)
 
 
-def model_fit(run_dir: Path, space: SearchSpace, preset: str, baseline_retain: float,
-              delta: float) -> ModelFit | None:
-    """The model of the space's study in ``run_dir/optuna.db`` (None without one or with < 2 completed trials)."""
+def model_fit(run_dir: Path, space: SearchSpace, preset: str, baseline_retain: float, delta: float,
+              baseline_forget: tuple[float, float] | None = None) -> ModelFit | None:
+    """The model of the space's study in ``run_dir/optuna.db`` (None without one or with < 2 completed trials),
+    read as the sampler read it (``baseline_forget``: (acc, stderr), what "forgot" is measured against)."""
     db = Path(run_dir) / "optuna.db"
     if not db.is_file():
         return None
     study = optuna.load_study(study_name=study_name(space.name, preset), storage=f"sqlite:///{db.resolve()}")
-    spec = ModelSpec(baseline_retain=baseline_retain, boundary=space.boundary, delta=delta)
+    spec = ModelSpec(baseline_retain=baseline_retain, boundary=space.boundary, delta=delta,
+                     baseline_forget=baseline_forget)
     state = BoundaryState.from_study(study, spec)
     return ModelFit.from_state(state) if state else None
 
 
 def run_model_fit(run_dir: Path, config: Mapping[str, Any], baseline_retain: float | None,
-                  delta: float) -> ModelFit | None:
+                  delta: float, baseline_forget: tuple[float, float] | None = None) -> ModelFit | None:
     """The sampler's model for a run that searched with the boundary sampler (per its run_config.json)."""
     from search_spaces import get_space
 
     space = config.get("space")
     if baseline_retain is None or not space or get_space(space).sampler != "boundary":
         return None
-    return model_fit(run_dir, get_space(space), config.get("preset"), baseline_retain, delta)
+    return model_fit(run_dir, get_space(space), config.get("preset"), baseline_retain, delta, baseline_forget)

@@ -10,7 +10,11 @@ maximises over a scrambled Sobol candidate set either
     straddle (Bryan et al. 2005)      1.96 sd_r(x) - |mu_r(x) - ln 2|           level set "retain drop = delta"
     constrained EI (Gardner 2014)     EI_f(x; best feasible forget) * P(harmless | x)
 
-the latter on every ``exploit_every``-th model trial. Candidates closer than ``min_distance`` (unit cube)
+the latter on every ``exploit_every``-th model trial, unless the recommended point (``BoundaryState.recommend``)
+has fewer than ``stop.confirm_runs`` runs, completed or running: that turn replicates it instead (the same
+coefficients; the user attrs REPLICATE_OF / REPLICATE tell the searcher to give it training seed ``seed + k``),
+so the model sees the seed-to-seed noise at the answer before the search stops on it. Candidates closer than
+``min_distance`` (unit cube)
 to a completed, running or failed trial are skipped, so parallel trials never repeat a point and a failed
 point (no values, not in the model) is not tried again. All randomness comes
 from ``seed`` and the trial number: the same study history gives the same proposal, also after a resume.
@@ -30,10 +34,11 @@ from optuna.distributions import BaseDistribution
 from optuna.exceptions import ExperimentalWarning
 from optuna.samplers import BaseSampler, QMCSampler
 from optuna.trial import FrozenTrial, TrialState
-from scipy.stats import norm, qmc
+from scipy.stats import qmc
 
+from search_spaces.facts import REPLICATE, REPLICATE_OF
 from tuner.boundary_search.cube import UnitCube
-from tuner.boundary_search.gp import THRESHOLD
+from tuner.boundary_search.gp import THRESHOLD, constrained_ei
 from tuner.boundary_search.state import BoundaryState, ModelSpec
 from tuner.boundary_search.stopping import StopDecision, StopRule, decide
 
@@ -110,6 +115,8 @@ class BoundarySampler(BaseSampler):
         model = state.model.with_pending(state.model_x(pending))
         mean, sd = model.predict(state.model_x(u))
         exploit = (trial.number - cfg.n_startup) % cfg.exploit_every == cfg.exploit_every - 1
+        if exploit and (replicate := self._replicate(study, trial, state)) is not None:
+            return replicate
         score = self._constrained_ei(state, model, pending, mean, sd) if exploit else \
             1.96 * sd[:, 0] - np.abs(mean[:, 0] - THRESHOLD)
         taken = np.vstack([state.unit_x, pending,
@@ -120,16 +127,27 @@ class BoundarySampler(BaseSampler):
 
     def _constrained_ei(self, state: BoundaryState, model: Any, pending: np.ndarray, mean: np.ndarray,
                         sd: np.ndarray) -> np.ndarray:
-        """EI of forget (lower is better) over the best feasible forget, times P(harmless); P alone when
-        nothing is feasible yet. Incumbents are posterior means (plug-in EI for noisy observations) at the
-        completed and running trials the model calls harmless."""
-        p = norm.cdf((THRESHOLD - mean[:, 0]) / sd[:, 0])
+        """``constrained_ei`` over the best feasible forget: the lowest posterior mean at the completed and
+        running trials the model calls harmless (plug-in EI for noisy observations)."""
         im, _ = model.predict(state.model_x(np.vstack([state.unit_x, pending])))
         feasible = im[im[:, 0] <= THRESHOLD, 1]
-        if not len(feasible):
-            return p
-        z = (feasible.min() - mean[:, 1]) / sd[:, 1]
-        return sd[:, 1] * (z * norm.cdf(z) + norm.pdf(z)) * p
+        return constrained_ei(mean, sd, float(feasible.min()) if len(feasible) else None)
+
+    def _replicate(self, study: optuna.Study, trial: FrozenTrial, state: BoundaryState) -> dict[str, Any] | None:
+        """The recommended point's coefficients again, as replicate k (one more than any earlier run of it has),
+        when it has fewer than ``stop.confirm_runs`` runs completed or running; else None."""
+        rec = state.recommend()
+        if rec is None:
+            return None
+        runs = [t for t in study.get_trials(deepcopy=False)
+                if t.number != trial.number and rec.trial_number in (t.number, t.user_attrs.get(REPLICATE_OF))]
+        alive = [t for t in runs if t.state in (TrialState.COMPLETE, TrialState.RUNNING)]
+        if len(alive) >= self.config.stop.confirm_runs:
+            return None
+        k = 1 + max(int(t.user_attrs.get(REPLICATE, 0)) for t in runs)
+        study._storage.set_trial_user_attr(trial._trial_id, REPLICATE_OF, rec.trial_number)
+        study._storage.set_trial_user_attr(trial._trial_id, REPLICATE, k)
+        return dict(rec.params)
 
 
 def _unit_points(cube: UnitCube, trials: list[FrozenTrial]) -> np.ndarray:

@@ -19,7 +19,9 @@ COMPLETE, which Optuna refuses, leaving the trial RUNNING).
 * each completed trial's lm-eval stderrs (``eval_forget_stderr`` / ``eval_retain_stderr`` in its final
   report) become Optuna user attrs, the GPs' observation noise;
 * before each new trial it asks the stopping rule; once the boundary is pinned it returns
-  ``Searcher.FINISHED`` (running trials finish, no new ones start) and writes ``run_dir/stop.json``.
+  ``Searcher.FINISHED`` (running trials finish, no new ones start) and writes ``run_dir/stop.json``;
+* a replicate the sampler proposed (user attr REPLICATE = k) gets ``REPLICATE: k`` in its Tune config, which
+  the trial driver turns into training seed ``seed + k``.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from search_spaces.facts import STDERR_ATTRS, STDERR_METRICS
+from search_spaces.facts import REPLICATE, STDERR_ATTRS, STDERR_METRICS
 from tuner.boundary_search.sampler import BoundarySampler
 from tuner.boundary_search.stopping import STOP_FILE, StopDecision
 
@@ -93,7 +95,15 @@ class BoundaryOptunaSearch(ResumableOptunaSearch):
                 path.write_text(json.dumps({"reason": decision.reason, "ambiguous_share": decision.ambiguous_share,
                                             "p_feasible": decision.p_feasible}))
                 return Searcher.FINISHED
-        return super().suggest(trial_id)
+        config = super().suggest(trial_id)
+        if not isinstance(config, dict):
+            return config
+        # the sampler set the attr in storage while Optuna's ask ran; the Trial object's own copy predates it
+        number = self._ot_trials[trial_id].number
+        replicate = self._ot_study.get_trials(deepcopy=False)[number].user_attrs.get(REPLICATE)
+        if replicate:
+            config[REPLICATE] = int(replicate)
+        return config
 
     def _on_decision(self, decision: StopDecision) -> None:
         """What a subclass does with each stopping-rule decision (the console's progress line)."""

@@ -1,10 +1,18 @@
-"""When is the boundary pinned? The search stops by itself when, after at least ``min_trials``:
+"""When has the search found its answer? It stops by itself when, after at least ``min_trials``, both
 
-    share of the space with 0.1 < P(harmless) < 0.9   <=  max_ambiguous         (the boundary is located)
+  the boundary is pinned:
+    share of the space with 0.1 < P(harmless) < 0.9   <=  max_ambiguous
     every slice of the report pinned                   (ModelFit.unpinned: its interval, clipped to the range,
                                                          <= max_slice_width decades, trials near both ends)
-    recommended trial: retain drop <= delta observed   and  P(feasible) >= min_p_feasible
-                       and it has stood for the last ``patience`` completed trials (nothing better found)
+  and the recommendation has converged:
+    recommended point (BoundaryState.recommend)        P(feasible) >= min_p_feasible, mean retain drop <= delta,
+                                                       confirmed by >= confirm_runs runs (replicates: new seeds)
+    max_x EI_f(x; its predicted forget) * P(harmless)  <  one eval stderr of forget (the median lm-eval stderr):
+                                                       no point is expected to forget measurably more, harmlessly
+
+The threshold is the smallest forget difference one evaluation resolves: a trial expected to gain less cannot
+show its gain. Confirmation by replicates is what the measured training-seed noise asks for: at the edge one
+run's forget varies by 6-18 points from seed to seed (docs/benchmarks.md), 5-7x lm-eval's stderr.
 
 ``--num-samples`` stays the budget cap; ``StopDecision.reason`` says why the rule fired, the searcher leaves it in
 ``run_dir/stop.json``, and ``stop_reason(run_dir, num_samples)`` is the sentence the console, MLflow, results.md
@@ -29,13 +37,13 @@ STOP_FILE = "stop.json"
 class StopRule:
     # calibrated on the default world's dense table (replay seeds, up to 56 trials): with 0.2 and 0.5 the rule fired
     # in 9 of 10 seeds, each time with boundary error <= 0.22 decades and a feasible recommendation; at 0.1 in 4 of
-    # 10. Median regret at the stop: 6.5 forget points without patience and with CONFIDENT 0.9, 2.1 with 8 trials of
-    # patience and CONFIDENT 0.7 (20 seeds; the two changes were measured together)
+    # 10
     max_ambiguous: float = 0.2
     min_p_feasible: float = CONFIDENT
     min_trials: int = 16
     max_slice_width: float = 0.5  # decades of remove/retain between the P = 0.9 and P = 0.1 crossings
-    patience: int = 8
+    confirm_runs: int = 2  # runs of the recommended point (its first trial + replicates) before it is confirmed
+    min_improvement: float | None = None  # forget EI below which nothing is left to gain; None: one eval stderr
 
 
 @dataclass(frozen=True)
@@ -63,18 +71,32 @@ def decide(state: BoundaryState | None, rule: StopRule, trial_ids: Mapping[int, 
         return StopDecision(False, f"{where}; no trial has forgotten with retain drop <= delta yet", share)
     fit = ModelFit.from_state(state)
     open_slices = fit.unpinned(rule.max_slice_width)
-    pinned = (share <= rule.max_ambiguous and not open_slices and rec.p_feasible >= rule.min_p_feasible
-              and rec.age >= rule.patience)
+    located = share <= rule.max_ambiguous and not open_slices
+    gain, enough = state.improvement(rec.predicted_forget), _min_improvement(state, rule)
+    confirmed = len(rec.runs) >= rule.confirm_runs and rec.p_feasible >= rule.min_p_feasible
+    converged = confirmed and gain < enough
     by = state.spec.boundary.slice_by or "the"
     slices = (f"boundary not yet pinned at {by} {', '.join(f'{b:.3g}' for b in open_slices)}" if open_slices
               else f"boundary pinned at every {by} slice")
     name = (trial_ids or {}).get(rec.trial_number, f"#{rec.trial_number}")
-    text = (f"{where} (limit {rule.max_ambiguous:.0%}); {slices}; the recommendation so far, trial {name}, has "
-            f"P(retain drop <= delta) = {rec.p_feasible:.2f} (needs {rule.min_p_feasible:g}) and has stood for "
-            f"{rec.age} trials (needs {rule.patience})")
-    prefix = f"boundary pinned after {n} trials: " if pinned else ""
-    return StopDecision(pinned, prefix + text, share, rec.p_feasible, name, len(fit.intervals) - len(open_slices),
-                        len(fit.intervals))
+    text = (f"{where} (limit {rule.max_ambiguous:.0%}); {slices}; the recommendation so far, trial {name} "
+            f"({rec.describe()}), has P(retain drop <= delta) = {rec.p_feasible:.2f} (needs {rule.min_p_feasible:g}) "
+            f"and {len(rec.runs)} of {rule.confirm_runs} confirming runs; the model expects at most "
+            f"{100 * gain:.1f} forget points more anywhere (needs < {100 * enough:.1f}, "
+            f"{'one eval stderr' if rule.min_improvement is None else 'min_improvement'})")
+    prefix = (f"boundary pinned and recommendation converged after {n} trials: " if located and converged else
+              "boundary pinned, recommendation not yet converged: " if located else
+              "recommendation converged, boundary not yet pinned: " if converged else "")
+    return StopDecision(located and converged, prefix + text, share, rec.p_feasible, name,
+                        len(fit.intervals) - len(open_slices), len(fit.intervals))
+
+
+def _min_improvement(state: BoundaryState, rule: StopRule) -> float:
+    """``rule.min_improvement``, else one eval stderr of forget (the noise floor's when no trial has one)."""
+    if rule.min_improvement is not None:
+        return rule.min_improvement
+    se = state.forget_stderr()
+    return se if se == se else state.spec.noise_floor * state.spec.delta
 
 
 def stop_reason(run_dir: str | Path, num_samples: int) -> str:

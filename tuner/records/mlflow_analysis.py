@@ -80,6 +80,9 @@ def parent_metrics(analysis: dict[str, Any], rows: dict[str, TrialRow]) -> dict[
     if best is not None:
         out |= {f"recommended/{k}": v for k, v in best.params.items() if isinstance(v, (int, float))}
         out |= {k.replace("eval/", "recommended/"): v for k, v in eval_metrics(best).items()}
+        runs = analysis.get("replicates") or {}  # the point's runs: the trial and its replicates
+        out |= {f"recommended/{k}": v for k, v in (("runs", len(runs.get("runs", []))), *runs.items())
+                if isinstance(v, (int, float)) and math.isfinite(v)}
     fit = analysis.get("fit") or {}
     low, high = (list(fit.get("ratio_ci") or []) + [None, None])[:2]
     for key, value in (("ratio", fit.get("ratio")), ("ratio_low", low), ("ratio_high", high)):
