@@ -27,22 +27,40 @@ os.environ.update({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_UPDATE
 os.environ.setdefault("UNLEARN_TUNER_CACHE", str(Path(__file__).resolve().parents[1] / ".cache"))
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The SLURM tests first, the time-limit one first of them: with ``-n 2`` one worker spends its first
-    ~8 minutes on that test's one-trial-at-a-time jobs while the other runs test_slurm_cluster, then the rest."""
-    items.sort(key=lambda item: (not item.get_closest_marker("slurm"), item.path.name != "test_slurm_timelimit.py"))
+# The longest scopes, longest first (seconds on a two-worker fresh-clone run on 2 cores): xdist hands scopes out in
+# collection order, so these start first and the many short modules fill in behind them (longest-first scheduling)
+LONGEST = ("test_slurm_timelimit.py",                                  # 400: one-trial-at-a-time SLURM jobs
+           "test_run.py::test_search_logs_to_a_real_mlflow_server",    # 210: seed_grid's 6 trials + mlflow server
+           "test_slurm_cluster.py",                                    # 180: one SLURM + Ray cluster, shared
+           "test_search_output.py",                                    # 130: one search, read by every test
+           "test_failed_trials.py",                                    # 110: a trial's workers killed twice
+           "test_run.py::test_resume_after_sigkill_of_the_driver",     # 100
+           "test_run.py::test_sigterm_stops_cleanly_and_resume_runs_every_trial_once",  # 100
+           "test_train_loop.py")                                       # 100: two-worker and killed-worker runs
 
 
 def xdist_scope(nodeid: str) -> str:
-    """The tests one xdist worker runs together: a module (its fixtures are built once), and the two browser
-    tests (either may apt-get install Chromium)."""
+    """The tests one xdist worker runs together: a module (its fixtures are built once), except the long tests of
+    ``test_run.py`` (no shared fixture: each its own), and the two browser tests (either may apt-get Chromium)."""
     module = nodeid.split("::")[0]
-    return "browser" if module.endswith("_browser.py") else module
+    if module.endswith("_browser.py"):
+        return "browser"
+    return nodeid if any(nodeid.endswith(long) for long in LONGEST if "::" in long) else module
+
+
+def _rank(item: pytest.Item) -> int:
+    scope = xdist_scope(item.nodeid)
+    return next((i for i, long in enumerate(LONGEST) if scope.endswith(long)), len(LONGEST))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The longest scopes first (``LONGEST``), the rest in collection order (a stable sort)."""
+    items.sort(key=_rank)
 
 
 @pytest.hookimpl(optionalhook=True, tryfirst=True)  # called by pytest-xdist only, before its own
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
-    """``-n 2``: xdist's load-scope scheduler with the scopes above, in collection order (SLURM tests first)."""
+    """``-n N``: xdist's load-scope scheduler with the scopes above, in collection order (longest first)."""
     from xdist.scheduler import LoadScopeScheduling
 
     class Scheduling(LoadScopeScheduling):

@@ -118,3 +118,23 @@ def test_replay_builds_tpe_with_the_startup_of_a_search_as_long_as_the_replay(mo
     monkeypatch.setattr(replay_module, "make", spy)
     replay("tpe", WORLD.table(), seed=0, max_concurrent=1, max_trials=30, delta=DELTA)
     assert built[0]._n_startup_trials == max(4, 30 // 3)
+
+
+def test_the_synthetic_worlds_have_the_cases_they_are_named_for():
+    """Noise-free truths: the boundary moved up / down by more than half a decade on average, no harmless
+    forgetting (the best harmless forget stays within 5 points of the baseline), no column that crosses delta,
+    and a retain drop that falls again somewhere along remove_coef."""
+    from tuner.bench_search.synthetic import WORLDS
+
+    tables = {name: world.table(7, 12, 4, seed=None) for name, world in WORLDS.items()}
+    mean = {name: float(t.boundary(DELTA).mean()) for name, t in tables.items()}
+    top = np.log10(tables["default"].axes[1].high)
+    assert mean["boundary-high"] > mean["default"] + 0.5 and mean["boundary-low"] < mean["default"] - 0.5
+    assert tables["no-harmless"].best_feasible_forget(DELTA) > tables["no-harmless"].baseline_forget - 0.05
+    assert tables["default"].best_feasible_forget(DELTA) < tables["default"].baseline_forget - 0.5
+    assert np.allclose(tables["no-damage"].boundary(DELTA), top)
+    for name, t in tables.items():
+        drop = t.baseline_retain - t.retain
+        falls = bool((np.diff(drop, axis=1) < -1e-4).any())
+        assert falls == (name == "dip"), name
+    assert (tables["dip"].baseline_retain - tables["dip"].retain).max() > DELTA

@@ -216,7 +216,7 @@ def test_the_boundary_searcher_leaves_each_decision_for_the_progress_line(tmp_pa
     assert 0 <= decision["ambiguous_share"] <= 1 and decision["slices"] == 3  # low, middle, high beta_kl
     assert 0 <= decision["slices_pinned"] <= 3
     assert decision["recommended"] in {f"t{i}" for i in range(12)}
-    assert f"the recommendation so far, trial {decision['recommended']}, has" in decision["reason"]
+    assert f"the recommendation so far, trial {decision['recommended']} (" in decision["reason"]
     trials = searcher._ot_study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
     feasible = {t.number for t in trials if BASE - t.values[1] <= SPEC.delta}
     assert len(trials) == 13 and 0 < len(feasible) < 13  # the sampler probes both sides of the boundary

@@ -37,8 +37,9 @@ def _study(trials: list[optuna.trial.FrozenTrial]) -> optuna.Study:
 
 
 def _noise(state: BoundaryState) -> torch.Tensor:
-    """The fixed observation noise the fitted GPs use, (2, n) in standardised units."""
-    return state.model.gp.likelihood.noise.detach()
+    """The fixed observation noise the fitted GPs use, (2, n) in standardised units (the lm-eval part; the learned
+    training-seed noise is added on top)."""
+    return state.model.gp.likelihood.noise_covar.noise.detach()
 
 
 def test_a_failed_trial_changes_neither_the_noise_nor_the_ambiguous_share():

@@ -2,6 +2,7 @@
 
     python -m tuner.bench_search --preset miniworld --seeds 20 --max-concurrent 1 4 --workers 16
     python -m tuner.bench_search --synthetic --seeds 20 --budgets 12 24 48
+    python -m tuner.bench_search --synthetic no-harmless --seeds 20     # one of synthetic.WORLDS
     python -m tuner.bench_search --preset miniworld-small --grid 2 2 1 --seeds 2 --methods boundary steps=8
     python -m tuner.bench_search --synthetic --snap      # the old replay: nearest grid point, frozen noise
 
@@ -14,6 +15,7 @@ eval noise per answer); the synthetic world's truth is then its noise-free table
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -24,14 +26,15 @@ from tuner.bench_search.answers import EVAL_NOISE, SEED_SD_FORGET, SEED_SD_RETAI
 from tuner.bench_search.bench import compact, report, run_all
 from tuner.bench_search.methods import METHODS
 from tuner.bench_search.plot import error_png
-from tuner.bench_search.synthetic import SyntheticWorld
+from tuner.bench_search.synthetic import WORLDS
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tuner.bench_search", description=__doc__.split("\n\n")[0])
     src = ap.add_mutually_exclusive_group()
     src.add_argument("--preset", default="miniworld", help="mini-world preset whose table is built / reused")
-    src.add_argument("--synthetic", action="store_true", help="use the synthetic mini-world-shaped table")
+    src.add_argument("--synthetic", nargs="?", const="default", choices=WORLDS, metavar="NAME",
+                     help=f"use a synthetic mini-world-shaped table: {', '.join(WORLDS)} (default: default)")
     ap.add_argument("--grid", type=int, nargs=3, default=(7, 7, 4), metavar=("RETAIN", "REMOVE", "BETA"))
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     ap.add_argument("--seeds", type=int, default=20)
@@ -58,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:
         ap.error(str(e))
     if args.synthetic:
-        table = SyntheticWorld(delta=args.delta).table(*args.grid, seed=0 if args.snap else None)
+        world = dataclasses.replace(WORLDS[args.synthetic], delta=args.delta)
+        table = world.table(*args.grid, seed=0 if args.snap else None)
     else:
         from trainables.train import parse_overrides
         from tuner.bench_search.build_table import build_table

@@ -3,11 +3,15 @@
     ratio = remove_coef / retain_coef
     log10 ratio* = onset + kl_shift * beta_kl + retain_slope * log10(retain_coef / 5)   # where drop = delta
     retain drop  = collapse * sigmoid((log10 ratio - log10 ratio*) / width + logit(delta / collapse))
+                   + dip * exp(-((log10 ratio - forget_mid) / width)^2)       (dip: damage where forgetting sets in)
     forget acc   = base_forget - (base_forget - chance) * sigmoid((log10 ratio - forget_mid) / width)
 
 Defaults: the damage boundary runs from ratio 0.25 (beta_kl 0) to ~1.15 (beta_kl 1), forgetting is
-half-way at ratio 0.1 and absent below ~0.03. Observed: of the ``base * n_eval`` questions the baseline
-answers, each is lost with probability drop / base (no effect -> no noise, as with a fixed question set).
+half-way at ratio 0.1 and absent below ~0.03, no dip. ``WORLDS`` holds the cases a real model can produce
+besides (``python -m tuner.bench_search --synthetic NAME``): the boundary near the top or the bottom of the
+range, no harmless forgetting anywhere, nothing damaging, a retain drop that is not monotone in remove_coef.
+Observed: of the ``base * n_eval`` questions the baseline answers, each is lost with probability drop / base (no
+effect -> no noise, as with a fixed question set).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ class SyntheticWorld:
     base_forget: float = 0.9875
     base_retain: float = 0.9875
     chance: float = 0.25
+    dip: float = 0.0
     delta: float = DEFAULT_DELTA
 
     def log_ratio_star(self, retain: np.ndarray, beta: np.ndarray) -> np.ndarray:
@@ -41,7 +46,7 @@ class SyntheticWorld:
     def true_drop(self, retain: np.ndarray, remove: np.ndarray, beta: np.ndarray) -> np.ndarray:
         lr = np.log10(np.asarray(remove) / np.asarray(retain))
         z = (lr - self.log_ratio_star(retain, beta)) / self.width + logit(self.delta / self.collapse)
-        return self.collapse * expit(z)
+        return self.collapse * expit(z) + self.dip * np.exp(-(((lr - self.forget_mid) / self.width) ** 2))
 
     def true_forget(self, retain: np.ndarray, remove: np.ndarray) -> np.ndarray:
         lr = np.log10(np.asarray(remove) / np.asarray(retain))
@@ -66,6 +71,17 @@ class SyntheticWorld:
                      retain=retain, retain_se=binomial_se(retain, n_eval), baseline_forget=self.base_forget,
                      baseline_retain=self.base_retain,
                      n_eval=n_eval, key=f"synthetic-{seed}")
+
+
+# The ranges span remove/retain ratios 0.001-100; the default boundary sits at 0.25-1.15, forgetting sets in at ~0.03
+WORLDS = {
+    "default": SyntheticWorld(),
+    "boundary-high": SyntheticWorld(onset=math.log10(8.0)),  # ratio* 8-37: damage only near the top corner
+    "boundary-low": SyntheticWorld(onset=math.log10(0.02), forget_mid=math.log10(0.005)),  # harmless band 0.002-0.02
+    "no-harmless": SyntheticWorld(onset=math.log10(0.01)),  # damage (ratio 0.01-0.05) before forgetting (0.1)
+    "no-damage": SyntheticWorld(onset=3.0),  # ratio* 1000 and more: beyond the range
+    "dip": SyntheticWorld(dip=0.04),  # a 4-point retain dip where forgetting sets in, harmless again above it
+}
 
 
 def binomial_se(p: np.ndarray, n: int) -> np.ndarray:
