@@ -163,17 +163,6 @@ def _stop_group(proc: subprocess.Popen) -> None:
 
 
 @pytest.mark.slow
-def test_search_logs_to_a_real_mlflow_server(tmp_path, mlflow_server):
-    run_dir = tmp_path / "run"
-    result = run_cli("--space", "seed_grid", "--run-dir", str(run_dir), "--mlflow-uri", mlflow_server, *SMALL,
-                     "--max-concurrent", "2", cwd=tmp_path)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    check_run(run_dir, 6, mlflow_server, sampled=False)
-    md = (run_dir / "results.md").read_text()  # seed 002's shape: baseline + 6 rows, training + eval tables
-    assert md.count("| done |") == 6 + 7 and "retain_kl_loss" in md and "cb_loss" in md
-
-
-@pytest.mark.slow
 def test_resume_after_sigkill_of_the_driver(tmp_path):
     run_dir = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -200,18 +189,19 @@ def _first_trial_done(run_dir: Path) -> bool:
 
 
 @pytest.mark.slow
-def test_sigterm_stops_cleanly_and_resume_runs_every_trial_once(tmp_path):
+def test_sigterm_stops_cleanly_and_resume_runs_every_trial_once(tmp_path, mlflow_server):
     """SIGTERM to the driver (what the sbatch template forwards at --time): the driver exits 143 within the
     grace, unfinished trials are marked for re-run, no MLflow run is left RUNNING; --resume completes the
-    search with every trial once in the table and in MLflow."""
+    search with every trial once in the table and in MLflow. The search is a grid (seed_grid's 6 points, run
+    without Optuna) logging to a real ``mlflow server``, whose results.md has seed 002's shape."""
     import mlflow
 
-    run_dir, uri = tmp_path / "run", f"sqlite:///{tmp_path / 'run'}/mlflow.db"
+    run_dir, uri = tmp_path / "run", mlflow_server
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     log = tmp_path / "driver.log"
     with open(log, "w") as out:
-        driver = subprocess.Popen([sys.executable, "-m", "tuner.run", "--space", "kl_boundary", "--num-samples", "3",
-                                   "--max-concurrent", "1", "--run-dir", str(run_dir), *SMALL], cwd=tmp_path,
+        driver = subprocess.Popen([sys.executable, "-m", "tuner.run", "--space", "seed_grid", "--max-concurrent", "1",
+                                   "--run-dir", str(run_dir), "--mlflow-uri", uri, *SMALL], cwd=tmp_path,
                                   env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.time() + 900
@@ -241,7 +231,9 @@ def test_sigterm_stops_cleanly_and_resume_runs_every_trial_once(tmp_path):
 
     result = run_cli("--resume", str(run_dir), cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    check_run(run_dir, 3, uri)
+    check_run(run_dir, 6, uri, sampled=False)
+    md = (run_dir / "results.md").read_text()  # seed 002's shape: baseline + 6 rows, training + eval tables
+    assert md.count("| done |") == 6 + 7 and "retain_kl_loss" in md and "cb_loss" in md
 
 
 def _a_trial_running(run_dir: Path) -> bool:
