@@ -1,6 +1,6 @@
 """A search whose SLURM job hits its time limit stops cleanly, and the line the job prints resumes it.
 
-    taskset -c 1 pytest tests/cluster/test_slurm_timelimit.py -s      # root (local SLURM); 5-8 min, 18 on a busy core
+    taskset -c 1 pytest tests/cluster/test_slurm_timelimit.py -s      # root (local SLURM); 4-6 min, 10 on a busy core
 
 The job is `sbatch ray_cluster.sbatch -- python -m tuner.run` (9 kl_boundary trials on miniworld-small, one at a
 time) with the template's own `--signal=B:TERM@60`. Once a trial is done and the next one runs, the test lowers the

@@ -59,6 +59,9 @@ def test_progress_line_formats_what_the_search_knows():
     assert progress_line(5, 2, 25, 192, 5, boundary, ("a1", 0.3), may_stop_early=True) == (
         "progress 5/25 done, 2 running  3m12s  ETA <=12m48s  ambiguous 35%  slices pinned 1/3  recommended a1 "
         "forget 30.0%")
+    replicated = {**boundary, "forget": 0.545, "runs": 2}  # the point's runs' mean, not the first run's forget
+    assert progress_line(5, 2, 25, 192, 5, replicated, ("a1", 0.3), may_stop_early=True).endswith(
+        "recommended a1 forget 54.5% (2 runs)")
     no_feasible = {"ambiguous_share": 0.9, "recommended": None, "slices_pinned": None, "slices": None}
     assert progress_line(16, 1, 25, 4000, 16, no_feasible, None, may_stop_early=True) == (
         "progress 16/25 done, 1 running  1h06m  ETA <=37m30s  ambiguous 90%  no feasible trial yet")
@@ -208,7 +211,7 @@ def test_the_boundary_searcher_leaves_each_decision_for_the_progress_line(tmp_pa
         if i == 5:  # decided before this suggestion, on the 5 trials told so far
             assert read_decision(tmp_path) == {"stop": False, "reason": "5 of at least 10 trials complete",
                                                "ambiguous_share": None, "p_feasible": None, "recommended": None,
-                                               "slices_pinned": None, "slices": None}
+                                               "slices_pinned": None, "slices": None, "forget": None, "runs": None}
         forget, retain, fse, rse = objective(params)
         searcher.on_trial_complete(f"t{i}", {"eval_forget_acc": forget, "eval_retain_acc": retain,
                                              "eval_forget_stderr": fse, "eval_retain_stderr": rse})
@@ -223,4 +226,4 @@ def test_the_boundary_searcher_leaves_each_decision_for_the_progress_line(tmp_pa
     assert {t.number for t in trials if t.constraints[RETAIN_CONSTRAINT] <= 0} == feasible
     line = progress_line(12, 1, 60, 300, 12, decision, (decision["recommended"], 0.3), True)
     assert (f"ambiguous {decision['ambiguous_share']:.0%}  slices pinned {decision['slices_pinned']}/3  "
-            f"recommended {decision['recommended']} forget 30.0%") in line
+            f"recommended {decision['recommended']} forget {decision['forget']:.1%}") in line  # its runs' mean

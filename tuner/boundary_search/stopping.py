@@ -55,6 +55,8 @@ class StopDecision:
     recommended: str | None = None  # the recommended trial's id (as in ``reason``)
     slices_pinned: int | None = None  # beta_kl slices of the report whose boundary is pinned, of ``slices``
     slices: int | None = None
+    forget: float | None = None  # the recommended point's mean forget acc over its runs
+    runs: int | None = None  # its runs: the first trial and its replicates
 
 
 def decide(state: BoundaryState | None, rule: StopRule, trial_ids: Mapping[int, str] | None = None) -> StopDecision:
@@ -88,7 +90,7 @@ def decide(state: BoundaryState | None, rule: StopRule, trial_ids: Mapping[int, 
               "boundary pinned, recommendation not yet converged: " if located else
               "recommendation converged, boundary not yet pinned: " if converged else "")
     return StopDecision(located and converged, prefix + text, share, rec.p_feasible, name,
-                        len(fit.intervals) - len(open_slices), len(fit.intervals))
+                        len(fit.intervals) - len(open_slices), len(fit.intervals), rec.forget, len(rec.runs))
 
 
 def _min_improvement(state: BoundaryState, rule: StopRule) -> float:

@@ -1,6 +1,7 @@
 """The search's one progress line: trials finished / running / cap, elapsed and ETA, and what the search knows.
 
-    progress 5/25 done, 2 running  3m12s  ETA <=12m  ambiguous 35%  slices pinned 1/3  recommended 1c2d3e4f forget 30.0%
+    progress 5/25 done, 2 running  3m12s  ETA <=12m  ambiguous 35%  slices pinned 1/3  recommended 1c2d forget 30%
+    ... recommended 1c2d forget 30.0% (2 runs)                    (its runs' mean: the trial and its replicates)
     progress 5/25 done, 2 running  3m12s  ETA 12m  best 1c2d3e4f forget 30.0%                   (TPE, NSGA-II, GP)
 
 The boundary sampler's part comes from the stopping rule's latest decision (``StopDecision``), which the searcher
@@ -66,8 +67,10 @@ def progress_line(finished: int, running: int, cap: int, elapsed: float, finishe
     if decision.get("slices"):
         parts.append(f"slices pinned {decision['slices_pinned']}/{decision['slices']}")
     if best is not None:
-        label = "recommended" if best[0] == decision.get("recommended") else "best"
-        parts.append(f"{label} {best[0]} forget {best[1]:.1%}")
+        ours = best[0] == decision.get("recommended")  # the sampler's point: its runs' mean forget
+        forget = decision["forget"] if ours and decision.get("forget") is not None else best[1]
+        runs = f" ({decision['runs']} runs)" if ours and (decision.get("runs") or 0) > 1 else ""
+        parts.append(f"{'recommended' if ours else 'best'} {best[0]} forget {forget:.1%}{runs}")
     elif decision.get("ambiguous_share") is not None:
         parts.append("no feasible trial yet")
     return "  ".join(parts)
