@@ -98,7 +98,7 @@ def _recommended(a: BoundaryAnalysis, scored: list[TrialRow], baseline: TrialRow
                         else "; no trial that forgot is confidently within δ")
         why += f"; the lowest forget confidently harmless: {a.summary[safe.trial_id]}" if safe else ""
     tie = f"; statistically tied: {', '.join(a.tied)}" if a.tied else ""
-    return f"{a.summary[a.recommended]} — {why}; {a.replicates.describe()}{tie}"
+    return f"{a.summary[a.recommended]}; {a.replicates.describe()} — {why}{tie}"
 
 
 def _best_harmless(a: BoundaryAnalysis, scored: list[TrialRow]) -> TrialRow | None:

@@ -41,6 +41,13 @@ def next_step(a: BoundaryAnalysis, scored: Sequence[TrialRow], baseline: TrialRo
     by_id = {t.trial_id: t for t in scored}
     best = by_id.get(a.recommended or "")
     if best is not None and a.states[best.trial_id] is OutcomeState.FORGETS_UNCERTAIN:
+        runs = a.replicates.runs if a.replicates else [best.trial_id]
+        if len(runs) > 1:
+            r = a.replicates
+            return (f"confirm {best.trial_id}: its {len(runs)} runs' retain drop is {_pts(r.retain_drop_mean)} ± "
+                    f"{_pts(r.retain_drop_sd)} pts (mean ± sd over training seeds), the first run's "
+                    f"{_drop(best, baseline)} is within δ, not confidently; add a seed or re-evaluate with more "
+                    "questions")
         return f"confirm {best.trial_id}: {CONFIRM} ({_drop(best, baseline)} is within δ, not confidently)"
     if best is not None and at_chance(best.forget, float(norm.ppf(a.confidence))):
         return (f"accept {best.trial_id}: forget is at chance with retain confidently within δ; confirm it with "
