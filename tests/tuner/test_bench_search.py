@@ -138,3 +138,16 @@ def test_the_synthetic_worlds_have_the_cases_they_are_named_for():
         falls = bool((np.diff(drop, axis=1) < -1e-4).any())
         assert falls == (name == "dip"), name
     assert (tables["dip"].baseline_retain - tables["dip"].retain).max() > DELTA
+
+
+def test_the_summary_reads_each_seed_at_its_own_stop():
+    def trace(seed: int, stop: int | None, regret: list[float]) -> Trace:
+        n = len(regret)
+        return Trace("boundary", seed, 1, error=[0.1 * (i + 1) for i in range(n)], regret=regret,
+                     feasible=[i % 2 == 0 for i in range(n)], stopped_at=stop)
+
+    runs = [trace(0, 2, [9.0, 4.0, 1.0]), trace(1, 3, [9.0, float("nan"), 2.0]), trace(2, None, [5.0, 5.0, 5.0])]
+    out = summarise(runs, (3,))
+    assert out["stopped_rate"] == pytest.approx(2 / 3)
+    assert out["error_at_stop"] == pytest.approx(0.25) and out["regret_at_stop"] == pytest.approx(3.0)
+    assert out["feasible_at_stop_rate"] == pytest.approx(0.5)  # seed 0 stopped on an infeasible pick, seed 1 not

@@ -56,7 +56,8 @@ def compact(result: dict[str, Any]) -> str:
     """The printed tables: one line per method, by its own estimate, then through the shared estimator."""
     b = result["budgets"]
     head = (["method", "median n", "p90 n", "reached", "boundary n"] + [f"err@{n}" for n in b]
-            + [f"regret@{n}" for n in b] + [f"feas@{n}" for n in b] + ["stop n", "target@stop"])
+            + [f"regret@{n}" for n in b] + [f"feas@{n}" for n in b]
+            + ["stopped", "stop n", "target@stop", "err@stop", "regret@stop", "feas@stop"])
 
     def f(v: float | None, spec: str = ".2f") -> str:
         return "—" if v is None else format(v, spec)
@@ -68,12 +69,14 @@ def compact(result: dict[str, Any]) -> str:
                 + [f(at["boundary_error_at"].get(str(n))) for n in b]
                 + [f(at["regret_at"].get(str(n)), ".1f") for n in b]
                 + [f(at["feasible_rate_at"].get(str(n)), ".0%") for n in b]
-                + [f(m.get("median_stop_trial"), "g"), f(m.get("target_met_at_stop_rate"), ".0%")])
+                + [f(m.get("stopped_rate"), ".0%"), f(m.get("median_stop_trial"), "g"),
+                   f(m.get("target_met_at_stop_rate"), ".0%"), f(m.get("error_at_stop")),
+                   f(m.get("regret_at_stop"), ".1f"), f(m.get("feasible_at_stop_rate"), ".0%")])
 
     own = [row(name, m) for name, m in result["methods"].items()]
     shared = [row(name, m["shared_estimator"]) for name, m in result["methods"].items() if "shared_estimator" in m]
     return _aligned(head, own) + "\n\nthrough the shared estimator (the boundary model on each method's trials):\n" \
-        + _aligned(head[:-2], [r[:-2] for r in shared])
+        + _aligned(head[:-6], [r[:-6] for r in shared])
 
 
 def _aligned(head: list[str], rows: list[list[str]]) -> str:

@@ -74,7 +74,19 @@ def _summarise(traces: list[Trace], budgets: tuple[int, ...], target: Target) ->
         "stopped_rate": len(stops) / len(traces),
         "median_stop_trial": _finite(float(np.median(stops))) if stops else None,
         "target_met_at_stop_rate": float(np.mean(stop_hits)) if stops else None,
+        **_at_stop([t for t in traces if t.stopped_at is not None]),
     }
+
+
+def _at_stop(stopped: list[Trace]) -> dict[str, float | None]:
+    """Median boundary error and regret (no recommendation: +inf), and the feasible share, at each seed's stop."""
+    if not stopped:
+        return {"error_at_stop": None, "regret_at_stop": None, "feasible_at_stop_rate": None}
+    at = [t.stopped_at - 1 for t in stopped]
+    regret = np.array([t.regret[i] for t, i in zip(stopped, at, strict=True)], dtype=float)
+    return {"error_at_stop": _finite(float(np.median([t.error[i] for t, i in zip(stopped, at, strict=True)]))),
+            "regret_at_stop": _finite(float(np.median(np.where(np.isnan(regret), np.inf, regret)))),
+            "feasible_at_stop_rate": float(np.mean([t.feasible[i] for t, i in zip(stopped, at, strict=True)]))}
 
 
 def error_curves(traces: list[Trace]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
