@@ -20,7 +20,8 @@ DEFAULT_CONFIDENCE = 0.95  # one-sided z-tests on lm-eval stderrs (z = 1.645)
 AMBIGUOUS = (0.1, 0.9)  # P(harmless) strictly inside this band: undecided
 # Replays on the default world's table: 0.9 left the best harmless points (retain drop 1-1.8 of delta 2) unpicked.
 # Measured together with the stop's 8 trials of patience (one change): median regret at the stop 6.5 forget points
-# (0.9, no patience) against 2.1 (0.7, patience 8), 20 seeds, every pick feasible either way
+# (0.9, no patience) against 2.1 (0.7, patience 8), 20 seeds, every pick feasible either way (the stop now waits for
+# a confirming replicate instead of patience; 0.7 was kept)
 CONFIDENT = 0.7
 
 TASKS = ("forget", "retain")  # the two scored domains, in objective order
