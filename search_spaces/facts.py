@@ -36,6 +36,7 @@ STDERR_ATTRS = tuple(f"{task}_stderr" for task in TASKS)  # Optuna user attrs: t
 # sampler marks it with the Optuna user attrs REPLICATE_OF (the first run's trial number) and REPLICATE (k); the
 # searcher passes k to the trial in its Tune config under REPLICATE, the trial driver turns it into the seed.
 REPLICATE, REPLICATE_OF = "replicate", "replicate_of"
+SEED_FIELD = "seed"  # the TrainConfig field a replicate changes (its row and MLflow run carry it)
 
 
 def retain_drop(baseline_retain: float, retain_acc: float) -> float:

@@ -14,10 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from search_spaces.facts import retain_drop
+from search_spaces.facts import SEED_FIELD, retain_drop
 from tuner.records.schema import TrialRow
-
-SEED = "seed"  # the TrainConfig field a replicate changes
 
 
 @dataclass(frozen=True)
@@ -50,4 +48,4 @@ class Replicates:
 
 
 def _coefficients(t: TrialRow) -> dict[str, object]:
-    return {k: v for k, v in t.params.items() if k != SEED}
+    return {k: v for k, v in t.params.items() if k != SEED_FIELD}

@@ -41,10 +41,9 @@ def next_step(a: BoundaryAnalysis, scored: Sequence[TrialRow], baseline: TrialRo
     by_id = {t.trial_id: t for t in scored}
     best = by_id.get(a.recommended or "")
     if best is not None and a.states[best.trial_id] is OutcomeState.FORGETS_UNCERTAIN:
-        runs = a.replicates.runs if a.replicates else [best.trial_id]
-        if len(runs) > 1:
-            r = a.replicates
-            return (f"confirm {best.trial_id}: its {len(runs)} runs' retain drop is {_pts(r.retain_drop_mean)} ± "
+        r = a.replicates  # set whenever a trial is recommended
+        if len(r.runs) > 1:
+            return (f"confirm {best.trial_id}: its {len(r.runs)} runs' retain drop is {_pts(r.retain_drop_mean)} ± "
                     f"{_pts(r.retain_drop_sd)} pts (mean ± sd over training seeds), the first run's "
                     f"{_drop(best, baseline)} is within δ, not confidently; add a seed or re-evaluate with more "
                     "questions")

@@ -46,10 +46,15 @@ def fill_missing(se: np.ndarray) -> np.ndarray:
     return out
 
 
+def harmless_p(mean: np.ndarray, sd: np.ndarray) -> np.ndarray:
+    """P(harmless) = Phi((ln 2 - mu_r) / sd_r) from ``predict``'s (mean, sd)."""
+    return norm.cdf((THRESHOLD - mean[:, 0]) / sd[:, 0])
+
+
 def constrained_ei(mean: np.ndarray, sd: np.ndarray, best: float | None) -> np.ndarray:
     """EI of forget (lower is better) over ``best`` times P(harmless) (Gardner et al. 2014), from ``predict``'s
     (mean, sd); P alone when there is no ``best`` (nothing feasible yet)."""
-    p = norm.cdf((THRESHOLD - mean[:, 0]) / sd[:, 0])
+    p = harmless_p(mean, sd)
     if best is None:
         return p
     z = (best - mean[:, 1]) / sd[:, 1]
@@ -135,5 +140,4 @@ class BoundaryModel:
         return mean, sd
 
     def p_harmless(self, x: np.ndarray) -> np.ndarray:
-        mean, sd = self.predict(x)
-        return norm.cdf((THRESHOLD - mean[:, 0]) / sd[:, 0])
+        return harmless_p(*self.predict(x))

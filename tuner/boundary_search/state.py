@@ -37,7 +37,7 @@ from search_spaces.facts import (
     retain_drop,
 )
 from tuner.boundary_search.cube import UnitCube
-from tuner.boundary_search.gp import BoundaryModel, Observations, constrained_ei
+from tuner.boundary_search.gp import BoundaryModel, Observations, constrained_ei, harmless_p
 
 
 @dataclass(frozen=True)
@@ -132,7 +132,7 @@ class BoundaryState:
         feasible one. None when no point qualifies."""
         first = [runs[0] for runs in self.points]
         mean, sd = self.model.predict(self.obs.x[first])
-        p = self.model.p_harmless(self.obs.x[first])
+        p = harmless_p(mean, sd)
         drop = np.array([self.obs.retain_drop[runs].mean() for runs in self.points])
         ok = np.flatnonzero((drop <= self.spec.delta) & self._forgot(mean[:, 1], sd[:, 1]))
         if not len(ok):

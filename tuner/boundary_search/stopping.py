@@ -22,6 +22,7 @@ and the report show.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,7 +99,7 @@ def _min_improvement(state: BoundaryState, rule: StopRule) -> float:
     if rule.min_improvement is not None:
         return rule.min_improvement
     se = state.forget_stderr()
-    return se if se == se else state.spec.noise_floor * state.spec.delta
+    return state.spec.noise_floor * state.spec.delta if math.isnan(se) else se
 
 
 def stop_reason(run_dir: str | Path, num_samples: int) -> str:

@@ -34,7 +34,7 @@ from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
 
 from search_spaces import get_space
-from search_spaces.facts import OBJECTIVE_METRICS, REPLICATE, STDERR_METRICS, retain_drop
+from search_spaces.facts import OBJECTIVE_METRICS, REPLICATE, SEED_FIELD, STDERR_METRICS, retain_drop
 from trainables.evaluation.result import EvalResult
 from trainables.launch import make_trainer
 from trainables.phases import PhaseTimer
@@ -69,7 +69,7 @@ def trial_driver(config: dict[str, Any], ctx: SearchContext) -> None:
         trial_id = tune.get_context().get_trial_id()
         overrides = get_space(ctx.space).trial_overrides(ctx.preset, config)
         if config.get(REPLICATE):  # the boundary sampler's replicate k: the same coefficients, training seed + k
-            overrides["seed"] = ctx.trial_config({}).seed + int(config[REPLICATE])
+            overrides[SEED_FIELD] = ctx.trial_config({}).seed + int(config[REPLICATE])
         params = {k: v for k, v in overrides.items() if k not in ctx.fixed or ctx.fixed[k] != v}
         tracker = Tracker(ctx.mlflow_uri, *_ids(ctx))
         cfg = ctx.trial_config(params)
