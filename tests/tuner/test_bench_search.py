@@ -151,3 +151,28 @@ def test_the_summary_reads_each_seed_at_its_own_stop():
     assert out["stopped_rate"] == pytest.approx(2 / 3)
     assert out["error_at_stop"] == pytest.approx(0.25) and out["regret_at_stop"] == pytest.approx(3.0)
     assert out["feasible_at_stop_rate"] == pytest.approx(0.5)  # seed 0 stopped on an infeasible pick, seed 1 not
+    assert out["per_seed_at_stop"] == [  # what a real search is placed among (tuner.bench_search.real)
+        {"seed": 0, "trials": 2, "error": pytest.approx(0.2), "regret": 4.0, "feasible": False},
+        {"seed": 1, "trials": 3, "error": pytest.approx(0.3), "regret": 2.0, "feasible": True}]
+
+
+def test_calibration_and_held_out_tables_never_share_a_table():
+    """The split: the constants are tuned on ``--tables calibration``; no held-out table is among them, and no
+    held-out mini-world table is stored where a calibration table is (another world key or grid hash)."""
+    from trainables.train import parse_overrides
+    from tuner.bench_search.build_table import table_dir
+    from tuner.bench_search.tables import TABLES, select
+
+    calibration, held_out = select(["calibration"]), select(["held-out"])
+    assert set(calibration) == {"world0", "synthetic"} and not set(calibration) & set(held_out)
+    assert {"world1", "world2", "world0-long", "no-harmless", "dip"} <= set(held_out)
+    assert set(calibration) | set(held_out) == set(TABLES)
+
+    def where(spec) -> str:
+        if spec.synthetic:
+            return f"synthetic:{spec.synthetic}"
+        return str(table_dir(spec.preset, spec.grid, parse_overrides(list(spec.overrides))))
+
+    assert not {where(t) for t in calibration.values()} & {where(t) for t in held_out.values()}
+    with pytest.raises(ValueError, match="unknown table world9"):
+        select(["world9"])

@@ -5,6 +5,7 @@
     python -m tuner.bench_search --synthetic no-harmless --seeds 20     # one of synthetic.WORLDS
     python -m tuner.bench_search --preset miniworld-small --grid 2 2 1 --seeds 2 --methods boundary steps=8
     python -m tuner.bench_search --synthetic --snap      # the old replay: nearest grid point, frozen noise
+    python -m tuner.bench_search --tables held-out --seeds 20    # named tables (tables.py), each in --out/NAME/
 
 Builds (or reuses) the table, replays every method x concurrency x seed on a process pool, prints a
 compact table and writes ``bench_search.json`` and ``bench_search_error.png`` to ``--out``. Answers are
@@ -15,7 +16,6 @@ eval noise per answer); the synthetic world's truth is then its noise-free table
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
@@ -27,6 +27,8 @@ from tuner.bench_search.bench import compact, report, run_all
 from tuner.bench_search.methods import METHODS
 from tuner.bench_search.plot import error_png
 from tuner.bench_search.synthetic import WORLDS
+from tuner.bench_search.table import Table
+from tuner.bench_search.tables import ROLES, TABLES, TableSpec, select
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     src.add_argument("--preset", default="miniworld", help="mini-world preset whose table is built / reused")
     src.add_argument("--synthetic", nargs="?", const="default", choices=WORLDS, metavar="NAME",
                      help=f"use a synthetic mini-world-shaped table: {', '.join(WORLDS)} (default: default)")
+    src.add_argument("--tables", nargs="+", metavar="NAME",
+                     help=f"named tables or roles, one report each: {', '.join((*ROLES, *TABLES))}")
     ap.add_argument("--grid", type=int, nargs=3, default=(7, 7, 4), metavar=("RETAIN", "REMOVE", "BETA"))
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     ap.add_argument("--seeds", type=int, default=20)
@@ -60,24 +64,32 @@ def main(argv: list[str] | None = None) -> int:
         model = None if args.snap else AnswerModel(**noise)
     except ValueError as e:
         ap.error(str(e))
-    if args.synthetic:
-        world = dataclasses.replace(WORLDS[args.synthetic], delta=args.delta)
-        table = world.table(*args.grid, seed=0 if args.snap else None)
-    else:
-        from trainables.train import parse_overrides
-        from tuner.bench_search.build_table import build_table
+    if args.tables:
+        try:
+            named = select(args.tables)
+        except ValueError as e:
+            ap.error(str(e))
+        if args.overrides:
+            ap.error("--tables names its tables' configs: drop the key=value overrides or use --preset")
+        for name, spec in named.items():
+            print(f"\n== {name} ({spec.role}) ==")
+            _bench(spec.load(args.workers, args.delta, args.snap), args, model, args.out / name)
+        return 0
+    spec = TableSpec("ad hoc", tuple(args.grid), tuple(args.overrides), args.preset, args.synthetic)
+    _bench(spec.load(args.workers, args.delta, args.snap), args, model, args.out)
+    return 0
 
-        table = build_table(args.preset, tuple(args.grid), workers=args.workers,
-                            overrides=parse_overrides(args.overrides))
+
+def _bench(table: Table, args: argparse.Namespace, model: AnswerModel | None, out: Path) -> None:
+    """Replay every method on ``table``; write ``bench_search.json`` and the error plot to ``out``; print."""
     traces = run_all(table, args.methods, args.seeds, args.max_concurrent, max(args.max_trials, *args.budgets),
                      args.delta, args.workers, args.snap, model)
     result = report(table, traces, tuple(args.budgets), args.delta, args.snap, model)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "bench_search.json").write_text(json.dumps(result, indent=1))
-    (args.out / "bench_search_error.png").write_bytes(error_png(traces, table.size))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench_search.json").write_text(json.dumps(result, indent=1))
+    (out / "bench_search_error.png").write_bytes(error_png(traces, table.size))
     print(compact(result))
-    print(f"\n{args.out / 'bench_search.json'}\n{args.out / 'bench_search_error.png'}")
-    return 0
+    print(f"\n{out / 'bench_search.json'}\n{out / 'bench_search_error.png'}")
 
 
 if __name__ == "__main__":

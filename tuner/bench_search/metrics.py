@@ -78,15 +78,17 @@ def _summarise(traces: list[Trace], budgets: tuple[int, ...], target: Target) ->
     }
 
 
-def _at_stop(stopped: list[Trace]) -> dict[str, float | None]:
-    """Median boundary error and regret (no recommendation: +inf), and the feasible share, at each seed's stop."""
+def _at_stop(stopped: list[Trace]) -> dict[str, Any]:
+    """Median boundary error and regret (no recommendation: +inf), and the feasible share, at each seed's stop;
+    ``per_seed_at_stop``: each seed's (trials, error, regret, feasible) there, what real searches are placed in."""
     if not stopped:
-        return {"error_at_stop": None, "regret_at_stop": None, "feasible_at_stop_rate": None}
-    at = [t.stopped_at - 1 for t in stopped]
-    regret = np.array([t.regret[i] for t, i in zip(stopped, at, strict=True)], dtype=float)
-    return {"error_at_stop": _finite(float(np.median([t.error[i] for t, i in zip(stopped, at, strict=True)]))),
-            "regret_at_stop": _finite(float(np.median(np.where(np.isnan(regret), np.inf, regret)))),
-            "feasible_at_stop_rate": float(np.mean([t.feasible[i] for t, i in zip(stopped, at, strict=True)]))}
+        return {"error_at_stop": None, "regret_at_stop": None, "feasible_at_stop_rate": None, "per_seed_at_stop": []}
+    rows = [{"seed": t.seed, "trials": t.stopped_at, "error": t.error[t.stopped_at - 1],
+             "regret": t.regret[t.stopped_at - 1] if not math.isnan(t.regret[t.stopped_at - 1]) else math.inf,
+             "feasible": bool(t.feasible[t.stopped_at - 1])} for t in stopped]
+    return {"error_at_stop": _finite(float(np.median([r["error"] for r in rows]))),
+            "regret_at_stop": _finite(float(np.median([r["regret"] for r in rows]))),
+            "feasible_at_stop_rate": float(np.mean([r["feasible"] for r in rows])), "per_seed_at_stop": rows}
 
 
 def error_curves(traces: list[Trace]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

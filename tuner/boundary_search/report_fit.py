@@ -122,8 +122,8 @@ def _ends(state: BoundaryState, name: str) -> tuple[float, float]:
     return float(d.low), float(d.high)
 
 
-def model_fit(run_dir: Path, space: SearchSpace, preset: str, baseline_retain: float, delta: float,
-              baseline_forget: tuple[float, float] | None = None) -> ModelFit | None:
+def run_state(run_dir: Path, space: SearchSpace, preset: str, baseline_retain: float, delta: float,
+              baseline_forget: tuple[float, float] | None = None) -> BoundaryState | None:
     """The model of the space's study in ``run_dir/optuna.db`` (None without one or with < 2 completed trials),
     read as the sampler read it (``baseline_forget``: (acc, stderr), what "forgot" is measured against)."""
     db = Path(run_dir) / "optuna.db"
@@ -132,7 +132,13 @@ def model_fit(run_dir: Path, space: SearchSpace, preset: str, baseline_retain: f
     study = optuna.load_study(study_name=study_name(space.name, preset), storage=f"sqlite:///{db.resolve()}")
     spec = ModelSpec(baseline_retain=baseline_retain, boundary=space.boundary, delta=delta,
                      baseline_forget=baseline_forget)
-    state = BoundaryState.from_study(study, spec)
+    return BoundaryState.from_study(study, spec)
+
+
+def model_fit(run_dir: Path, space: SearchSpace, preset: str, baseline_retain: float, delta: float,
+              baseline_forget: tuple[float, float] | None = None) -> ModelFit | None:
+    """``ModelFit`` of ``run_state``."""
+    state = run_state(run_dir, space, preset, baseline_retain, delta, baseline_forget)
     return ModelFit.from_state(state) if state else None
 
 

@@ -1,0 +1,87 @@
+"""Score real searches against their world's table as the replay scores its seeds, and place them in its spread.
+
+    python -m tuner.bench_search.real RUN_DIR [RUN_DIR ...] --table world1 [--replay OUT/world1/bench_search.json]
+
+Per run (a ``python -m tuner.run --space kl_boundary`` directory on that table's world): the completed trials
+when it stopped (or at its cap), the boundary error of the sampler's model against the table (decades), the
+regret of its recommendation (forget points above the table's best harmless forget, at the recommended
+coefficients on the interpolated table) and whether that pick is truly harmless. With ``--replay``, each number's
+rank among the replay's seeds at their stop (``boundary@C`` for the run's concurrency C, else ``boundary``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from search_spaces.facts import retain_drop
+from tuner.bench_search.answers import Surface
+from tuner.bench_search.methods import Estimate
+from tuner.bench_search.replay import boundary_error
+from tuner.bench_search.table import Table
+from tuner.bench_search.tables import TABLES
+from tuner.boundary_search.report_fit import run_state
+from tuner.records.results import ResultsTable
+from tuner.records.schema import BASELINE_ID
+
+KEYS = ("trials", "error", "regret")  # compared with the replay's per-seed at-stop values
+
+
+def score_run(run_dir: Path, table: Table) -> dict[str, Any]:
+    """One real search's stop, boundary error, regret and feasibility against ``table`` (see the module doc)."""
+    from search_spaces import get_space
+
+    config = json.loads((run_dir / "run_config.json").read_text())
+    base = next(r for r in ResultsTable(run_dir).rows() if r.trial_id == BASELINE_ID)
+    state = run_state(run_dir, get_space(config["space"]), config["preset"], base.retain.acc, config["delta"],
+                      (base.forget.acc, base.forget.stderr))
+    rec = state.recommend()
+    surface = Surface(table)
+    error = boundary_error(table, Estimate(state.p_harmless, None), table.boundary(config["delta"]))
+    forget, retain, _, _ = surface(rec.params) if rec else (np.nan, -np.inf, 0, 0)
+    return {"run": str(run_dir), "seed": config["seed"], "max_concurrent": config["max_concurrent"],
+            "trials": len(state.trials), "stopped": (run_dir / "stop.json").is_file(), "error": error,
+            "regret": 100 * (forget - surface.best_feasible_forget(config["delta"])),
+            "feasible": bool(retain_drop(table.baseline_retain, retain) <= config["delta"]),
+            "recommended": rec.params if rec else None}
+
+
+def spread(replay: dict[str, Any], max_concurrent: int) -> dict[str, list[float]]:
+    """The replay's per-seed values at the stop of the boundary sampler at ``max_concurrent``."""
+    name = "boundary" if max_concurrent == 1 else f"boundary@{max_concurrent}"
+    rows = replay["methods"][name]["per_seed_at_stop"]
+    return {k: sorted(r[k] for r in rows) for k in KEYS}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m tuner.bench_search.real", description=__doc__.split("\n\n")[0])
+    ap.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR")
+    ap.add_argument("--table", required=True, choices=[k for k, t in TABLES.items() if t.synthetic is None])
+    ap.add_argument("--replay", type=Path, help="the bench_search.json of a replay on the same table")
+    args = ap.parse_args(argv)
+    missing = [str(r) for r in args.runs if not (r / "optuna.db").is_file()]
+    if missing:
+        ap.error(f"no optuna.db in {', '.join(missing)}: pass the run directories of finished searches")
+    table = TABLES[args.table].load()
+    replay = json.loads(args.replay.read_text()) if args.replay else None
+    for run in args.runs:
+        s = score_run(run, table)
+        line = (f"{run}: {s['trials']} trials ({'stopped' if s['stopped'] else 'cap'}), boundary error "
+                f"{s['error']:.3f} decades, regret {s['regret']:.1f} points, "
+                f"{'truly harmless' if s['feasible'] else 'truly damaging'}")
+        if replay:
+            ref = spread(replay, s["max_concurrent"])
+            line += "; in the replay's spread: " + ", ".join(
+                f"{k} {np.searchsorted(ref[k], s[k]) / len(ref[k]):.0%} of {len(ref[k])} seeds below "
+                f"[{ref[k][0]:.3g}, {np.median(ref[k]):.3g}, {ref[k][-1]:.3g}]" for k in KEYS)
+        print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
