@@ -71,6 +71,27 @@ def test_answer_noise_matches_the_stated_sd(eval_noise):
     assert draws.std(axis=0, ddof=1) == pytest.approx(stated, rel=0.03)
 
 
+def test_scaled_seed_noise_is_none_without_an_effect_and_largest_where_forgetting_sets_in():
+    """``seed_noise="scaled"``: at a no-effect grid point every answer is the truth (within 0.1 point); along
+    remove_coef the forget sd rises from 0, peaks half-way to the table's lowest forget and falls again; the retain
+    sd grows with the drop; many answers where both are large have the stated sd."""
+    model = AnswerModel(eval_noise="none", seed_noise="scaled")
+    answers = RealisticAnswers(TABLE, model, seed=0)
+    quiet = params_at((len(TABLE.axes[0].values) - 1, 0, 0))  # highest retain_coef, lowest remove_coef
+    assert [answers.answer(quiet).forget for _ in range(5)] == pytest.approx([answers.truth(quiet)[0]] * 5, abs=1e-3)
+    line = [{"retain_coef": 30.0, "remove_coef": float(r), "beta_kl": 0.5} for r in np.geomspace(0.1, 30, 60)]
+    sd = np.array([answers.answer_sd(p) for p in line])
+    truth = np.array([answers.truth(p) for p in line])
+    q = (TABLE.baseline_forget - truth[:, 0]) / (TABLE.baseline_forget - TABLE.forget.min())
+    peak = int(np.argmax(sd[:, 0]))
+    assert sd[0, 0] < 0.01 and 0.3 <= q[peak] <= 0.7 and sd[peak, 0] > 0.1 and sd[-1, 0] < sd[peak, 0] / 2
+    drop = TABLE.baseline_retain - truth[:, 1]
+    assert np.all(np.diff(sd[:, 1])[np.diff(drop) > 1e-9] >= 0)  # more damage, more retain noise
+    at = line[int(np.argmax(sd[:, 0] * sd[:, 1]))]
+    draws = np.array([[a.forget, a.retain] for a in (answers.answer(at) for _ in range(20000))])
+    assert draws.std(axis=0, ddof=1) == pytest.approx(np.array(answers.answer_sd(at)), rel=0.05)
+
+
 def test_every_answer_is_a_fresh_draw_and_the_stderr_is_lm_evals():
     answers = RealisticAnswers(TABLE, AnswerModel(seed_sd_forget=0.02, seed_sd_retain=0.01), seed=0)
     params = params_at((3, 3, 2))

@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 from search_spaces.facts import DEFAULT_DELTA
-from tuner.bench_search.answers import EVAL_NOISE, SEED_SD_FORGET, SEED_SD_RETAIN, AnswerModel
+from tuner.bench_search.answers import EVAL_NOISE, SEED_NOISE, SEED_SD_FORGET, SEED_SD_RETAIN, AnswerModel
 from tuner.bench_search.bench import compact, report, run_all
 from tuner.bench_search.methods import METHODS
 from tuner.bench_search.plot import error_png
@@ -52,11 +52,14 @@ def main(argv: list[str] | None = None) -> int:
                     help="answer with the nearest grid point's frozen values (the old replay) instead of realistic "
                          "answers")
     ap.add_argument("--eval-noise", choices=EVAL_NOISE, help="realistic answers' eval noise (default binomial)")
+    ap.add_argument("--seed-noise", choices=SEED_NOISE,
+                    help="training-seed noise: scaled with the effect, or the pooled sd everywhere (default constant)")
     ap.add_argument("--seed-sd-forget", type=float, help=f"training-seed sd of forget acc (default {SEED_SD_FORGET})")
     ap.add_argument("--seed-sd-retain", type=float, help=f"training-seed sd of retain acc (default {SEED_SD_RETAIN})")
     ap.add_argument("overrides", nargs="*", metavar="key=value", help="TrainConfig fields for every table point")
     args = ap.parse_args(argv)
-    noise = {k: v for k, v in (("eval_noise", args.eval_noise), ("seed_sd_forget", args.seed_sd_forget),
+    noise = {k: v for k, v in (("eval_noise", args.eval_noise), ("seed_noise", args.seed_noise),
+                               ("seed_sd_forget", args.seed_sd_forget),
                                ("seed_sd_retain", args.seed_sd_retain)) if v is not None}
     if args.snap and noise:
         ap.error(f"--snap answers with the table's frozen values: drop {', '.join(noise)} or --snap")
