@@ -87,6 +87,7 @@ def test_scaled_seed_noise_is_none_without_an_effect_and_largest_where_forgettin
     assert sd[0, 0] < 0.01 and 0.3 <= q[peak] <= 0.7 and sd[peak, 0] > 0.1 and sd[-1, 0] < sd[peak, 0] / 2
     drop = TABLE.baseline_retain - truth[:, 1]
     assert np.all(np.diff(sd[:, 1])[np.diff(drop) > 1e-9] >= 0)  # more damage, more retain noise
+    assert answers._draw(1 + 2e-16, 0.0, 0.0)[0] == 1.0  # a truth a rounding error above 1, no seed noise there
     at = line[int(np.argmax(sd[:, 0] * sd[:, 1]))]
     draws = np.array([[a.forget, a.retain] for a in (answers.answer(at) for _ in range(20000))])
     assert draws.std(axis=0, ddof=1) == pytest.approx(np.array(answers.answer_sd(at)), rel=0.05)

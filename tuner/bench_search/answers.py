@@ -136,7 +136,7 @@ class RealisticAnswers:
         return Answer(f, r, f_se, r_se)
 
     def _draw(self, truth: float, stderr: float, seed_sd: float) -> tuple[float, float]:
-        p = float(np.clip(truth + self.rng.normal(0.0, seed_sd), 0.0, 1.0)) if seed_sd else truth
+        p = float(np.clip(truth + (self.rng.normal(0.0, seed_sd) if seed_sd else 0.0), 0.0, 1.0))  # 1 + 2e-16 too
         n = self.table.n_eval
         if self.model.eval_noise == "binomial":
             acc = self.rng.binomial(n, p) / n
