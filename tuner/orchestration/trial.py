@@ -25,6 +25,7 @@ Each row's ``phase_seconds`` is the trial's time, phase by phase, in the order t
 from __future__ import annotations
 
 import json
+import os
 import time
 import traceback
 from pathlib import Path
@@ -91,17 +92,25 @@ def trial_driver(config: dict[str, Any], ctx: SearchContext) -> None:
                 train_seconds=time.time() - start, phase_seconds=timer.seconds)
         log_failure(tracker, run_id, "failed", traceback.format_exc())
         tune.report({"diverged": 0, "failed": 1})
-        last_end.write_text(str(time.time()))
+        _mark_trial_end(last_end)
         return
     _fit_phases(timer, start, time.time(), final)
     row = _record(ctx, trial_id, final, adapter, time.time() - start, tracker, run_id, timer)
     tune.report(_objectives(row, ctx))
-    last_end.write_text(str(time.time()))
+    _mark_trial_end(last_end)
 
 
 def _last_end_file(ctx: SearchContext) -> Path:
     """When the last trial driver returned (``time.time()``); ``clear_trial_clock`` removes it."""
     return ctx.path / "trials" / ".last_trial_end"
+
+
+def _mark_trial_end(path: Path) -> None:
+    """Now, replaced whole (tmp + ``os.replace``): a trial starting beside it never reads a half-written file
+    (a plain ``write_text`` let one read '' and fail, with two trials at once)."""
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(str(time.time()))
+    os.replace(tmp, path)
 
 
 def clear_trial_clock(ctx: SearchContext) -> None:
