@@ -18,12 +18,11 @@ from __future__ import annotations
 DEFAULT_DELTA = 0.02  # largest harmless retain-accuracy drop (2 points)
 DEFAULT_CONFIDENCE = 0.95  # one-sided z-tests on lm-eval stderrs (z = 1.645)
 AMBIGUOUS = (0.1, 0.9)  # P(harmless) strictly inside this band: undecided
-# Calibrated on the calibration tables only (tuner.bench_search.tables; docs/benchmarks.md#calibrating-confident):
-# with realistic answers (fresh seed and eval noise, the truth noise-free) the model's P is slightly overconfident
-# near the edge and the lowest predicted forget sits right at it, so 0.7 picked truly damaging points at the stop
-# (synthetic: 89 % truly harmless, 12 seeds); 0.9 picked harmless ones in every seed at a median regret of 1.7 forget
-# points (1.4 with 0.7). (Under the old snapped replay, frozen noise, 0.9 had cost 6.5 points against 2.1.)
-CONFIDENT = 0.9
+# Replays on the default world's table: 0.9 left the best harmless points (retain drop 1-1.8 of delta 2) unpicked.
+# Measured together with the stop's 8 trials of patience (one change): median regret at the stop 6.5 forget points
+# (0.9, no patience) against 2.1 (0.7, patience 8), 20 seeds, every pick feasible either way (the stop now waits for
+# a confirming replicate instead of patience; 0.7 was kept)
+CONFIDENT = 0.7
 
 TASKS = ("forget", "retain")  # the two scored domains, in objective order
 OBJECTIVES = tuple(f"{task}_acc" for task in TASKS)  # ("forget_acc", "retain_acc")
