@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from search_spaces import get_space
 from search_spaces.facts import retain_drop
 from tuner.bench_search.answers import Surface
 from tuner.bench_search.methods import Estimate
@@ -34,8 +35,6 @@ KEYS = ("trials", "error", "regret")  # compared with the replay's per-seed at-s
 
 def score_run(run_dir: Path, table: Table) -> dict[str, Any]:
     """One real search's stop, boundary error, regret and feasibility against ``table`` (see the module doc)."""
-    from search_spaces import get_space
-
     config = json.loads((run_dir / "run_config.json").read_text())
     base = next(r for r in ResultsTable(run_dir).rows() if r.trial_id == BASELINE_ID)
     state = run_state(run_dir, get_space(config["space"]), config["preset"], base.retain.acc, config["delta"],

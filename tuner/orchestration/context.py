@@ -7,12 +7,12 @@ directory may move (copied, another node's mount): ``load`` derives the stored p
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from trainables.config import ConfigError, TrainConfig
+from tuner.records.results import atomic_write
 
 
 def default_uri(run_dir: Path) -> str:
@@ -51,9 +51,7 @@ class SearchContext:
         return TrainConfig.from_dict(self.train_config).with_overrides({**self.fixed, **params})
 
     def save(self) -> None:
-        tmp = self.path / f".run_config.json.{os.getpid()}"
-        tmp.write_text(json.dumps(asdict(self), indent=1, sort_keys=True, default=str))
-        os.replace(tmp, self.path / "run_config.json")
+        atomic_write(self.path / "run_config.json", json.dumps(asdict(self), indent=1, sort_keys=True, default=str))
 
     @classmethod
     def load(cls, run_dir: Path) -> SearchContext:

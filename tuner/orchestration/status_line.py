@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import shutil
 import sys
 import time
@@ -25,7 +24,7 @@ from typing import Any, TextIO
 
 from tuner.analysis.boundary import analyse
 from tuner.boundary_search.stopping import StopDecision
-from tuner.records.results import ResultsTable
+from tuner.records.results import ResultsTable, atomic_write
 from tuner.records.schema import BASELINE_ID
 
 STATUS_FILE = "boundary_status.json"
@@ -34,10 +33,7 @@ TTY_SECONDS, LOG_SECONDS = 1.0, 60.0
 
 def write_decision(run_dir: str | Path, decision: StopDecision) -> None:
     """The stopping rule's latest decision, for the progress line (replaced whole: a reader never sees half)."""
-    path = Path(run_dir) / STATUS_FILE
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(dataclasses.asdict(decision)))
-    os.replace(tmp, path)
+    atomic_write(Path(run_dir) / STATUS_FILE, json.dumps(dataclasses.asdict(decision)))
 
 
 def read_decision(run_dir: str | Path) -> dict[str, Any]:

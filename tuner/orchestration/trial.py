@@ -25,7 +25,6 @@ Each row's ``phase_seconds`` is the trial's time, phase by phase, in the order t
 from __future__ import annotations
 
 import json
-import os
 import time
 import traceback
 from pathlib import Path
@@ -42,7 +41,7 @@ from trainables.phases import PhaseTimer
 from trainables.train_loop import evaluate_base_per_worker
 from tuner.orchestration.context import SearchContext
 from tuner.orchestration.interrupt import stopping
-from tuner.records.results import ResultsTable
+from tuner.records.results import ResultsTable, atomic_write
 from tuner.records.schema import BASELINE_ID, TrialRow
 from tuner.records.tracking import Tracker
 from tuner.records.trial_runs import log_failure, log_phases, log_trial_result, open_trial_run
@@ -106,11 +105,9 @@ def _last_end_file(ctx: SearchContext) -> Path:
 
 
 def _mark_trial_end(path: Path) -> None:
-    """Now, replaced whole (tmp + ``os.replace``): a trial starting beside it never reads a half-written file
-    (a plain ``write_text`` let one read '' and fail, with two trials at once)."""
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(str(time.time()))
-    os.replace(tmp, path)
+    """Now, written whole: a trial starting beside it never reads a half-written file (a plain ``write_text`` let
+    one read '' and fail, with two trials at once)."""
+    atomic_write(path, str(time.time()))
 
 
 def clear_trial_clock(ctx: SearchContext) -> None:

@@ -55,15 +55,15 @@ class ResultsTable:
     def _append(self, row: TrialRow) -> None:
         text = self.jsonl.read_text() if self.jsonl.exists() else ""
         text += json.dumps(row.to_dict(), default=float) + "\n"
-        _atomic_write(self.jsonl, text)
+        atomic_write(self.jsonl, text)
         rows = _latest(text)
-        _atomic_write(self.csv, to_csv(rows))
-        _atomic_write(self.md, to_markdown(rows))
+        atomic_write(self.csv, to_csv(rows))
+        atomic_write(self.md, to_markdown(rows))
 
     def note_stop(self, stop: str) -> None:
         """Re-render results.md with a closing line saying why the search stopped."""
         with self._locked():
-            _atomic_write(self.md, to_markdown(self.rows(), stop))
+            atomic_write(self.md, to_markdown(self.rows(), stop))
 
     def rows(self) -> list[TrialRow]:
         """Latest row per trial: the baseline first, then trials in order of first appearance."""
@@ -83,7 +83,8 @@ def _latest(text: str) -> list[TrialRow]:
     return baseline + list(latest.values())
 
 
-def _atomic_write(path: Path, text: str) -> None:
+def atomic_write(path: Path, text: str) -> None:
+    """``path`` replaced whole (a per-process tmp + ``os.replace``): a reader never sees it half-written."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
