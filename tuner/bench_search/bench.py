@@ -11,6 +11,7 @@ from typing import Any
 from tqdm import tqdm
 
 from tuner.bench_search.answers import AnswerModel, make_answers
+from tuner.bench_search.edge_limit import CONFIDENCE, regret_given_runs
 from tuner.bench_search.metrics import TARGET, summarise
 from tuner.bench_search.replay import Trace, replay
 from tuner.bench_search.table import Table
@@ -43,11 +44,13 @@ def report(table: Table, traces: dict[str, list[Trace]], budgets: tuple[int, ...
            snap: bool = False, model: AnswerModel | None = None) -> dict[str, Any]:
     methods = {name: summarise(runs, budgets) for name, runs in traces.items()}
     answers = {"snap": True} if snap else {"snap": False, **asdict(model or AnswerModel())}
-    best = make_answers(table, 0, snap, model).best_feasible_forget(delta)  # the truth regret is measured from
+    truth = make_answers(table, 0, snap, model)
+    best = truth.best_feasible_forget(delta)  # the truth regret is measured from
+    edge = {} if snap else {"regret_given_runs": {str(k): v for k, v in regret_given_runs(truth, delta).items()}}
     grid = {"grid_size": table.size, "median_trials_to_target": table.size, "p90_trials_to_target": table.size}
     return {"table": {"key": table.key, "grid_size": table.size, "shape": list(table.forget.shape),
                       "best_feasible_forget": best,
-                      "boundary_log10_remove": table.boundary(delta).tolist()},
+                      "boundary_log10_remove": table.boundary(delta).tolist(), **edge},
             "answers": answers, "delta": delta, "target": TARGET.__dict__, "budgets": list(budgets),
             "methods": {"grid": grid, **{k: {"grid_size": table.size, **v} for k, v in methods.items()}}}
 
@@ -74,9 +77,12 @@ def compact(result: dict[str, Any]) -> str:
                    f(m.get("regret_at_stop"), ".1f"), f(m.get("feasible_at_stop_rate"), ".0%")])
 
     own = [row(name, m) for name, m in result["methods"].items()]
+    edge = result["table"].get("regret_given_runs")
+    limit = ("" if not edge else f"\n\nregret of a pick harmless in {CONFIDENCE:.0%} of seeds, by runs' worth of "
+             "evidence at it: " + ", ".join(f"{k}: {v:.1f}" for k, v in edge.items()))
     shared = [row(name, m["shared_estimator"]) for name, m in result["methods"].items() if "shared_estimator" in m]
     return _aligned(head, own) + "\n\nthrough the shared estimator (the boundary model on each method's trials):\n" \
-        + _aligned(head[:-6], [r[:-6] for r in shared])
+        + _aligned(head[:-6], [r[:-6] for r in shared]) + limit
 
 
 def _aligned(head: list[str], rows: list[list[str]]) -> str:
