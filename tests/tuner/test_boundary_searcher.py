@@ -23,7 +23,7 @@ def test_searcher_passes_stderrs_and_finishes_when_pinned(tmp_path: Path):
     searcher = BoundaryOptunaSearch(space=SPACE, metric=["eval_forget_acc", "eval_retain_acc"], mode=["min", "max"],
                                     sampler=BoundarySampler(SPEC, config, seed=0),
                                     run_dir=tmp_path)
-    assert "budget cap (--num-samples 60)" in stop_reason(tmp_path, 60)
+    assert stop_reason(tmp_path, 60) == "ran to the budget cap (--num-samples 60) before the stopping rule fired"
     configs = {}
     for i in range(60):
         config_or_finished = searcher.suggest(f"t{i}")
@@ -53,3 +53,12 @@ def test_searcher_passes_stderrs_and_finishes_when_pinned(tmp_path: Path):
                                     run_dir=tmp_path)
     restored.restore(str(tmp_path / "searcher.pkl"))
     assert restored.suggest("again") == Searcher.FINISHED
+
+
+def test_the_cap_sentence_says_what_the_rules_last_check_missed(tmp_path: Path):
+    """At the cap the sentence claims nothing the rule did not find: it quotes the rule's last check."""
+    last = "boundary pinned, recommendation not yet converged: ... the model expects at most 8.1 forget points more"
+    reason = stop_reason(tmp_path, 48, last)
+    assert reason == ("ran to the budget cap (--num-samples 48) before the stopping rule fired; its last check, as the "
+                      f"last trial was suggested: {last}")
+    assert "without pinning" not in reason

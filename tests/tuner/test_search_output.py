@@ -63,6 +63,10 @@ def test_console_shows_the_search_and_logs_hold_the_rest(search):
     tune_fit = json.loads((run_dir / "search_phases.json").read_text())["tune_fit"]
     assert len(progress) <= tune_fit / 60 and all(re.match(r"progress \d+/2 done, \d+ running", p) for p in progress)
     assert any(line.startswith("outcome       : ") for line in lines)  # the verdict, not the results table
+    # at the cap, the stop line quotes the rule's last check instead of claiming what it did not find
+    stop = [line for line in lines if line.startswith("stop          : ")]
+    assert stop == ["stop          : ran to the budget cap (--num-samples 2) before the stopping rule fired; its last "
+                    "check, as the last trial was suggested: 0 of at least 16 trials complete"], stop
     assert not any("== Status ==" in line or "| trial |" in line for line in lines)
     assert "== Status ==" in (run_dir / "logs" / "driver.log").read_text()  # Tune's table stays in the log
     leaked = [line for line in lines if any(w in line for w in WORKER_LINES)]

@@ -102,9 +102,12 @@ def _min_improvement(state: BoundaryState, rule: StopRule) -> float:
     return state.spec.noise_floor * state.spec.delta if math.isnan(se) else se
 
 
-def stop_reason(run_dir: str | Path, num_samples: int) -> str:
-    """Why the search ended: the stopping rule's sentence from ``stop.json``, else the budget cap."""
+def stop_reason(run_dir: str | Path, num_samples: int, last_check: str | None = None) -> str:
+    """Why the search ended: the stopping rule's sentence from ``stop.json``, else the budget cap and what the
+    rule's ``last_check`` still missed (its latest ``StopDecision.reason``, made when the last trial was suggested,
+    so before the last trials completed)."""
     path = Path(run_dir) / STOP_FILE
     if path.is_file():
         return "stopped by itself: " + json.loads(path.read_text())["reason"]
-    return f"ran to the budget cap (--num-samples {num_samples}) without pinning the boundary"
+    cap = f"ran to the budget cap (--num-samples {num_samples}) before the stopping rule fired"
+    return f"{cap}; its last check, as the last trial was suggested: {last_check}" if last_check else cap

@@ -35,6 +35,7 @@ from tuner.orchestration.interrupt import (
     record_interrupt,
     resume_command,
 )
+from tuner.orchestration.status_line import read_decision
 from tuner.records.mlflow_analysis import sync_analysis
 from tuner.records.mlflow_layout import parent_params
 from tuner.records.results import ResultsTable
@@ -201,8 +202,11 @@ def _verdict(report_dir: Path) -> str:
 
 
 def _stop_reason(ctx: SearchContext) -> str:
-    """Why a boundary search ended (its stopping rule, or the --num-samples cap); "" for other samplers."""
+    """Why a boundary search ended (its stopping rule, or the --num-samples cap and what the rule's last check
+    missed); "" for other samplers."""
     from search_spaces import get_space
     from tuner.boundary_search.stopping import stop_reason
 
-    return stop_reason(ctx.path, ctx.num_samples) if get_space(ctx.space).sampler == "boundary" else ""
+    if get_space(ctx.space).sampler != "boundary":
+        return ""
+    return stop_reason(ctx.path, ctx.num_samples, read_decision(ctx.path).get("reason"))
