@@ -9,7 +9,7 @@ import optuna
 import pytest
 
 from tuner.bench_search import replay as replay_module
-from tuner.bench_search.bench import report
+from tuner.bench_search.bench import compact, report
 from tuner.bench_search.methods import Estimate
 from tuner.bench_search.metrics import summarise, trials_to_target
 from tuner.bench_search.replay import Trace, boundary_error, replay
@@ -105,6 +105,11 @@ def test_replay_scores_every_method_through_the_shared_estimator_too():
     out = report(table, {"tpe": [tpe]}, (5, 10), DELTA)
     assert out["methods"]["tpe"]["shared_estimator"]["boundary_error_at"]["10"] == pytest.approx(tpe.shared_error[-1])
     assert out["answers"]["snap"] is False
+    limit = out["table"]["regret_given_runs"]  # realistic answers: the noise limit at the edge, by runs at the pick
+    known = [v for v in limit.values() if v is not None]  # None: with that few runs no pick is 90 % sure
+    assert list(limit) == ["2", "4", "8", "16"] and len(known) >= 3 and known == sorted(known, reverse=True)
+    assert "regret of a pick harmless in 90% of seeds" in compact(out)
+    assert "regret_given_runs" not in report(table, {"tpe": [tpe]}, (5, 10), DELTA, snap=True)["table"]
 
 
 def test_replay_builds_tpe_with_the_startup_of_a_search_as_long_as_the_replay(monkeypatch):

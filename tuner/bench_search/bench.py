@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict
@@ -46,7 +47,10 @@ def report(table: Table, traces: dict[str, list[Trace]], budgets: tuple[int, ...
     answers = {"snap": True} if snap else {"snap": False, **asdict(model or AnswerModel())}
     truth = make_answers(table, 0, snap, model)
     best = truth.best_feasible_forget(delta)  # the truth regret is measured from
-    edge = {} if snap else {"regret_given_runs": {str(k): v for k, v in regret_given_runs(truth, delta).items()}}
+    edge = {}  # realistic answers: what their noise allows at the edge (None: no pick is that sure with k runs)
+    if not snap:
+        limit = regret_given_runs(truth, delta)
+        edge["regret_given_runs"] = {str(k): v if math.isfinite(v) else None for k, v in limit.items()}
     grid = {"grid_size": table.size, "median_trials_to_target": table.size, "p90_trials_to_target": table.size}
     return {"table": {"key": table.key, "grid_size": table.size, "shape": list(table.forget.shape),
                       "best_feasible_forget": best,
@@ -79,7 +83,7 @@ def compact(result: dict[str, Any]) -> str:
     own = [row(name, m) for name, m in result["methods"].items()]
     edge = result["table"].get("regret_given_runs")
     limit = ("" if not edge else f"\n\nregret of a pick harmless in {CONFIDENCE:.0%} of seeds, by runs' worth of "
-             "evidence at it: " + ", ".join(f"{k}: {v:.1f}" for k, v in edge.items()))
+             "evidence at it: " + ", ".join(f"{k}: {'—' if v is None else f'{v:.1f}'}" for k, v in edge.items()))
     shared = [row(name, m["shared_estimator"]) for name, m in result["methods"].items() if "shared_estimator" in m]
     return _aligned(head, own) + "\n\nthrough the shared estimator (the boundary model on each method's trials):\n" \
         + _aligned(head[:-6], [r[:-6] for r in shared]) + limit
