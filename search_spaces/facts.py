@@ -18,10 +18,11 @@ from __future__ import annotations
 DEFAULT_DELTA = 0.02  # largest harmless retain-accuracy drop (2 points)
 DEFAULT_CONFIDENCE = 0.95  # one-sided z-tests on lm-eval stderrs (z = 1.645)
 AMBIGUOUS = (0.1, 0.9)  # P(harmless) strictly inside this band: undecided
-# Replays on the default world's table: 0.9 left the best harmless points (retain drop 1-1.8 of delta 2) unpicked.
-# Measured together with the stop's 8 trials of patience (one change): median regret at the stop 6.5 forget points
-# (0.9, no patience) against 2.1 (0.7, patience 8), 20 seeds, every pick feasible either way (the stop now waits for
-# a confirming replicate instead of patience; 0.7 was kept)
+# Calibrated on world 0's table (realistic replay, 20 seeds; docs/benchmarks.md, "World 0, the calibration table"):
+# 0.7 with 2 confirming runs stopped in 75 % of seeds at a median regret of 5.7 forget points, 40 % of picks truly
+# harmless; 0.9 with 3 runs stopped in 15 %, and at the cap 75 % harmless at a regret of 16. Neither reaches 90 %
+# harmless: near the edge one run's retain noise is about delta, so two runs cannot clear it (tuner.bench_search.
+# edge_limit), and 0.7 was kept
 CONFIDENT = 0.7
 
 TASKS = ("forget", "retain")  # the two scored domains, in objective order
