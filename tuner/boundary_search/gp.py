@@ -6,11 +6,20 @@
 
 Observation noise per trial and output:
 
-    noise^2 = se^2 + s^2      se: lm-eval's stderr (delta method through bilog, floored at noise_floor * delta)
+    noise^2 = se^2 + s^2      se: lm-eval's stderr (delta method through bilog, floored at noise_floor * delta),
+                                  raised to the replicates' pooled sd where there are enough of them (below)
                               s^2: the training-seed variance, one per output, learned with the kernel
 
 A trial is one training run; its replicates (the same coefficients, other training seeds) are further
-observations at the same point, and they are what pins ``s`` (``seed_sd``). A trial without a stderr (NaN)
+observations at the same point. Their spread is measured directly: with at least MIN_REPLICATE_DF degrees of
+freedom, the pooled within-point sd (seed and eval noise together)
+
+    sd_pool^2 = sum_points sum_runs (y - mean_point)^2 / sum_points (runs - 1)
+
+floors each trial's noise, for forget as it is and for r at the edge's slope, sd_pool / (2 delta) (d bilog / d drop
+at drop = delta; replicates are run at the recommendation, by the edge). Learned alone, s came out at a third to
+a half of the replay's true noise at the edge, and P(harmless) at the recommendation was overconfident
+(docs/benchmarks.md). ``s`` (``seed_sd``) is learned on top. A trial without a stderr (NaN)
 takes the median of the other trials' stderrs of that output, so one missing stderr never changes how the
 other trials are modelled; only when no trial has a stderr for an output does BoTorch infer one homoscedastic
 noise. Each output is standardised; kernel and priors are BoTorch's defaults.
@@ -29,6 +38,7 @@ from scipy.stats import norm
 from threadpoolctl import threadpool_limits
 
 THRESHOLD = math.log(2.0)  # bilog(1): the level "retain drop = delta"
+MIN_REPLICATE_DF = 2  # replicate degrees of freedom before their pooled sd floors the noise
 
 
 def bilog(y: np.ndarray) -> np.ndarray:
@@ -44,6 +54,16 @@ def fill_missing(se: np.ndarray) -> np.ndarray:
         if missing.any() and not missing.all():
             column[missing] = np.median(column[~missing])
     return out
+
+
+def pooled_sd(y: np.ndarray, points: tuple[tuple[int, ...], ...]) -> float:
+    """sqrt(sum over points with >= 2 runs of sum (y - point mean)^2 / their degrees of freedom); NaN with fewer
+    than MIN_REPLICATE_DF degrees of freedom."""
+    groups = [np.asarray(y)[list(g)] for g in points if len(g) > 1]
+    df = sum(len(g) - 1 for g in groups)
+    if df < MIN_REPLICATE_DF:
+        return math.nan
+    return float(np.sqrt(sum(((g - g.mean()) ** 2).sum() for g in groups) / df))
 
 
 def harmless_p(mean: np.ndarray, sd: np.ndarray) -> np.ndarray:
@@ -70,6 +90,7 @@ class Observations:
     forget: np.ndarray  # forget_acc
     retain_se: np.ndarray
     forget_se: np.ndarray
+    points: tuple[tuple[int, ...], ...] = ()  # indices of the runs at one set of coefficients (replicate groups)
 
     def __len__(self) -> int:
         return len(self.x)
@@ -91,6 +112,9 @@ class BoundaryModel:
         retain_se, forget_se = fill_missing(np.column_stack([obs.retain_se, obs.forget_se])).T
         se = np.column_stack([np.maximum(retain_se, noise_floor * delta) / (delta * (1 + np.abs(scaled))),
                               np.maximum(forget_se, noise_floor * delta)])
+        self.replicate_sd = np.array([pooled_sd(obs.retain_drop, obs.points), pooled_sd(obs.forget, obs.points)])
+        if not np.isnan(self.replicate_sd).any():  # (drop, forget) in accuracy fractions
+            se = np.maximum(se, self.replicate_sd / np.array([2 * delta, 1.0]))
         self.noise_se = se  # (n, 2): each trial's observation sd of (r, f), in those units
         self._mean, self._std = y.mean(axis=0), np.maximum(y.std(axis=0, ddof=1), 1e-6) if len(y) > 1 else np.ones(2)
         train_x = torch.as_tensor(obs.x, dtype=torch.float64)

@@ -103,10 +103,11 @@ class BoundaryState:
         x = self.model_x(self.unit_x)
         values = np.array([t.values for t in trials], dtype=float)
         se = np.array([[t.user_attrs.get(k, math.nan) for k in STDERR_ATTRS] for t in trials], dtype=float)
-        self.obs = Observations(x=x, retain_drop=retain_drop(spec.baseline_retain, values[:, spec.retain_index]),
-                                forget=values[:, spec.forget_index], forget_se=se[:, 0], retain_se=se[:, 1])
-        self.model = BoundaryModel(self.obs, spec.delta, spec.noise_floor)
         self.points = _points(trials)
+        self.obs = Observations(x=x, retain_drop=retain_drop(spec.baseline_retain, values[:, spec.retain_index]),
+                                forget=values[:, spec.forget_index], forget_se=se[:, 0], retain_se=se[:, 1],
+                                points=tuple(map(tuple, self.points)))
+        self.model = BoundaryModel(self.obs, spec.delta, spec.noise_floor)
 
     @classmethod
     def from_study(cls, study: optuna.Study, spec: ModelSpec) -> BoundaryState | None:
