@@ -231,3 +231,24 @@ def test_with_a_baseline_forget_only_trials_that_forgot_are_recommended():
     aware = BoundaryState.from_study(study, dataclasses.replace(SPEC, baseline_forget=(0.99, 0.005)))
     assert aware.recommend() is None
     assert "no trial has forgotten" in decide(aware, StopRule(min_trials=2)).reason
+
+
+def test_the_studys_replicates_reach_the_model_as_groups():
+    """Two points re-run with other values (as other training seeds give): the model's pooled replicate sd is theirs;
+    the same runs without the replicate marks are separate points and floor nothing."""
+    def rerun(study: optuna.Study, first: int, forget: float, retain: float, marked: bool) -> None:
+        attrs = {REPLICATE_OF: first, REPLICATE: 1} if marked else {}
+        study.add_trial(optuna.trial.create_trial(
+            params=study.trials[first].params, distributions=SPACE, values=[forget, retain],
+            user_attrs={"forget_stderr": 0.02, "retain_stderr": 0.01, **attrs}))
+
+    for marked in (True, False):
+        study = random_study(20)
+        for first, shift in ((3, 0.04), (7, -0.06)):
+            forget, retain = study.trials[first].values
+            rerun(study, first, forget + shift, retain - shift / 4, marked)
+        sd = BoundaryState.from_study(study, SPEC).model.replicate_sd
+        if marked:  # pairs differing by d: pooled variance sum(d^2 / 2) / 2
+            assert sd == pytest.approx(np.sqrt([(0.01**2 + 0.015**2) / 4, (0.04**2 + 0.06**2) / 4]))
+        else:
+            assert np.isnan(sd).all()
