@@ -82,12 +82,12 @@ class Recommendation:
                 f"{pm(self.retain_drop, self.retain_drop_sd)} points")
 
 
-def _points(trials: list[FrozenTrial]) -> list[list[int]]:
+def _points(trials: list[FrozenTrial]) -> tuple[tuple[int, ...], ...]:
     """Indices of ``trials`` grouped by sampled point: a trial, then its replicates (user attr REPLICATE_OF)."""
     groups: dict[int, list[int]] = {}
     for i, t in enumerate(trials):
         groups.setdefault(int(t.user_attrs.get(REPLICATE_OF, t.number)), []).append(i)
-    return list(groups.values())
+    return tuple(map(tuple, groups.values()))
 
 
 def completed(study: optuna.Study) -> list[FrozenTrial]:
@@ -103,10 +103,9 @@ class BoundaryState:
         x = self.model_x(self.unit_x)
         values = np.array([t.values for t in trials], dtype=float)
         se = np.array([[t.user_attrs.get(k, math.nan) for k in STDERR_ATTRS] for t in trials], dtype=float)
-        self.points = _points(trials)
         self.obs = Observations(x=x, retain_drop=retain_drop(spec.baseline_retain, values[:, spec.retain_index]),
                                 forget=values[:, spec.forget_index], forget_se=se[:, 0], retain_se=se[:, 1],
-                                points=tuple(map(tuple, self.points)))
+                                points=_points(trials))
         self.model = BoundaryModel(self.obs, spec.delta, spec.noise_floor)
 
     @classmethod
@@ -131,17 +130,17 @@ class BoundaryState:
         ``spec.baseline_forget``, by the model: baseline - predicted forget > z * sqrt(se_b^2 + sd^2) at
         DEFAULT_CONFIDENCE): the lowest predicted forget with P(feasible) >= CONFIDENT, else the most probably
         feasible one. None when no point qualifies."""
-        first = [runs[0] for runs in self.points]
+        first = [runs[0] for runs in self.obs.points]
         mean, sd = self.model.predict(self.obs.x[first])
         p = harmless_p(mean, sd)
-        drop = np.array([self.obs.retain_drop[runs].mean() for runs in self.points])
+        drop = np.array([self.obs.retain_drop[list(runs)].mean() for runs in self.obs.points])
         ok = np.flatnonzero((drop <= self.spec.delta) & self._forgot(mean[:, 1], sd[:, 1]))
         if not len(ok):
             return None
         confident = ok[p[ok] >= CONFIDENT]
         i = int(confident[np.argmin(mean[confident, 1])] if len(confident) else ok[np.argmax(p[ok])])
-        runs = self.points[i]
-        forget, drops = self.obs.forget[runs], self.obs.retain_drop[runs]
+        runs = self.obs.points[i]
+        forget, drops = self.obs.forget[list(runs)], self.obs.retain_drop[list(runs)]
         return Recommendation(
             self.trials[runs[0]].number, dict(self.trials[runs[0]].params), tuple(self.trials[j].number for j in runs),
             float(forget.mean()), float(forget.std(ddof=1)) if len(runs) > 1 else math.nan, float(drops.mean()),
