@@ -10,7 +10,10 @@ kept on Optuna trials as the user attrs ``<task>_stderr``).
 
 The model's P(harmless) = P(retain drop <= delta) is read against two fixed levels: ``AMBIGUOUS`` (the band
 where the model has not decided; the report's dashed contours, the stopping rule's ambiguous share) and
-``CONFIDENT`` (a point-feasible trial at least this likely to be harmless may be recommended).
+``CONFIDENT`` (a point-feasible trial at least this likely to be harmless may be recommended). A slice's boundary
+is pinned when the model's interval there (its P = 0.9 to P = 0.1 crossings) spans at most ``PINNED_WIDTH`` decades
+and trials reach within ``PINNED_WIDTH`` decades of both its ends (``tuner.analysis.slices.Slice.pinned``: the
+report's slices and the stopping rule read it).
 """
 
 from __future__ import annotations
@@ -24,6 +27,9 @@ AMBIGUOUS = (0.1, 0.9)  # P(harmless) strictly inside this band: undecided
 # harmless: near the edge one run's retain noise is about delta, so two runs cannot clear it (tuner.bench_search.
 # edge_limit), and 0.7 was kept
 CONFIDENT = 0.7
+# calibrated with the stopping rule on world 0's dense table: with 0.5 (and max_ambiguous 0.2) the rule fired in 9
+# of 10 replay seeds, each time with boundary error <= 0.22 decades
+PINNED_WIDTH = 0.5
 
 TASKS = ("forget", "retain")  # the two scored domains, in objective order
 OBJECTIVES = tuple(f"{task}_acc" for task in TASKS)  # ("forget_acc", "retain_acc")

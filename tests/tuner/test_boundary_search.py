@@ -13,7 +13,7 @@ import pytest
 from scipy.special import expit, logit
 
 from search_spaces import get_space
-from search_spaces.facts import REPLICATE, REPLICATE_OF
+from search_spaces.facts import PINNED_WIDTH, REPLICATE, REPLICATE_OF
 from tuner.boundary_search import BoundarySampler, BoundarySamplerConfig, ModelSpec, StopRule, decide
 from tuner.boundary_search.cube import UnitCube
 from tuner.boundary_search.report_fit import ModelFit
@@ -126,8 +126,8 @@ def test_stopping_rule_waits_for_enough_trials_then_pins_the_boundary():
     # what the report will print: every beta_kl slice has a narrow finite interval, its boundary within the
     # benchmark's 0.2-decade target of the true ratio 0.5
     fit = ModelFit.from_state(state)
-    assert fit.unpinned(rule.max_slice_width) == ()
-    assert all(np.log10(hi / lo) <= rule.max_slice_width for _, lo, hi in fit.intervals)
+    assert fit.unpinned() == ()
+    assert all(np.log10(hi / lo) <= PINNED_WIDTH for _, lo, hi in fit.intervals)
     assert all(abs(np.log10(ratio / 0.5)) <= 0.2 for _, ratio in fit.by_slice)
 
 
@@ -141,7 +141,7 @@ def test_stopping_rule_waits_for_a_slice_nobody_sampled():
         study.add_trial(optuna.trial.create_trial(params=params, distributions=SPACE, values=[forget, retain],
                                                   user_attrs={"forget_stderr": fse, "retain_stderr": rse}))
     state = BoundaryState.from_study(study, SPEC)
-    assert 1.0 in ModelFit.from_state(state).unpinned(0.5)
+    assert 1.0 in ModelFit.from_state(state).unpinned()
     decision = decide(state, StopRule(min_trials=10, max_ambiguous=1.0), trial_ids={})
     assert not decision.stop and "not yet pinned at beta_kl 1" in decision.reason
     named = decide(state, StopRule(min_trials=10), trial_ids={state.recommend().trial_number: "abc123"})

@@ -15,6 +15,7 @@ from tests.tuner.test_boundary_search import BASE, FAST, SPACE, SPEC, objective
 from trainables.evaluation.result import TaskScore
 from tuner.analysis.boundary import analyse
 from tuner.analysis.report import render_report
+from tuner.analysis.slices import Kind, boundary_slices
 from tuner.analysis.verdict import NOT_FOUND, build_verdict
 from tuner.boundary_search import BoundarySampler
 from tuner.boundary_search.report_fit import ModelFit
@@ -137,3 +138,24 @@ def test_a_slice_without_trials_is_not_sampled():
     assert mid == "at beta_kl ≈ 0.5: not sampled: no trial near this slice yet"
     assert high == "at beta_kl ≈ 1: not sampled: no trial near this slice yet"
     assert step.startswith(("sample beta_kl ≈ 0.5 and 1: no trial near them yet", "confirm", "accept"))
+
+
+def test_the_report_and_the_stopping_rule_call_the_same_slices_pinned():
+    """One test of "pinned" (``Slice.pinned``): on random trials, and on trials whose largest ratio (0.53) lies
+    just inside the model's interval's top (the case the report once called "located" while the rule stopped),
+    the slices the stopping rule still waits for are exactly the report's slices that are not PINNED, and the
+    report asks to sample only those."""
+    kinds = []
+    random = [[(0.3 * (100 / 0.3) ** a, 0.1 * 300**b, c) for a, b, c in np.random.default_rng(seed).random((n, 3))]
+              for seed, n in [(0, 8), (1, 16), (2, 30), (3, 60)]]
+    near_top = [(r, r * q, b) for r in (3.0, 10.0) for q in (0.04, 0.1, 0.3, 0.45, 0.53) for b in (0, 0.5, 1)]
+    for points in [*random, near_top]:
+        fit, rows = model_run(points)
+        a = analyse(rows, rows[0], 0.02, model=fit)
+        slices = boundary_slices(a, rows[1:], rows[0])
+        assert set(fit.unpinned()) == {s.level for s in slices if s.kind is not Kind.PINNED}
+        step = build_verdict(a, rows[1:], rows[0], "").next_step
+        for s in slices:
+            assert (f"at beta_kl ≈ {s.level:.3g}" in step) <= (s.kind is not Kind.PINNED), (s, step)
+        kinds += [s.kind for s in slices]
+    assert kinds[-3:] == [Kind.PINNED] * 3 and set(kinds) - {Kind.PINNED}, kinds

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from search_spaces.base import Boundary
+from search_spaces.facts import PINNED_WIDTH
 from tests.tuner.test_boundary import baseline_row, make_row, sweep
 from trainables.evaluation.result import TaskScore
 from tuner.analysis.boundary import analyse
@@ -40,13 +41,16 @@ def test_a_boundary_outside_the_sampled_ratios_is_refused() -> None:
     assert line.startswith("beyond the sampled range") and "713" not in line and f"{hi:.3g}" in line
 
 
-def test_an_interval_is_shown_only_when_finite_and_inside_the_sampled_range() -> None:
+def test_an_interval_is_shown_only_when_pinned() -> None:
+    """Shown when at most PINNED_WIDTH decades wide with trials near both ends (the stopping rule's test); else the
+    line says which of those fails and prints no interval."""
     trials = sweep(n=48)
     a = analyse(trials, baseline_row())
-    for ci in [(a.fit.ratio / 2, math.inf), (a.fit.ratio / 2, 1e6)]:
+    for ci, why in [((a.fit.ratio / 2, math.inf), "interval not yet bounded"),
+                    ((a.fit.ratio / 2, 1e6), f"interval wider than {PINNED_WIDTH:g} decades")]:
         open_ended = dataclasses.replace(a, fit=dataclasses.replace(a.fit, ratio_ci=ci))
         (line,) = build_verdict(open_ended, trials, baseline_row(), "").boundary
-        assert "inf" not in line and "1e+06" not in line and "interval not yet bounded" in line
+        assert "inf" not in line and "1e+06" not in line and why in line
 
 
 def test_an_unbracketed_boundary_names_the_ratios_that_need_trials() -> None:

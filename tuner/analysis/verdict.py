@@ -9,8 +9,9 @@ Rules it keeps:
 * selection: lowest forget among ``forgets_harmlessly`` trials; when there is none, the best ``forgets_uncertain``
   trial with retain drop <= delta on the point estimate, labelled uncertain;
 * no claim past the evidence: each slice's boundary line says what its trials show (``tuner.analysis.slices``):
-  an estimate only where trials on both sides bracket it, its interval only when finite and inside the sampled
-  positions, "no retain drop above δ up to X (the largest sampled near this slice)", "not sampled";
+  the estimate and its interval where the slice is pinned (the stopping rule's test: a narrow interval with trials
+  near both its ends), an estimate without an interval where trials on both sides bracket it, "no retain drop
+  above δ up to X (the largest sampled near this slice)", "not sampled";
 * the next step (``verdict_steps``) comes from where the answer can still improve, never across the boundary.
 
 Coordinates are named from the run's boundary (``a.boundary``): "remove/retain" and "beta_kl" for the default
@@ -19,10 +20,11 @@ space, "remove_coef" and "kl_temperature" for a boundary along remove_coef slice
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-from search_spaces.facts import AMBIGUOUS, CONFIDENT
+from search_spaces.facts import AMBIGUOUS, CONFIDENT, PINNED_WIDTH
 from tuner.analysis.boundary import P_LABEL, BoundaryAnalysis
 from tuner.analysis.outcomes import OutcomeState, retain_drop_se
 from tuner.analysis.slices import Kind, Slice, boundary_slices
@@ -146,10 +148,22 @@ def _slice(s: Slice, named: str) -> str:
     if kind is Kind.OPEN:
         where = "not resolved yet" if s.estimate is None or lo <= s.estimate <= hi else "beyond the sampled range"
         return f"{where} ({sampled}); {needed(s, named)}"
+    if kind is Kind.PINNED and s.estimate is None:
+        return f"by the model, no retain drop above δ up to the searched range's end {named} ≈ {_g(s.clipped[1])}"
     text = f"the retain drop crosses δ at {named} ≈ {_g(s.estimate)}"
     if kind is Kind.PINNED:
-        return text + f" (interval {_g(s.interval[0])}–{_g(s.interval[1])})"
-    return text + f"; interval not yet bounded inside the {sampled}"
+        return text + f" (interval {_g(s.clipped[0])}–{_g(s.clipped[1])})"
+    return text + f"; {_unpinned(s)} ({sampled})"
+
+
+def _unpinned(s: Slice) -> str:
+    """Why a bracketed slice is not pinned: its interval unbounded, too wide, or without trials near an end."""
+    if s.clipped is None or not math.isfinite(s.clipped[1]):
+        return "interval not yet bounded"
+    lo, hi = s.clipped
+    if hi > lo * 10**PINNED_WIDTH:
+        return f"interval wider than {PINNED_WIDTH:g} decades"
+    return f"interval not pinned: no trial within {PINNED_WIDTH:g} decades of both its ends"
 
 
 def needed(s: Slice, named: str) -> str:

@@ -19,6 +19,7 @@ The first that applies:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from scipy.stats import norm
@@ -99,9 +100,13 @@ def _unsampled(a: BoundaryAnalysis, empty: list[Slice]) -> str:
 
 def _below_boundary(a: BoundaryAnalysis, s: Slice) -> str:
     """A pinned slice where nothing forgot within delta: the gap between its largest trial with drop <= delta and
-    the boundary is where forgetting could still set in."""
-    return (f"sample {a.boundary.label()} between {_g(s.largest(True, below=s.estimate))} and the boundary "
-            f"≈ {_g(s.estimate)}{_at(a, s)}: no trial forgot with retain drop ≤ δ yet")
+    the boundary (or the searched range's end, for a slice harmless to the end) is where forgetting could still
+    set in."""
+    edge = (f"the boundary ≈ {_g(s.estimate)}" if s.estimate is not None
+            else f"the searched range's end ≈ {_g(s.clipped[1])}")
+    ok = s.largest(True, below=s.estimate if s.estimate is not None else math.inf)
+    where = f"between {_g(ok)} and {edge}" if ok is not None else f"up to {edge}"
+    return f"sample {a.boundary.label()} {where}{_at(a, s)}: no trial forgot with retain drop ≤ δ yet"
 
 
 def _at(a: BoundaryAnalysis, s: Slice) -> str:

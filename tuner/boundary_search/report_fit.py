@@ -23,6 +23,7 @@ import optuna
 
 from search_spaces import Boundary, SearchSpace
 from search_spaces.facts import AMBIGUOUS, study_name
+from tuner.analysis.slices import fit_slices
 from tuner.boundary_search.crossing import first_crossing
 from tuner.boundary_search.state import BoundaryState, ModelSpec, Recommendation
 
@@ -64,29 +65,12 @@ class ModelFit:
         return (f"the boundary sampler's GP model of {self.n_harmless + self.n_damaged} trials "
                 f"({self.n_harmless} with retain drop <= delta, {self.n_damaged} above)")
 
-    def unpinned(self, max_width: float) -> tuple[float, ...]:
-        """Slices whose boundary is not pinned yet. A slice is pinned when its 0.9..0.1 interval, clipped to the
-        searched range, spans at most ``max_width`` decades and trials near that slice reach within
-        ``max_width`` decades of both its ends (so a slice harmless, or damaged, along the whole range is
-        pinned once trials come near that end of the range)."""
-        trials = [t.params for t in self._state.trials]
-        values = np.array([self.boundary.position(p) for p in trials])
-        nearest = np.array([self.nearest_slice(p) for p in trials])
-        out = []
-        for level, lo, hi in self.intervals:
-            sampled = values[nearest == level]
-            hi = min(hi, self.ratio_range[1])
-            pinned = (len(sampled) > 0 and math.log10(hi / lo) <= max_width
-                      and sampled.min() <= lo * 10**max_width and sampled.max() >= hi / 10**max_width)
-            if not pinned:
-                out.append(level)
-        return tuple(out)
-
-    def nearest_slice(self, params: Mapping[str, Any]) -> float | None:
-        """The slice level closest to a point's ``slice_by`` value (None without slices)."""
-        levels = [level for level, _, _ in self.intervals]
-        s = self.boundary.slice_by
-        return min(levels, key=lambda level: abs(level - params[s])) if s and levels else None
+    def unpinned(self) -> tuple[float, ...]:
+        """Levels of the slices whose boundary is not pinned yet (``tuner.analysis.slices.Slice.pinned``, the test
+        the report's slices use), over the model's trials."""
+        ok = self._state.obs.retain_drop <= self._state.spec.delta
+        points = [(t.params, bool(o)) for t, o in zip(self._state.trials, ok, strict=True)]
+        return tuple(s.level for s in fit_slices(self, self.boundary, points) if not s.pinned)
 
     @classmethod
     def from_state(cls, state: BoundaryState) -> ModelFit:

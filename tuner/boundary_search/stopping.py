@@ -2,8 +2,9 @@
 
   the boundary is pinned:
     share of the space with 0.1 < P(harmless) < 0.9   <=  max_ambiguous
-    every slice of the report pinned                   (ModelFit.unpinned: its interval, clipped to the range,
-                                                         <= max_slice_width decades, trials near both ends)
+    every slice of the report pinned                   (ModelFit.unpinned, by the report's test Slice.pinned: its
+                                                        interval, clipped to the range, <= PINNED_WIDTH decades,
+                                                        trials near both ends)
   and the recommendation has converged:
     recommended point (BoundaryState.recommend)        P(feasible) >= min_p_feasible, mean retain drop <= delta,
                                                        confirmed by >= confirm_runs runs (replicates: new seeds)
@@ -36,13 +37,12 @@ STOP_FILE = "stop.json"
 
 @dataclass(frozen=True)
 class StopRule:
-    # calibrated on the default world's dense table (replay seeds, up to 56 trials): with 0.2 and 0.5 the rule fired
-    # in 9 of 10 seeds, each time with boundary error <= 0.22 decades and a feasible recommendation; at 0.1 in 4 of
-    # 10
+    # calibrated on the default world's dense table (replay seeds, up to 56 trials): with 0.2 (and PINNED_WIDTH 0.5)
+    # the rule fired in 9 of 10 seeds, each time with boundary error <= 0.22 decades and a feasible recommendation; at
+    # 0.1 in 4 of 10
     max_ambiguous: float = 0.2
     min_p_feasible: float = CONFIDENT
     min_trials: int = 16
-    max_slice_width: float = 0.5  # decades of remove/retain between the P = 0.9 and P = 0.1 crossings
     confirm_runs: int = 2  # runs of the recommended point (its first trial + replicates) before it is confirmed
     min_improvement: float | None = None  # forget EI below which nothing is left to gain; None: one eval stderr
 
@@ -73,7 +73,7 @@ def decide(state: BoundaryState | None, rule: StopRule, trial_ids: Mapping[int, 
     if rec is None:
         return StopDecision(False, f"{where}; no trial has forgotten with retain drop <= delta yet", share)
     fit = ModelFit.from_state(state)
-    open_slices = fit.unpinned(rule.max_slice_width)
+    open_slices = fit.unpinned()
     located = share <= rule.max_ambiguous and not open_slices
     gain, enough = state.improvement(rec.predicted_forget), _min_improvement(state, rule)
     confirmed = len(rec.runs) >= rule.confirm_runs and rec.p_feasible >= rule.min_p_feasible
