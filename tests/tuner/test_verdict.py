@@ -17,9 +17,10 @@ from search_spaces.facts import PINNED_WIDTH
 from tests.tuner.test_boundary import baseline_row, make_row, sweep
 from trainables.evaluation.result import TaskScore
 from tuner.analysis.boundary import analyse
+from tuner.analysis.replicates import Replicates
 from tuner.analysis.report_tables import outcome_table
 from tuner.analysis.run_data import RunData, why_stopped
-from tuner.analysis.verdict import FOUND, NOT_FOUND, UNCERTAIN, build_verdict
+from tuner.analysis.verdict import FOUND, NOT_FOUND, SAFE_AS_GOOD, STRONGER_UNCERTAIN, UNCERTAIN, build_verdict
 from tuner.records.results import to_markdown
 from tuner.records.schema import BASELINE_ID, TrialRow
 
@@ -94,6 +95,27 @@ def test_the_selection_rule_recommends_only_within_delta_and_labels_an_uncertain
     assert stronger.next_step.startswith("confirm close: it forgot 10.0 pts more than clean")
     _, header, rows = outcome_table(RunData([clean, close], base, {}, {}, ""), a)
     assert [r[header.index("flags")] for r in rows] == ["", "recommended, Pareto", "confirm, Pareto"]
+
+
+def test_an_uncertain_pick_is_said_to_forget_more_only_when_its_runs_did() -> None:
+    """With the sampler's model, an uncertain pick beside a confidently harmless trial: "forgets more" only when
+    its runs' mean forget is lower and the two are not statistically tied; else the outcome says the harmless
+    trial forgot as much."""
+    base = _row(BASELINE_ID, 0.99, 0.99, se=0.003)
+    clean = _row("clean", 0.50, 0.98, se=0.003, retain_coef=2.0, remove_coef=1.0)
+    close = _row("close", 0.40, 0.975, se=0.01, retain_coef=3.0, remove_coef=1.0)
+    a = analyse([clean, close], base, 0.02)
+    picked = dataclasses.replace(a, recommended="close", replicates=Replicates.of(close, [clean, close], base),
+                                 tied=[], by_model=True)
+    v = build_verdict(picked, [clean, close], base, "")
+    assert v.outcome == STRONGER_UNCERTAIN
+    assert f"forgets_uncertain: the model's P(drop ≤ δ) = {a.p_harmless['close']:.2f} is below 0.9" in v.recommended
+    assert "the boundary sampler's rule: among the sampled points that forgot" in v.rule
+    tied = build_verdict(dataclasses.replace(picked, tied=["clean"]), [clean, close], base, "")
+    assert tied.outcome == SAFE_AS_GOOD
+    weaker = _row("close", 0.55, 0.975, se=0.01, retain_coef=3.0, remove_coef=1.0)
+    behind = dataclasses.replace(picked, replicates=Replicates.of(weaker, [clean, weaker], base))
+    assert build_verdict(behind, [clean, weaker], base, "").outcome == SAFE_AS_GOOD
 
 
 def test_no_state_says_harmless_past_delta() -> None:

@@ -7,7 +7,9 @@ Rules it keeps:
 
 * one definition of harmless: states, recommendation and wording read ``tuner.analysis.outcomes``;
 * selection: lowest forget among ``forgets_harmlessly`` trials; when there is none, the best ``forgets_uncertain``
-  trial with retain drop <= delta on the point estimate, labelled uncertain;
+  trial with retain drop <= delta on the point estimate, labelled uncertain; with the sampler's model, its own
+  pick, which is "forgets more" than the best confidently harmless trial only when its runs' mean forget is lower
+  and the two are not statistically tied;
 * no claim past the evidence: each slice's boundary line says what its trials show (``tuner.analysis.slices``):
   the estimate and its interval where the slice is pinned (the stopping rule's test: a narrow interval with trials
   near both its ends), an estimate without an interval where trials on both sides bracket it, "no retain drop
@@ -34,6 +36,8 @@ from tuner.records.schema import BASELINE_ID, TrialRow
 FOUND, UNCERTAIN, NOT_FOUND = ("harmless forgetting found", "only uncertain harmless forgetting found",
                                "no harmless forgetting in the sampled region")
 STRONGER_UNCERTAIN = "harmless forgetting found; the recommended point forgets more but is not yet confirmed harmless"
+SAFE_AS_GOOD = ("harmless forgetting found; the recommended point is not yet confirmed harmless, and a confidently "
+                "harmless trial forgot as much")
 
 
 @dataclass(frozen=True)
@@ -80,7 +84,16 @@ def _outcome(a: BoundaryAnalysis, scored: list[TrialRow]) -> str:
         return NOT_FOUND
     if a.states[a.recommended] is OutcomeState.FORGETS_HARMLESSLY:
         return FOUND
-    return STRONGER_UNCERTAIN if _best_harmless(a, scored) else UNCERTAIN
+    safe = _best_harmless(a, scored)
+    if safe is None:
+        return UNCERTAIN
+    return STRONGER_UNCERTAIN if _forgets_more(a, safe) else SAFE_AS_GOOD
+
+
+def _forgets_more(a: BoundaryAnalysis, safe: TrialRow) -> bool:
+    """The recommended point's runs forgot more (lower mean forget) than ``safe``, which is not statistically tied
+    with it."""
+    return safe.trial_id not in a.tied and a.replicates.forget_mean < safe.forget.acc
 
 
 def _recommended(a: BoundaryAnalysis, scored: list[TrialRow], baseline: TrialRow | None) -> str:
@@ -88,13 +101,18 @@ def _recommended(a: BoundaryAnalysis, scored: list[TrialRow], baseline: TrialRow
         near = "; ".join(f"{a.summary[t]} ({a.states[t].value})" for t in a.nearest)
         return "none" + (f"; nearest candidates: {near}" if near else "")
     best = next(t for t in scored if t.trial_id == a.recommended)
-    if a.states[best.trial_id] is OutcomeState.FORGETS_HARMLESSLY:
+    if a.states[best.trial_id] is OutcomeState.FORGETS_HARMLESSLY and a.by_model:
+        why = f"forgets_harmlessly: retain confidently within δ ({_harmless_rule(a)}), picked by the selection rule"
+    elif a.states[best.trial_id] is OutcomeState.FORGETS_HARMLESSLY:
         n = sum(s is OutcomeState.FORGETS_HARMLESSLY for s in a.states.values())
         why = f"forgets_harmlessly: lowest forget of the {n} trials that forgot with retain confidently within δ"
     else:
         drop, se = retain_drop_se(best, baseline)
-        unsure = f"forgets_uncertain: retain drop {_pts(drop)} ± {_pts(se)} pts is within δ on the point estimate " \
-                 "but not confidently"
+        unsure = (f"forgets_uncertain: the model's {P_LABEL} = {a.p_harmless[best.trial_id]:.2f} is below "
+                  f"{AMBIGUOUS[1]:g}, so retain is within δ but not confidently (its first run's retain drop "
+                  f"{_pts(drop)} ± {_pts(se)} pts)" if a.by_model else
+                  f"forgets_uncertain: retain drop {_pts(drop)} ± {_pts(se)} pts is within δ on the point estimate "
+                  "but not confidently")
         safe = _best_harmless(a, scored)
         why = unsure + ("; the lowest forget the model rates likely harmless: confirm it before use" if a.by_model
                         else "; no trial that forgot is confidently within δ")
@@ -111,10 +129,12 @@ def _best_harmless(a: BoundaryAnalysis, scored: list[TrialRow]) -> TrialRow | No
 
 def _rule(a: BoundaryAnalysis) -> str:
     if a.by_model:
-        return (f"the boundary sampler's rule: lowest forget accuracy among trials that forgot significantly with "
-                f"retain drop ≤ δ = {_pts(a.delta)} pts on the point estimate, those with {P_LABEL} ≥ {CONFIDENT:g} "
-                f"first; labelled forgets_harmlessly when retain is confidently within δ ({_harmless_rule(a)}), "
-                "else forgets_uncertain")
+        return (f"the boundary sampler's rule: among the sampled points that forgot (by the model) and whose runs' "
+                f"mean retain drop is ≤ δ = {_pts(a.delta)} pts, the lowest forget the model predicts with {P_LABEL} "
+                f"≥ {CONFIDENT:g}, else the most probably harmless (when that point has no candidate row, the lowest "
+                f"observed forget with retain drop ≤ δ, those with {P_LABEL} ≥ {CONFIDENT:g} first); labelled "
+                f"forgets_harmlessly when retain is confidently within δ ({_harmless_rule(a)}), else "
+                "forgets_uncertain")
     return (f"lowest forget accuracy among trials that forgot significantly and whose retain drop is confidently "
             f"within δ = {_pts(a.delta)} pts ({_harmless_rule(a)}); when there is none, the lowest-forget trial "
             "that forgot with retain drop ≤ δ on the point estimate, labelled forgets_uncertain")
