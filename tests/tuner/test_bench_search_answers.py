@@ -3,6 +3,7 @@ the stated sd, a fresh draw per answer; ``snap`` keeps the nearest grid point's 
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import numpy as np
@@ -104,6 +105,26 @@ def test_every_answer_is_a_fresh_draw_and_the_stderr_is_lm_evals():
     assert again.answer(params) == a  # reproducible per replay seed
 
 
+def test_a_drop_scale_keeps_grid_values_and_lowers_the_drop_between_harmless_and_damaging_ones():
+    """asinh(drop / scale) interpolation: the table's values at grid points, monotone along an edge, and below the
+    linear drop inside it wherever the drop rises (convex there); the truth's boundary moves with it."""
+    scale = 0.05
+    answers = RealisticAnswers(TABLE, dataclasses.replace(QUIET, drop_scale=scale), seed=0)
+    linear = RealisticAnswers(TABLE, QUIET, seed=0)
+    for index in itertools.product(*(range(len(a.values)) for a in TABLE.axes)):
+        assert answers.truth(params_at(index)) == pytest.approx(linear.truth(params_at(index)), abs=1e-12)
+    remove = TABLE.axes[TABLE.names.index("remove_coef")].values  # the boundary crosses (3, 3..4, 0)'s edge
+    at = {"retain_coef": TABLE.axes[0].values[3], "beta_kl": TABLE.axes[2].values[0]}
+    xs = np.geomspace(remove[3], remove[4], 9)
+    drop = [TABLE.baseline_retain - answers.truth(at | {"remove_coef": x})[1] for x in xs]
+    lin = [TABLE.baseline_retain - linear.truth(at | {"remove_coef": x})[1] for x in xs]
+    assert np.all(np.diff(drop) > 0) and all(d < q - 1e-6 for d, q in zip(drop[1:-1], lin[1:-1], strict=True))
+    expected = TABLE.boundary(WORLD.delta, scale)
+    assert np.array_equal(answers.boundary(WORLD.delta), expected)
+    assert not np.allclose(expected, TABLE.boundary(WORLD.delta))
+    assert np.all(expected >= TABLE.boundary(WORLD.delta) - 1e-12)  # a lower drop crosses delta later
+
+
 def test_truths_best_feasible_forget_is_at_least_as_good_as_the_grids():
     """The interpolated truth's feasible set contains every feasible grid point, so its best is no worse."""
     surface = Surface(TABLE)
@@ -152,6 +173,8 @@ def test_answer_model_rejects_bad_settings():
         AnswerModel(eval_noise="poisson")
     with pytest.raises(ValueError, match="seed_sd_retain = -0.1"):
         AnswerModel(seed_sd_retain=-0.1)
+    with pytest.raises(ValueError, match="drop_scale = 0"):
+        AnswerModel(drop_scale=0)
 
 
 @pytest.mark.parametrize("argv, message", [

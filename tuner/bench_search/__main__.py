@@ -56,11 +56,15 @@ def main(argv: list[str] | None = None) -> int:
                     help="training-seed noise: scaled with the effect, or the pooled sd everywhere (default constant)")
     ap.add_argument("--seed-sd-forget", type=float, help=f"training-seed sd of forget acc (default {SEED_SD_FORGET})")
     ap.add_argument("--seed-sd-retain", type=float, help=f"training-seed sd of retain acc (default {SEED_SD_RETAIN})")
+    ap.add_argument("--drop-scale", type=float,
+                    help="interpolate the table's retain drop as asinh(drop / DROP_SCALE) (a fraction, e.g. 0.05) "
+                         "instead of linearly")
     ap.add_argument("overrides", nargs="*", metavar="key=value", help="TrainConfig fields for every table point")
     args = ap.parse_args(argv)
     noise = {k: v for k, v in (("eval_noise", args.eval_noise), ("seed_noise", args.seed_noise),
                                ("seed_sd_forget", args.seed_sd_forget),
-                               ("seed_sd_retain", args.seed_sd_retain)) if v is not None}
+                               ("seed_sd_retain", args.seed_sd_retain), ("drop_scale", args.drop_scale))
+             if v is not None}
     if args.snap and noise:
         ap.error(f"--snap answers with the table's frozen values: drop {', '.join(noise)} or --snap")
     try:

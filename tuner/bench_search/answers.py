@@ -7,7 +7,9 @@
     answers.best_feasible_forget(delta)                   # the truth's lowest forget with retain drop <= delta
 
 Realistic answers: the table is read as the truth, multilinear in its own coordinates (log10 retain_coef,
-log10 remove_coef, beta_kl), and every answer draws afresh, per objective,
+log10 remove_coef, beta_kl) — with ``AnswerModel.drop_scale`` the retain drop multilinear as
+``table.drop_effect`` = asinh(drop / drop_scale) instead, which keeps it low between a harmless and a damaging grid
+value until near the damaging one — and every answer draws afresh, per objective,
 
     p   = clip(truth + N(0, seed_sd), 0, 1)       training-seed noise (``AnswerModel.seed_sd``)
     acc = Binomial(n_eval, p) / n_eval            eval noise: n_eval questions (binomial), or
@@ -34,7 +36,7 @@ from scipy.interpolate import RegularGridInterpolator
 
 from search_spaces.facts import retain_drop
 from tuner.bench_search.synthetic import binomial_se
-from tuner.bench_search.table import Table
+from tuner.bench_search.table import Table, drop_effect, drop_from_effect
 
 EVAL_NOISE = ("binomial", "gaussian", "none")
 REFINE = 8  # the truth's best feasible forget is searched on the grid refined this many times per axis
@@ -58,6 +60,7 @@ class AnswerModel:
     seed_noise: str = "constant"
     seed_sd_forget: float = SEED_SD_FORGET  # the constant model's sds
     seed_sd_retain: float = SEED_SD_RETAIN
+    drop_scale: float | None = None  # interpolate the retain drop as asinh(drop / drop_scale); None: linearly
 
     def __post_init__(self) -> None:
         if self.eval_noise not in EVAL_NOISE:
@@ -67,6 +70,8 @@ class AnswerModel:
         for name in ("seed_sd_forget", "seed_sd_retain"):
             if not 0 <= getattr(self, name) < 1:
                 raise ValueError(f"{name} = {getattr(self, name)} must be a fraction in [0, 1) (an accuracy sd)")
+        if self.drop_scale is not None and not 0 < self.drop_scale < 1:
+            raise ValueError(f"drop_scale = {self.drop_scale} must be a fraction in (0, 1) (a retain drop)")
 
     def seed_sd(self, forget: float, retain: float, table: Table) -> tuple[float, float]:
         """The training-seed sd of (forget, retain) answers where the truth is (forget, retain)."""
@@ -92,6 +97,8 @@ class Answers(Protocol):
     def truth(self, params: dict[str, Any]) -> tuple[float, float]: ...
 
     def best_feasible_forget(self, delta: float) -> float: ...
+
+    def boundary(self, delta: float) -> np.ndarray: ...
 
 
 def make_answers(table: Table, seed: int, snap: bool = False, model: AnswerModel | None = None) -> Answers:
@@ -119,6 +126,9 @@ class SnapAnswers:
     def best_feasible_forget(self, delta: float) -> float:
         return self.table.best_feasible_forget(delta)
 
+    def boundary(self, delta: float) -> np.ndarray:
+        return self.table.boundary(delta)
+
 
 class RealisticAnswers:
     """Interpolated truth plus fresh seed and eval noise per answer, from ``np.random.default_rng(seed)``."""
@@ -126,7 +136,7 @@ class RealisticAnswers:
     def __init__(self, table: Table, model: AnswerModel, seed: int):
         self.table, self.model = table, model
         self.rng = np.random.default_rng(seed)
-        self.surface = Surface(table)
+        self.surface = Surface(table, model.drop_scale)
 
     def answer(self, params: dict[str, Any]) -> Answer:
         forget, retain, forget_se, retain_se = self.surface(params)
@@ -164,19 +174,30 @@ class RealisticAnswers:
     def best_feasible_forget(self, delta: float) -> float:
         return self.surface.best_feasible_forget(delta)
 
+    def boundary(self, delta: float) -> np.ndarray:
+        return self.table.boundary(delta, self.model.drop_scale)
+
 
 class Surface:
     """The table's four arrays, multilinear in its coordinates over the axes with more than one grid value (a
-    single-valued axis is constant); params outside the grid are clipped onto it."""
+    single-valued axis is constant; with ``drop_scale`` retain as ``drop_effect``); params outside the grid are
+    clipped onto it."""
 
-    def __init__(self, table: Table):
+    def __init__(self, table: Table, drop_scale: float | None = None):
         self.axes = [a for a in table.axes if len(a.values) > 1]
         self.grid = tuple(a.coord(a.values) for a in self.axes)
         flat = tuple(slice(None) if len(a.values) > 1 else 0 for a in table.axes)
-        values = np.stack([table.forget, table.retain, table.forget_se, table.retain_se], axis=-1)[flat]
-        self.interp = RegularGridInterpolator(self.grid, values, method="linear")
-        self.baseline_retain = table.baseline_retain
+        effect = drop_effect(table.retain_drop(), drop_scale)
+        values = np.stack([table.forget, effect, table.forget_se, table.retain_se], axis=-1)[flat]
+        self._interp = RegularGridInterpolator(self.grid, values, method="linear")
+        self.baseline_retain, self.drop_scale = table.baseline_retain, drop_scale
         self.best_feasible_forget = cache(self._best_feasible_forget)
+
+    def interp(self, coords: np.ndarray) -> np.ndarray:
+        """(n, 4) at table coordinates: forget, retain, forget stderr, retain stderr."""
+        v = self._interp(coords)
+        v[:, 1] = self.baseline_retain - drop_from_effect(v[:, 1], self.drop_scale)
+        return v
 
     def coords(self, columns: dict[str, Any]) -> np.ndarray:
         """(n, dim) table coordinates of parameter columns (scalars or arrays)."""
@@ -193,7 +214,8 @@ class Surface:
 
     def _best_feasible_forget(self, delta: float) -> float:
         """Lowest forget where retain drop <= delta, over the grid refined ``REFINE`` times per axis: its points
-        and, on every edge between a feasible and an infeasible point, the crossing (both are linear there)."""
+        and, on every edge between a feasible and an infeasible point, the crossing (both linear there; with
+        ``drop_scale`` the drop only nearly so, within a refined step)."""
         fine = [np.unique(np.concatenate([np.linspace(a, b, REFINE + 1) for a, b in zip(g[:-1], g[1:], strict=True)]))
                 for g in self.grid]
         mesh = np.meshgrid(*fine, indexing="ij")

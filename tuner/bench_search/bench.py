@@ -54,7 +54,7 @@ def report(table: Table, traces: dict[str, list[Trace]], budgets: tuple[int, ...
     grid = {"grid_size": table.size, "median_trials_to_target": table.size, "p90_trials_to_target": table.size}
     return {"table": {"key": table.key, "grid_size": table.size, "shape": list(table.forget.shape),
                       "best_feasible_forget": best,
-                      "boundary_log10_remove": table.boundary(delta).tolist(), **edge},
+                      "boundary_log10_remove": truth.boundary(delta).tolist(), **edge},
             "answers": answers, "delta": delta, "target": TARGET.__dict__, "budgets": list(budgets),
             "methods": {"grid": grid, **{k: {"grid_size": table.size, **v} for k, v in methods.items()}}}
 

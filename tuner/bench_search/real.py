@@ -6,7 +6,8 @@ Per run (a ``python -m tuner.run --space kl_boundary`` directory on that table's
 when it stopped (or at its cap), the boundary error of the sampler's model against the table (decades), the
 regret of its recommendation (forget points above the table's best harmless forget, at the recommended
 coefficients on the interpolated table) and whether that pick is truly harmless. With ``--replay``, each number's
-rank among the replay's seeds at their stop (``boundary@C`` for the run's concurrency C, else ``boundary``).
+rank among the replay's seeds at their stop (``boundary@C`` for the run's concurrency C, else ``boundary``), the
+table read as that replay's answers read it (its ``drop_scale``).
 """
 
 from __future__ import annotations
@@ -33,15 +34,16 @@ from tuner.records.schema import BASELINE_ID
 KEYS = ("trials", "error", "regret")  # compared with the replay's per-seed at-stop values
 
 
-def score_run(run_dir: Path, table: Table) -> dict[str, Any]:
-    """One real search's stop, boundary error, regret and feasibility against ``table`` (see the module doc)."""
+def score_run(run_dir: Path, table: Table, drop_scale: float | None = None) -> dict[str, Any]:
+    """One real search's stop, boundary error, regret and feasibility against ``table`` (see the module doc), its
+    retain drop interpolated as the replay's answers read it (``drop_scale``)."""
     config = json.loads((run_dir / "run_config.json").read_text())
     base = next(r for r in ResultsTable(run_dir).rows() if r.trial_id == BASELINE_ID)
     state = run_state(run_dir, get_space(config["space"]), config["preset"], base.retain.acc, config["delta"],
                       (base.forget.acc, base.forget.stderr))
     rec = state.recommend()
-    surface = Surface(table)
-    error = boundary_error(table, Estimate(state.p_harmless, None), table.boundary(config["delta"]))
+    surface = Surface(table, drop_scale)
+    error = boundary_error(table, Estimate(state.p_harmless, None), table.boundary(config["delta"], drop_scale))
     forget, retain, _, _ = surface(rec.params) if rec else (np.nan, -np.inf, 0, 0)
     return {"run": str(run_dir), "seed": config["seed"], "max_concurrent": config["max_concurrent"],
             "trials": len(state.trials), "stopped": (run_dir / "stop.json").is_file(), "error": error,
@@ -68,8 +70,9 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"no optuna.db in {', '.join(missing)}: pass the run directories of finished searches")
     table = TABLES[args.table].load()
     replay = json.loads(args.replay.read_text()) if args.replay else None
+    drop_scale = replay["answers"].get("drop_scale") if replay else None
     for run in args.runs:
-        s = score_run(run, table)
+        s = score_run(run, table, drop_scale)
         line = (f"{run}: {s['trials']} trials ({'stopped' if s['stopped'] else 'cap'}), boundary error "
                 f"{s['error']:.3f} decades, regret {s['regret']:.1f} points, "
                 f"{'truly harmless' if s['feasible'] else 'truly damaging'}")

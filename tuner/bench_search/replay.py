@@ -69,7 +69,7 @@ def replay(method: str, table: Table, seed: int, max_concurrent: int, max_trials
     study = optuna.create_study(directions=["minimize", "maximize"], sampler=sampler)
     answers = make_answers(table, seed, snap, model)
     dists, pending, trace = table.distributions(), deque(), Trace(method, seed, max_concurrent)
-    truth, best = table.boundary(delta), answers.best_feasible_forget(delta)
+    truth, best = answers.boundary(delta), answers.best_feasible_forget(delta)
     spec = shared_spec(table.baseline_retain, delta, base_forget)
 
     def score(est: Estimate) -> tuple[float, float, bool]:

@@ -4,6 +4,7 @@
     i = table.nearest(params)                   # nearest grid point in (log retain, log remove, beta_kl)
     table.boundary(delta)                       # log10 remove* per (other coords), where drop crosses delta
     table.best_feasible_forget(delta)
+    drop_effect(drop, scale)                    # asinh(drop / scale): the retain drop as interpolated with a scale
 
 ``remove*`` is log-interpolated between the last harmless and the first damaging grid value along the
 boundary axis; a column that never crosses gets the axis' upper end, one damaged already at the lowest
@@ -77,12 +78,14 @@ class Table:
     def retain_drop(self) -> np.ndarray:
         return retain_drop(self.baseline_retain, self.retain)
 
-    def boundary(self, delta: float) -> np.ndarray:
-        """log10 remove* per column: array over the other axes (in order) of the boundary coordinate."""
+    def boundary(self, delta: float, drop_scale: float | None = None) -> np.ndarray:
+        """log10 remove* per column: array over the other axes (in order) of the boundary coordinate; with
+        ``drop_scale`` the drop is interpolated as ``drop_effect`` (as ``answers.Surface`` reads it)."""
         j = self.names.index(self.along)
         x = self.axes[j].coord(self.axes[j].values)
-        drop = np.moveaxis(self.retain_drop(), j, -1)
-        return np.apply_along_axis(lambda d: first_crossing(x, d, delta), -1, drop)
+        drop = np.moveaxis(drop_effect(self.retain_drop(), drop_scale), j, -1)
+        level = drop_effect(np.asarray(delta), drop_scale)
+        return np.apply_along_axis(lambda d: first_crossing(x, d, level), -1, drop)
 
     def columns(self) -> dict[str, np.ndarray]:
         """The other axes' values, broadcast to the shape of ``boundary``'s result."""
@@ -115,3 +118,14 @@ class Table:
     def load(cls, path: Path) -> Table:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
+
+def drop_effect(drop: np.ndarray, scale: float | None) -> np.ndarray:
+    """asinh(drop / scale): linear below ``scale``, logarithmic above, so interpolating it between a harmless and a
+    damaging grid value keeps the drop low until near the damaging one (a kink, as the real mini-world has it);
+    the drop itself when ``scale`` is None."""
+    return drop if scale is None else np.arcsinh(drop / scale)
+
+
+def drop_from_effect(effect: np.ndarray, scale: float | None) -> np.ndarray:
+    """The inverse of ``drop_effect``."""
+    return effect if scale is None else scale * np.sinh(effect)
