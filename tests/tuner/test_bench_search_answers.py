@@ -213,3 +213,30 @@ def test_seed_variance_reuses_finished_trials_and_pools_per_point_variances(monk
     assert out["pooled_sd"]["forget"] == pytest.approx(np.sqrt(np.mean(np.square(sds))))
     assert out["pooled_sd"]["retain"] == pytest.approx(np.sqrt(np.mean(np.square(sds))) / 10)
     assert "| 1 | 1 | 0.3 | 1 | a | 3 |" in sv.markdown(out, "cmd")
+
+
+@pytest.mark.parametrize("scale", [None, 0.05])
+def test_real_trials_drop_residuals_are_observed_minus_the_tables_drop_near_the_edge(tmp_path, scale):
+    """``tuner.bench_search.real.drop_residuals``: for a run's trials whose table drop (read as ``scale`` says) lies
+    in the edge band, the observed drop minus the table's; trials outside the band are left out."""
+    from trainables.evaluation.result import TaskScore
+    from tuner.bench_search.real import EDGE_BAND, drop_residuals
+    from tuner.records.results import ResultsTable
+    from tuner.records.schema import BASELINE_ID, TrialRow
+
+    surface, results = Surface(TABLE, scale), ResultsTable(tmp_path)
+    rows = [(BASELINE_ID, {}, TABLE.baseline_retain)]
+    rng, expected = np.random.default_rng(0), []
+    for i in range(40):
+        params = {a.name: float(a.values[0] * (a.values[-1] / a.values[0]) ** rng.random()) if a.log
+                  else float(rng.uniform(a.values[0], a.values[-1])) for a in TABLE.axes}
+        drop = TABLE.baseline_retain - surface(params)[1]
+        offset = float(rng.normal(0, 0.01))
+        rows.append((f"t{i}", params, TABLE.baseline_retain - drop - offset))
+        if EDGE_BAND[0] < drop <= EDGE_BAND[1]:
+            expected.append(offset)
+    for trial_id, params, retain in rows:
+        results.write(TrialRow(trial_id, status="done", params=params, forget=TaskScore("f", 0.5, 0.01, 80),
+                               retain=TaskScore("r", retain, 0.01, 80)))
+    assert 3 <= len(expected) < 40
+    assert drop_residuals(tmp_path, TABLE, scale) == pytest.approx(expected, abs=1e-12)

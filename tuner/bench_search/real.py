@@ -7,7 +7,9 @@ when it stopped (or at its cap), the boundary error of the sampler's model again
 regret of its recommendation (forget points above the table's best harmless forget, at the recommended
 coefficients on the interpolated table) and whether that pick is truly harmless. With ``--replay``, each number's
 rank among the replay's seeds at their stop (``boundary@C`` for the run's concurrency C, else ``boundary``), the
-table read as that replay's answers read it (its ``drop_scale``).
+table read as that replay's answers read it (its ``drop_scale``). Last, the answer model's check: over the runs'
+trials near the edge, the observed retain drop minus the table's (``drop_residuals``; 0 on average if the
+interpolated table is the truth the real mini-world draws around).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from tuner.records.results import ResultsTable
 from tuner.records.schema import BASELINE_ID
 
 KEYS = ("trials", "error", "regret")  # compared with the replay's per-seed at-stop values
+EDGE_BAND = (0.005, 0.10)  # table retain drops where a real trial checks the answer model's truth near the edge
 
 
 def score_run(run_dir: Path, table: Table, drop_scale: float | None = None) -> dict[str, Any]:
@@ -52,6 +55,20 @@ def score_run(run_dir: Path, table: Table, drop_scale: float | None = None) -> d
             "recommended": rec.params if rec else None}
 
 
+def drop_residuals(run_dir: Path, table: Table, drop_scale: float | None = None) -> np.ndarray:
+    """Per scored trial of a real search near the edge (the table's drop in EDGE_BAND): its observed retain drop
+    minus the table's at its coefficients, read as ``drop_scale`` says (accuracy fractions)."""
+    rows = ResultsTable(run_dir).rows()
+    base = next(r for r in rows if r.trial_id == BASELINE_ID)
+    surface, out = Surface(table, drop_scale), []
+    for r in rows:
+        if r.trial_id != BASELINE_ID and r.scored:
+            expected = retain_drop(table.baseline_retain, surface(r.params)[1])
+            if EDGE_BAND[0] < expected <= EDGE_BAND[1]:
+                out.append(retain_drop(base.retain.acc, r.retain.acc) - expected)
+    return np.array(out)
+
+
 def spread(replay: dict[str, Any], max_concurrent: int) -> dict[str, list[float]]:
     """The replay's per-seed values at the stop of the boundary sampler at ``max_concurrent``."""
     name = "boundary" if max_concurrent == 1 else f"boundary@{max_concurrent}"
@@ -64,13 +81,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR")
     ap.add_argument("--table", required=True, choices=[k for k, t in TABLES.items() if t.synthetic is None])
     ap.add_argument("--replay", type=Path, help="the bench_search.json of a replay on the same table")
+    ap.add_argument("--drop-scale", type=float, help="read the table's retain drop as asinh(drop / DROP_SCALE) "
+                    "(default: as the replay's answers read it, else linearly)")
     args = ap.parse_args(argv)
     missing = [str(r) for r in args.runs if not (r / "optuna.db").is_file()]
     if missing:
         ap.error(f"no optuna.db in {', '.join(missing)}: pass the run directories of finished searches")
     table = TABLES[args.table].load()
     replay = json.loads(args.replay.read_text()) if args.replay else None
-    drop_scale = replay["answers"].get("drop_scale") if replay else None
+    replayed = replay["answers"].get("drop_scale") if replay else None
+    if args.drop_scale is not None and replay and args.drop_scale != replayed:
+        ap.error(f"--drop-scale {args.drop_scale:g} is not the replay's ({replayed}): the runs and the replay must be "
+                 "scored against one truth; drop --drop-scale or pass a replay made with it")
+    drop_scale = replayed if args.drop_scale is None else args.drop_scale
     for run in args.runs:
         s = score_run(run, table, drop_scale)
         line = (f"{run}: {s['trials']} trials ({'stopped' if s['stopped'] else 'cap'}), boundary error "
@@ -82,6 +105,11 @@ def main(argv: list[str] | None = None) -> int:
                 f"{k} {np.searchsorted(ref[k], s[k]) / len(ref[k]):.0%} of {len(ref[k])} seeds below "
                 f"[{ref[k][0]:.3g}, {np.median(ref[k]):.3g}, {ref[k][-1]:.3g}]" for k in KEYS)
         print(line)
+    residuals = np.concatenate([drop_residuals(run, table, drop_scale) for run in args.runs])
+    if len(residuals):
+        print(f"answer model near the edge (table drop {100 * EDGE_BAND[0]:g}-{100 * EDGE_BAND[1]:g} points): "
+              f"observed minus table retain drop {100 * residuals.mean():+.2f} points (sd {100 * residuals.std():.2f}, "
+              f"rms {100 * np.sqrt(np.mean(residuals**2)):.2f}) over {len(residuals)} trials")
     return 0
 
 
