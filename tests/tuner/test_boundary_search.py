@@ -182,6 +182,10 @@ def test_stopping_rule_waits_for_a_confirming_replicate_and_for_no_expected_gain
     gain = state.improvement(confirmed.predicted_forget)
     greedy = decide(state, StopRule(min_trials=10, min_improvement=gain / 2))
     assert not greedy.stop and f"at most {100 * gain:.1f} forget points more" in greedy.reason
+    # the report's next step reads the same two numbers (ModelFit.expected_gain) as the default rule
+    expected, resolvable = ModelFit.from_state(state).expected_gain()
+    default = decide(state, StopRule(min_trials=10)).reason
+    assert expected == gain and f"needs < {100 * resolvable:.1f}, one eval stderr" in default
 
 
 def test_the_sampler_replicates_the_recommended_point_once_per_missing_run():

@@ -12,7 +12,9 @@ The first that applies:
                                                  the largest sampled and the estimate (or above it, to the range's
                                                  end); above -> below the smallest sampled; open / located ->
                                                  between the largest with drop <= delta and the smallest above
-    accept <recommended>: the frontier           every slice pinned and nothing left to confirm
+    sample where the model expects more          every slice pinned, but the boundary sampler's model expects a gain
+                                                 of at least one eval stderr (the stopping rule's test)
+    accept <recommended>: the frontier           every slice pinned and nothing left to confirm or gain
     sample just below the boundary               every slice pinned and nothing forgot within delta: between the
                                                  largest trial with drop <= delta and the boundary
 """
@@ -63,9 +65,14 @@ def next_step(a: BoundaryAnalysis, scored: Sequence[TrialRow], baseline: TrialRo
     todo = ([_unsampled(a, empty)] if empty else []) + [step for s in slices if (step := _sample(a, s))]
     if todo:
         return "; ".join(todo)
+    gain = a.fit.expected_gain() if hasattr(a.fit, "expected_gain") else None
+    if best is not None and gain is not None and gain[0] >= gain[1]:
+        return (f"sample where the boundary sampler's model expects more harmless forgetting: up to "
+                f"{_pts(gain[0])} forget points over {best.trial_id} (one eval stderr: {_pts(gain[1])}); the "
+                "boundary is pinned at every slice, and a search with a larger --num-samples would go on there")
     if best is not None:
         return (f"accept {best.trial_id}: the frontier is reached (the boundary is pinned at every slice and no "
-                "uncertain trial forgets more)")
+                "uncertain trial forgets more" + (", nor does the model expect a measurable gain)" if gain else ")"))
     return "; ".join(_below_boundary(a, s) for s in slices)
 
 

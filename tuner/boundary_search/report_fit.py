@@ -65,6 +65,14 @@ class ModelFit:
         return (f"the boundary sampler's GP model of {self.n_harmless + self.n_damaged} trials "
                 f"({self.n_harmless} with retain drop <= delta, {self.n_damaged} above)")
 
+    def expected_gain(self) -> tuple[float, float] | None:
+        """(the most forget the model expects any point to gain harmlessly over its recommendation, the smallest
+        gain one evaluation resolves), as the stopping rule reads them; None without a recommendation."""
+        rec = self.recommendation
+        if rec is None:
+            return None
+        return self._state.improvement(rec.predicted_forget), self._state.resolvable_gain()
+
     def unpinned(self) -> tuple[float, ...]:
         """Levels of the slices whose boundary is not pinned yet (``tuner.analysis.slices.Slice.pinned``, the test
         the report's slices use), over the model's trials."""

@@ -160,6 +160,12 @@ class BoundaryState:
         mean, sd = self.model.predict(self.model_x(u))
         return float(np.max(constrained_ei(mean, sd, best)))
 
+    def resolvable_gain(self) -> float:
+        """The smallest forget gain one evaluation resolves: one eval stderr of forget (``forget_stderr``), the
+        noise floor's when no trial has one."""
+        se = self.forget_stderr()
+        return self.spec.noise_floor * self.spec.delta if math.isnan(se) else se
+
     def forget_stderr(self) -> float:
         """One eval stderr of forget: the median lm-eval stderr of the trials (NaN when none has one)."""
         se = self.obs.forget_se[~np.isnan(self.obs.forget_se)]

@@ -23,7 +23,6 @@ and the report show.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,10 +95,7 @@ def decide(state: BoundaryState | None, rule: StopRule, trial_ids: Mapping[int, 
 
 def _min_improvement(state: BoundaryState, rule: StopRule) -> float:
     """``rule.min_improvement``, else one eval stderr of forget (the noise floor's when no trial has one)."""
-    if rule.min_improvement is not None:
-        return rule.min_improvement
-    se = state.forget_stderr()
-    return state.spec.noise_floor * state.spec.delta if math.isnan(se) else se
+    return state.resolvable_gain() if rule.min_improvement is None else rule.min_improvement
 
 
 def stop_reason(run_dir: str | Path, num_samples: int, last_check: str | None = None) -> str:
