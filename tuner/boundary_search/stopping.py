@@ -66,15 +66,16 @@ def decide(state: BoundaryState | None, rule: StopRule, trial_ids: Mapping[int, 
     if state is None or n < rule.min_trials:
         return StopDecision(False, f"{n} of at least {rule.min_trials} trials complete")
     share = state.ambiguous_share()
-    rec = state.recommend()
+    fit = ModelFit.from_state(state)  # the report's view: its recommendation, slices and expected gain
+    rec = fit.recommendation
     lo, hi = AMBIGUOUS
     where = f"ambiguous region ({lo:g} < P(harmless) < {hi:g}) covers {share:.1%} of the space"
     if rec is None:
         return StopDecision(False, f"{where}; no trial has forgotten with retain drop <= delta yet", share)
-    fit = ModelFit.from_state(state)
     open_slices = fit.unpinned()
     located = share <= rule.max_ambiguous and not open_slices
-    gain, enough = state.improvement(rec.predicted_forget), _min_improvement(state, rule)
+    gain, resolvable = fit.expected_gain()
+    enough = resolvable if rule.min_improvement is None else rule.min_improvement
     confirmed = len(rec.runs) >= rule.confirm_runs and rec.p_feasible >= rule.min_p_feasible
     converged = confirmed and gain < enough
     by = state.spec.boundary.slice_by or "the"
@@ -91,11 +92,6 @@ def decide(state: BoundaryState | None, rule: StopRule, trial_ids: Mapping[int, 
               "recommendation converged, boundary not yet pinned: " if converged else "")
     return StopDecision(located and converged, prefix + text, share, rec.p_feasible, name,
                         len(fit.intervals) - len(open_slices), len(fit.intervals), rec.forget, len(rec.runs))
-
-
-def _min_improvement(state: BoundaryState, rule: StopRule) -> float:
-    """``rule.min_improvement``, else one eval stderr of forget (the noise floor's when no trial has one)."""
-    return state.resolvable_gain() if rule.min_improvement is None else rule.min_improvement
 
 
 def stop_reason(run_dir: str | Path, num_samples: int, last_check: str | None = None) -> str:
