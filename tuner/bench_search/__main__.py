@@ -9,8 +9,9 @@
 
 Builds (or reuses) the table, replays every method x concurrency x seed on a process pool, prints a
 compact table and writes ``bench_search.json`` and ``bench_search_error.png`` to ``--out``. Answers are
-realistic by default (``tuner.bench_search.answers``: the table interpolated as the truth, fresh seed and
-eval noise per answer); the synthetic world's truth is then its noise-free table.
+realistic by default (``tuner.bench_search.answers``: the table interpolated as the truth, each replay answered
+from one training seed's table where the table has several, else with fresh seed noise, and fresh eval noise per
+answer); the synthetic world's truth is then its noise-free table.
 """
 
 from __future__ import annotations
@@ -53,7 +54,9 @@ def main(argv: list[str] | None = None) -> int:
                          "answers")
     ap.add_argument("--eval-noise", choices=EVAL_NOISE, help="realistic answers' eval noise (default binomial)")
     ap.add_argument("--seed-noise", choices=SEED_NOISE,
-                    help="training-seed noise: scaled with the effect, or the pooled sd everywhere (default constant)")
+                    help="training-seed noise: each replay in one training seed's table, a replicate in the next "
+                         "seed's (default landscape; tables of one seed: constant), scaled with the effect, or the "
+                         "pooled sd everywhere (constant)")
     ap.add_argument("--seed-sd-forget", type=float, help=f"training-seed sd of forget acc (default {SEED_SD_FORGET})")
     ap.add_argument("--seed-sd-retain", type=float, help=f"training-seed sd of retain acc (default {SEED_SD_RETAIN})")
     ap.add_argument("--drop-scale", type=float,

@@ -2,7 +2,7 @@
 
     answers = make_answers(table, seed=0)                 # default: interpolated truth + fresh noise per answer
     answers = make_answers(table, seed=0, snap=True)      # --snap: the nearest grid point's frozen values
-    a = answers.answer(params)                            # Answer(forget, retain, forget_se, retain_se)
+    a = answers.answer(params, replicate=0)               # Answer(forget, retain, forget_se, retain_se)
     answers.truth(params)                                 # (forget, retain), noise-free
     answers.best_feasible_forget(delta)                   # the truth's lowest forget with retain drop <= delta
 
@@ -15,7 +15,12 @@ value until near the damaging one — and every answer draws afresh, per objecti
     acc = Binomial(n_eval, p) / n_eval            eval noise: n_eval questions (binomial), or
           clip(p + N(0, stderr_truth), 0, 1)      gaussian, the interpolated lm-eval stderr, or p itself (none)
 
-where seed_sd is, with ``seed_noise="scaled"``, a function of the truth fitted to the measured seed sds
+where the training seed enters, with ``seed_noise="landscape"`` (the default) on a table built with several
+training seeds (``Table.seeds``), as the seed does in a real search: a replay with seed s answers its first runs
+from seed table b = s mod m and a replicate k from seed table (b + k) mod m, each interpolated the same way, with
+seed_sd = 0 (so the seed shifts the whole landscape one search lives in, and the truth is the seeds' mean);
+on a one-seed table (synthetic, world0-long) ``"landscape"`` falls back to ``"constant"``. Otherwise seed_sd is,
+with ``seed_noise="scaled"``, a function of the truth fitted to the measured seed sds
 
     forget: SCALED_FORGET_PEAK * 2 sqrt(q (1 - q)),  q = clip((baseline - f) / (baseline - min f), 0, 1)
     retain: SCALED_RETAIN_PER_ROOT_DROP * sqrt(max(drop, 0))
@@ -50,14 +55,14 @@ SEED_SD_RETAIN = 0.0186
 # 0 / 1.3 / 4.8 / 1.0 where the drop is not 0; pooled 8.5 / 1.7 points against 9.4 / 1.9
 SCALED_FORGET_PEAK = 0.14
 SCALED_RETAIN_PER_ROOT_DROP = 0.12
-SEED_NOISE = ("scaled", "constant")
+SEED_NOISE = ("landscape", "scaled", "constant")
 
 @dataclass(frozen=True)
 class AnswerModel:
     """The noise of a realistic answer (see the module docstring)."""
 
     eval_noise: str = "binomial"
-    seed_noise: str = "constant"
+    seed_noise: str = "landscape"
     seed_sd_forget: float = SEED_SD_FORGET  # the constant model's sds
     seed_sd_retain: float = SEED_SD_RETAIN
     drop_scale: float | None = None  # interpolate the retain drop as asinh(drop / drop_scale); None: linearly
@@ -73,9 +78,16 @@ class AnswerModel:
         if self.drop_scale is not None and not 0 < self.drop_scale < 1:
             raise ValueError(f"drop_scale = {self.drop_scale} must be a fraction in (0, 1) (a retain drop)")
 
+    def landscapes(self, table: Table) -> bool:
+        """Whether answers come from the seed tables (``seed_noise="landscape"`` and more than one seed)."""
+        return self.seed_noise == "landscape" and len(table.seeds) > 1
+
     def seed_sd(self, forget: float, retain: float, table: Table) -> tuple[float, float]:
-        """The training-seed sd of (forget, retain) answers where the truth is (forget, retain)."""
-        if self.seed_noise == "constant":
+        """The training-seed sd added to (forget, retain) answers where the truth is (forget, retain); 0 where the
+        seed tables carry it (``landscapes``)."""
+        if self.landscapes(table):
+            return 0.0, 0.0
+        if self.seed_noise in ("constant", "landscape"):
             return self.seed_sd_forget, self.seed_sd_retain
         span = max(table.baseline_forget - float(table.forget.min()), 1e-9)
         q = float(np.clip((table.baseline_forget - forget) / span, 0.0, 1.0))
@@ -92,7 +104,7 @@ class Answer:
 
 
 class Answers(Protocol):
-    def answer(self, params: dict[str, Any]) -> Answer: ...
+    def answer(self, params: dict[str, Any], replicate: int = 0) -> Answer: ...
 
     def truth(self, params: dict[str, Any]) -> tuple[float, float]: ...
 
@@ -115,7 +127,7 @@ class SnapAnswers:
     def __init__(self, table: Table):
         self.table = table
 
-    def answer(self, params: dict[str, Any]) -> Answer:
+    def answer(self, params: dict[str, Any], replicate: int = 0) -> Answer:
         t, i = self.table, self.table.nearest(params)
         return Answer(float(t.forget[i]), float(t.retain[i]), float(t.forget_se[i]), float(t.retain_se[i]))
 
@@ -131,15 +143,24 @@ class SnapAnswers:
 
 
 class RealisticAnswers:
-    """Interpolated truth plus fresh seed and eval noise per answer, from ``np.random.default_rng(seed)``."""
+    """Interpolated truth plus fresh seed and eval noise per answer, from ``np.random.default_rng(seed)``; with
+    landscapes, replay seed s reads seed table ``s mod m`` (``base``) for first runs."""
 
     def __init__(self, table: Table, model: AnswerModel, seed: int):
         self.table, self.model = table, model
         self.rng = np.random.default_rng(seed)
         self.surface = Surface(table, model.drop_scale)
+        self.seed_surfaces = [Surface(t, model.drop_scale) for t in table.seeds] if model.landscapes(table) else []
+        self.base = seed % len(self.seed_surfaces) if self.seed_surfaces else 0
 
-    def answer(self, params: dict[str, Any]) -> Answer:
-        forget, retain, forget_se, retain_se = self.surface(params)
+    def landscape(self, replicate: int = 0) -> Surface:
+        """The surface run ``replicate`` of a point answers from: its seed table, or the truth."""
+        if not self.seed_surfaces:
+            return self.surface
+        return self.seed_surfaces[(self.base + replicate) % len(self.seed_surfaces)]
+
+    def answer(self, params: dict[str, Any], replicate: int = 0) -> Answer:
+        forget, retain, forget_se, retain_se = self.landscape(replicate)(params)
         sd_f, sd_r = self.model.seed_sd(forget, retain, self.table)
         f, f_se = self._draw(forget, forget_se, sd_f)
         r, r_se = self._draw(retain, retain_se, sd_r)
@@ -156,15 +177,19 @@ class RealisticAnswers:
         return p, stderr
 
     def answer_sd(self, params: dict[str, Any]) -> tuple[float, float]:
-        """The stated sd of (forget, retain) answers at ``params``, clipping aside: sqrt(seed_sd^2 + eval var),
-        eval var = (t (1 - t) - seed_sd^2) / n_eval (binomial around the seed-noised t) or stderr^2 (gaussian)."""
+        """The stated sd of (forget, retain) answers at ``params`` over replay seeds, clipping aside:
+        sqrt(seed_sd^2 + eval var), eval var = (t (1 - t) - seed_sd^2) / n_eval (binomial around the seed-noised t)
+        or stderr^2 (gaussian); with landscapes seed_sd is the seed tables' population sd at ``params``."""
         forget, retain, forget_se, retain_se = self.surface(params)
 
         def sd(t: float, se: float, seed_sd: float) -> float:
             var = {"binomial": (t * (1 - t) - seed_sd**2) / self.table.n_eval, "gaussian": se**2, "none": 0.0}
             return float(np.sqrt(seed_sd**2 + var[self.model.eval_noise]))
 
-        sd_f, sd_r = self.model.seed_sd(forget, retain, self.table)
+        if self.seed_surfaces:
+            sd_f, sd_r = np.std([s(params)[:2] for s in self.seed_surfaces], axis=0)
+        else:
+            sd_f, sd_r = self.model.seed_sd(forget, retain, self.table)
         return sd(forget, forget_se, sd_f), sd(retain, retain_se, sd_r)
 
     def truth(self, params: dict[str, Any]) -> tuple[float, float]:

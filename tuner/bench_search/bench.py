@@ -53,6 +53,7 @@ def report(table: Table, traces: dict[str, list[Trace]], budgets: tuple[int, ...
         edge["regret_given_runs"] = {str(k): v if math.isfinite(v) else None for k, v in limit.items()}
     grid = {"grid_size": table.size, "median_trials_to_target": table.size, "p90_trials_to_target": table.size}
     return {"table": {"key": table.key, "grid_size": table.size, "shape": list(table.forget.shape),
+                      "training_seeds": max(1, len(table.seeds)),
                       "best_feasible_forget": best,
                       "boundary_log10_remove": truth.boundary(delta).tolist(), **edge},
             "answers": answers, "delta": delta, "target": TARGET.__dict__, "budgets": list(budgets),

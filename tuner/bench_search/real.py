@@ -9,7 +9,8 @@ coefficients on the interpolated table) and whether that pick is truly harmless.
 rank among the replay's seeds at their stop (``boundary@C`` for the run's concurrency C, else ``boundary``), the
 table read as that replay's answers read it (its ``drop_scale``). Last, the answer model's check: over the runs'
 trials near the edge, the observed retain drop minus the table's (``drop_residuals``; 0 on average if the
-interpolated table is the truth the real mini-world draws around).
+interpolated table is the truth the real mini-world draws around), against the truth (the training seeds' mean)
+and, for trials whose training seed the table was built with, against that seed's table (what a replay answers).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from search_spaces import get_space
-from search_spaces.facts import retain_drop
+from search_spaces.facts import SEED_FIELD, retain_drop
 from tuner.bench_search.answers import Surface
 from tuner.bench_search.methods import Estimate
 from tuner.bench_search.replay import boundary_error
@@ -55,18 +56,29 @@ def score_run(run_dir: Path, table: Table, drop_scale: float | None = None) -> d
             "recommended": rec.params if rec else None}
 
 
-def drop_residuals(run_dir: Path, table: Table, drop_scale: float | None = None) -> np.ndarray:
+def drop_residuals(run_dir: Path, table: Table, drop_scale: float | None = None,
+                   seed_tables: dict[int, Table] | None = None) -> np.ndarray:
     """Per scored trial of a real search near the edge (the table's drop in EDGE_BAND): its observed retain drop
-    minus the table's at its coefficients, read as ``drop_scale`` says (accuracy fractions)."""
+    minus the table's at its coefficients, read as ``drop_scale`` says (accuracy fractions). With ``seed_tables``
+    (training seed -> that seed's table), each trial against its own seed's table, those of other seeds left out."""
     rows = ResultsTable(run_dir).rows()
     base = next(r for r in rows if r.trial_id == BASELINE_ID)
-    surface, out = Surface(table, drop_scale), []
+    truth, out = Surface(table, drop_scale), []
+    surface_of = (lambda r: truth) if seed_tables is None else _seed_surfaces(run_dir, seed_tables, drop_scale)
     for r in rows:
-        if r.trial_id != BASELINE_ID and r.scored:
+        surface = surface_of(r) if r.trial_id != BASELINE_ID and r.scored else None
+        if surface is not None:
             expected = retain_drop(table.baseline_retain, surface(r.params)[1])
             if EDGE_BAND[0] < expected <= EDGE_BAND[1]:
                 out.append(retain_drop(base.retain.acc, r.retain.acc) - expected)
     return np.array(out)
+
+
+def _seed_surfaces(run_dir: Path, seed_tables: dict[int, Table], drop_scale: float | None) -> Any:
+    """row -> the surface of the table of the training seed it ran with (None: not one of the tables')."""
+    first_seed = json.loads((run_dir / "run_config.json").read_text())["train_config"][SEED_FIELD]
+    surfaces = {s: Surface(t, drop_scale) for s, t in seed_tables.items()}
+    return lambda row: surfaces.get(int(row.params.get(SEED_FIELD, first_seed)))  # a replicate's row carries it
 
 
 def spread(replay: dict[str, Any], max_concurrent: int) -> dict[str, list[float]]:
@@ -105,11 +117,14 @@ def main(argv: list[str] | None = None) -> int:
                 f"{k} {np.searchsorted(ref[k], s[k]) / len(ref[k]):.0%} of {len(ref[k])} seeds below "
                 f"[{ref[k][0]:.3g}, {np.median(ref[k]):.3g}, {ref[k][-1]:.3g}]" for k in KEYS)
         print(line)
-    residuals = np.concatenate([drop_residuals(run, table, drop_scale) for run in args.runs])
-    if len(residuals):
-        print(f"answer model near the edge (table drop {100 * EDGE_BAND[0]:g}-{100 * EDGE_BAND[1]:g} points): "
-              f"observed minus table retain drop {100 * residuals.mean():+.2f} points (sd {100 * residuals.std():.2f}, "
-              f"rms {100 * np.sqrt(np.mean(residuals**2)):.2f}) over {len(residuals)} trials")
+    seed_tables = dict(zip(TABLES[args.table].train_seeds, table.seeds, strict=False))
+    for against, tables in (("the truth", None), ("the trial's training seed's table", seed_tables)):
+        residuals = np.concatenate([drop_residuals(run, table, drop_scale, tables) for run in args.runs])
+        if len(residuals):
+            print(f"answer model near the edge (table drop {100 * EDGE_BAND[0]:g}-{100 * EDGE_BAND[1]:g} points), "
+                  f"observed minus {against}'s retain drop: {100 * residuals.mean():+.2f} points (sd "
+                  f"{100 * residuals.std():.2f}, rms {100 * np.sqrt(np.mean(residuals**2)):.2f}) over "
+                  f"{len(residuals)} trials")
     return 0
 
 

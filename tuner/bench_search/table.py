@@ -4,6 +4,7 @@
     i = table.nearest(params)                   # nearest grid point in (log retain, log remove, beta_kl)
     table.boundary(delta)                       # log10 remove* per (other coords), where drop crosses delta
     table.best_feasible_forget(delta)
+    Table.mean_of([t0, t1, t2])                 # the mean over training seeds; the seeds' tables kept in .seeds
     drop_effect(drop, scale)                    # asinh(drop / scale): the retain drop as interpolated with a scale
 
 ``remove*`` is log-interpolated between the last harmless and the first damaging grid value along the
@@ -43,7 +44,8 @@ class Axis:
 
 @dataclass
 class Table:
-    """Arrays are indexed by the axes in order; accuracies are fractions. ``key`` names the source world."""
+    """Arrays are indexed by the axes in order; accuracies are fractions. ``key`` names the source world. A table
+    built with several training seeds is their mean, and keeps each seed's table in ``seeds`` (in seed order)."""
 
     axes: tuple[Axis, ...]
     along: str  # the axis the boundary is read along (remove_coef)
@@ -55,6 +57,24 @@ class Table:
     baseline_retain: float
     n_eval: int
     key: str = ""
+    seeds: tuple[Table, ...] = ()
+
+    @classmethod
+    def mean_of(cls, tables: list[Table]) -> Table:
+        """The per-point mean of one world's tables trained with different seeds (accuracies and lm-eval stderrs;
+        the baseline, the unadapted model, is the first's), keeping the tables as ``seeds``."""
+        first = tables[0]
+        for t in tables[1:]:
+            if t.axes != first.axes or t.n_eval != first.n_eval:
+                raise ValueError(f"table {t.key} has another grid or eval set than {first.key}: not one world's seeds")
+
+        def mean(name: str) -> np.ndarray:
+            return np.mean([getattr(t, name) for t in tables], axis=0)
+
+        return cls(axes=first.axes, along=first.along, forget=mean("forget"), forget_se=mean("forget_se"),
+                   retain=mean("retain"), retain_se=mean("retain_se"), baseline_forget=first.baseline_forget,
+                   baseline_retain=first.baseline_retain, n_eval=first.n_eval,
+                   key="+".join(t.key for t in tables), seeds=tuple(tables))
 
     @property
     def size(self) -> int:
@@ -101,6 +121,7 @@ class Table:
     def to_dict(self) -> dict[str, Any]:
         d = {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in self.__dict__.items()}
         d["axes"] = [asdict(a) for a in self.axes]
+        d["seeds"] = [t.to_dict() for t in self.seeds]
         return d
 
     @classmethod
@@ -109,7 +130,7 @@ class Table:
         axes = tuple(Axis(**{**a, "values": tuple(a["values"])}) for a in d["axes"])
         return cls(axes=axes, along=d["along"], baseline_forget=float(d["baseline_forget"]),
                    baseline_retain=float(d["baseline_retain"]), n_eval=int(d["n_eval"]), key=d.get("key", ""),
-                   **arrays)
+                   seeds=tuple(cls.from_dict(t) for t in d.get("seeds", ())), **arrays)
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(self.to_dict()))

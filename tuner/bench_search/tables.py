@@ -7,7 +7,10 @@
 The boundary sampler's constants (``BoundarySamplerConfig``, ``StopRule``, ``CONFIDENT``) are tuned on the
 ``calibration`` tables only; the ``held-out`` ones (other worlds on another grid shape, the long-training
 regime, the synthetic edge cases) are read for reporting, never for tuning. A table is built the first time it
-is named (``build_table``: cached, resumable), a synthetic one is computed.
+is named (``build_table``: cached, resumable), a synthetic one is computed. The mini-world tables are built with
+training seeds 0, 1 and 2 (the trials' ``seed``: LoRA init and batch order) and read as their mean
+(``Table.mean_of``): one seed's table is one draw of a landscape that the seed shifts as a whole
+(docs/benchmarks.md#the-replay-benchmark), so the truth is the seeds' mean and a replay answers from one seed's.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ class TableSpec:
     overrides: tuple[str, ...] = ()  # TrainConfig key=value, as on the command line
     preset: str = "miniworld"
     synthetic: str | None = None  # a name in synthetic.WORLDS
+    train_seeds: tuple[int, ...] = (0,)  # the trials' training seeds: one table each, read as their mean
 
     def load(self, workers: int = 1, delta: float | None = None, snap: bool = False) -> Table:
         """The table: computed (synthetic; its frozen noise draw only with ``snap``) or built / reused."""
@@ -39,14 +43,18 @@ class TableSpec:
         from trainables.train import parse_overrides
         from tuner.bench_search.build_table import build_table
 
-        return build_table(self.preset, self.grid, workers=workers, overrides=parse_overrides(list(self.overrides)))
+        overrides = parse_overrides(list(self.overrides))
+        tables = [build_table(self.preset, self.grid, workers=workers, overrides=overrides | {"seed": seed})
+                  for seed in self.train_seeds]
+        return tables[0] if len(tables) == 1 else Table.mean_of(tables)
 
 
+SEEDS = (0, 1, 2)
 TABLES = {
-    "world0": TableSpec("calibration"),
+    "world0": TableSpec("calibration", train_seeds=SEEDS),
     "synthetic": TableSpec("calibration", synthetic="default"),
-    "world1": TableSpec("held-out", grid=(6, 8, 3), overrides=("world_seed=1",)),
-    "world2": TableSpec("held-out", grid=(6, 8, 3), overrides=("world_seed=2",)),
+    "world1": TableSpec("held-out", grid=(6, 8, 3), overrides=("world_seed=1",), train_seeds=SEEDS),
+    "world2": TableSpec("held-out", grid=(6, 8, 3), overrides=("world_seed=2",), train_seeds=SEEDS),
     "world0-long": TableSpec("held-out", overrides=LONG_TRAINING),
     **{name: TableSpec("held-out", synthetic=name) for name in WORLDS if name != "default"},
 }

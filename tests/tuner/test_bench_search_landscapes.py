@@ -1,0 +1,111 @@
+"""Training-seed landscapes: a table built with several training seeds is their mean (the truth); a replay answers
+its first runs from one seed's table and replicate k from the next k-th seed's, so the seed shifts the whole
+landscape one search lives in, as it does in a real search."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import optuna
+import pytest
+
+from search_spaces.facts import REPLICATE
+from tuner.bench_search.answers import AnswerModel, RealisticAnswers
+from tuner.bench_search.replay import replay
+from tuner.bench_search.synthetic import SyntheticWorld
+from tuner.bench_search.table import Table
+
+WORLD = SyntheticWorld()
+SHIFTS = (-0.15, 0.0, 0.1)  # each training seed moves the boundary by this many decades
+SEEDS = [dataclasses.replace(WORLD, onset=WORLD.onset + d).table(seed=None) for d in SHIFTS]
+MEAN = Table.mean_of(SEEDS)
+QUIET = AnswerModel(eval_noise="none")
+EDGE = {"retain_coef": 3.0, "remove_coef": 1.2, "beta_kl": 0.5}  # where the seeds' retain drops differ most
+
+
+def test_the_mean_table_is_the_per_point_mean_and_keeps_its_seeds_through_json():
+    for name in ("forget", "retain", "forget_se", "retain_se"):
+        assert np.allclose(getattr(MEAN, name), np.mean([getattr(t, name) for t in SEEDS], axis=0))
+    again = Table.from_dict(MEAN.to_dict())
+    assert len(again.seeds) == 3 and np.array_equal(again.seeds[2].retain, SEEDS[2].retain)
+    assert np.array_equal(again.retain, MEAN.retain) and again.key == MEAN.key
+    other = WORLD.table(3, 3, 2, seed=None)
+    with pytest.raises(ValueError, match="another grid"):
+        Table.mean_of([SEEDS[0], other])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 4])
+def test_a_replay_answers_first_runs_from_one_seeds_table_and_replicate_k_from_the_kth_next(seed):
+    answers = RealisticAnswers(MEAN, QUIET, seed=seed)
+    for k in range(4):
+        table = SEEDS[(seed + k) % 3]
+        for params in (EDGE, {a.name: a.values[1] for a in table.axes}):
+            a = answers.answer(params, replicate=k)
+            assert (a.forget, a.retain) == pytest.approx(RealisticAnswers(table, QUIET, 0).truth(params), abs=1e-12)
+    assert answers.truth(EDGE) == pytest.approx(tuple(np.mean([RealisticAnswers(t, QUIET, 0).truth(EDGE)
+                                                               for t in SEEDS], axis=0)))
+    assert answers.boundary(WORLD.delta) == pytest.approx(MEAN.boundary(WORLD.delta))
+
+
+def test_answers_over_replay_seeds_have_the_stated_sd():
+    """Across replay seeds (each its own landscape plus binomial eval noise) the answers' sd at the edge is the
+    stated one: the seed tables' population sd and the eval variance, within 5 %."""
+    draws = np.array([[a.forget, a.retain] for a in (RealisticAnswers(MEAN, AnswerModel(), s).answer(EDGE)
+                                                     for s in range(6000))])
+    stated = np.array(RealisticAnswers(MEAN, AnswerModel(), 0).answer_sd(EDGE))
+    seeds_sd = np.std([RealisticAnswers(t, QUIET, 0).truth(EDGE) for t in SEEDS], axis=0)
+    assert seeds_sd[1] > 0.02  # the seeds disagree here, by more than the eval noise
+    assert np.all(stated > seeds_sd)
+    assert draws.std(axis=0) == pytest.approx(stated, rel=0.05)
+
+
+def test_a_one_seed_table_or_another_seed_noise_keeps_the_pooled_seed_sd():
+    model = AnswerModel(eval_noise="none", seed_sd_forget=0.03, seed_sd_retain=0.02)
+    for table, m in ((SEEDS[0], model), (MEAN, dataclasses.replace(model, seed_noise="constant"))):
+        answers = RealisticAnswers(table, m, seed=0)
+        assert not answers.seed_surfaces
+        assert answers.answer_sd(EDGE) == pytest.approx((0.03, 0.02))
+
+
+def test_the_replay_answers_a_replicate_from_the_next_seeds_table(monkeypatch):
+    """The boundary sampler's replicates (user attr REPLICATE = k) are told the (seed + k)-th table's values."""
+    told = []
+    real_tell = optuna.Study.tell
+
+    def spy(study, trial, values=None, **kw):
+        k = int(study.get_trials(deepcopy=False)[trial.number].user_attrs.get(REPLICATE, 0))
+        told.append((dict(trial.params), k, tuple(values)))
+        return real_tell(study, trial, values, **kw)
+
+    monkeypatch.setattr(optuna.Study, "tell", spy)
+    replay("boundary", MEAN, seed=1, max_concurrent=1, max_trials=30, delta=WORLD.delta, model=QUIET)
+    assert any(k > 0 for _, k, _ in told)
+    for params, k, values in told:
+        assert values == pytest.approx(RealisticAnswers(SEEDS[(1 + k) % 3], QUIET, 0).truth(params), abs=1e-12)
+
+
+def test_real_trials_are_checked_against_their_own_training_seeds_table(tmp_path):
+    """``drop_residuals`` with seed tables: a first run (the run's training seed) and a replicate (its row's seed)
+    against their own seed's table; a trial of a seed the table lacks is left out."""
+    import json
+
+    from trainables.evaluation.result import TaskScore
+    from tuner.bench_search.answers import Surface
+    from tuner.bench_search.real import drop_residuals
+    from tuner.records.results import ResultsTable
+    from tuner.records.schema import BASELINE_ID, TrialRow
+
+    (tmp_path / "run_config.json").write_text(json.dumps({"train_config": {"seed": 1}}))
+    near = {"retain_coef": 3.0, "remove_coef": 1.0, "beta_kl": 0.5}
+    drops = {s: MEAN.baseline_retain - Surface(t)(near)[1] for s, t in enumerate(SEEDS)}
+    assert all(0.005 < d <= 0.10 for d in drops.values())  # inside the edge band for every seed
+    rows = [(BASELINE_ID, {}, MEAN.baseline_retain), ("first", near, 0.9), ("rep", {**near, "seed": 2}, 0.91),
+            ("other", {**near, "seed": 9}, 0.5)]
+    results = ResultsTable(tmp_path)
+    for trial_id, params, retain in rows:
+        results.write(TrialRow(trial_id, status="done", params=params, forget=TaskScore("f", 0.5, 0.01, 80),
+                               retain=TaskScore("r", retain, 0.01, 80)))
+    got = drop_residuals(tmp_path, MEAN, seed_tables=dict(enumerate(SEEDS)))
+    base = MEAN.baseline_retain
+    assert got == pytest.approx([base - 0.9 - drops[1], base - 0.91 - drops[2]])
