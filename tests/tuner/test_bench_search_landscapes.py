@@ -109,3 +109,14 @@ def test_real_trials_are_checked_against_their_own_training_seeds_table(tmp_path
     got = drop_residuals(tmp_path, MEAN, seed_tables=dict(enumerate(SEEDS)))
     base = MEAN.baseline_retain
     assert got == pytest.approx([base - 0.9 - drops[1], base - 0.91 - drops[2]])
+
+
+def test_the_seed_tables_summary_pools_the_seed_sd_and_places_each_seeds_boundary():
+    from tuner.bench_search.seed_variance import table_summary
+
+    text = table_summary(MEAN, WORLD.delta)
+    sd_all = 100 * np.sqrt(np.mean(np.var([t.forget for t in SEEDS], axis=0, ddof=1)))
+    assert f"| all | {MEAN.size} | {sd_all:.2f} |" in text
+    shifts = [float(line.split("|")[2].split("/")[0]) for line in text.splitlines() if line.startswith("| 0 |")
+              or line.startswith("| 1 |") or line.startswith("| 2 |")]
+    assert shifts[0] < 0 < shifts[2]  # onset -0.15 / +0.1 decades: its boundary below / above the mean's

@@ -3,11 +3,15 @@ batch order), each trial through the table builder's code path (``build_table.ru
 
     nice -n 10 python -m tuner.bench_search.seed_variance --seeds 4 --md seed_variance.md
     python -m tuner.bench_search.seed_variance --seeds 1 --point 1 3 0.3 --point 1 10 0.3   # a probe
+    python -m tuner.bench_search.seed_variance --table world1    # over a named table's training-seed tables
 
 Finished trials are appended to ``<out>/seed_points.jsonl`` and reused on a rerun (same preset and overrides).
 Prints a markdown table: per point the mean and the seed-to-seed sd (ddof 1) of forget and retain accuracy
 beside the mean lm-eval stderr, and the pooled sd = sqrt(sum (n_i - 1) s_i^2 / sum (n_i - 1)) over the
-points, the value ``answers.AnswerModel`` takes as its ``seed_sd_*`` default.
+points, the value ``answers.AnswerModel`` takes as its ``seed_sd_*`` default. ``--table`` trains nothing: it reads
+the seed tables a named table is the mean of (``tables.TABLES``) and prints the pooled sd over every grid point and
+over those near the edge (the mean's retain drop in ``EDGE_BAND``), and per seed how far its boundary and its best
+harmless forget lie from the mean's.
 """
 
 from __future__ import annotations
@@ -21,7 +25,12 @@ from typing import Any
 
 import numpy as np
 
+from search_spaces.facts import DEFAULT_DELTA
+from tuner.bench_search.answers import Surface
 from tuner.bench_search.build_table import run_point
+from tuner.bench_search.real import EDGE_BAND
+from tuner.bench_search.table import Table
+from tuner.bench_search.tables import TABLES
 
 # (retain_coef, remove_coef, beta_kl, region), inside kl_boundary's miniworld ranges; the regions as measured on the
 # default world (4 seeds): at beta_kl 0.3 the ratio remove/retain 0.03 changes nothing, 1 starts forgetting, 3
@@ -71,6 +80,27 @@ def summary(points: list[tuple[float, float, float, str]], seeds: int, records: 
     return {"points": rows, "pooled_sd": {side: _pool(v) for side, v in pooled.items()}}
 
 
+def table_summary(table: Table, delta: float) -> str:
+    """Seed-to-seed spread of a multi-seed table (``Table.seeds``), as markdown lines (points: accuracy x 100)."""
+    acc = {side: np.array([getattr(t, side) for t in table.seeds]) for side in ("forget", "retain")}
+    drop = table.retain_drop()
+    edge = (drop > EDGE_BAND[0]) & (drop <= EDGE_BAND[1])
+    lines = [f"{len(table.seeds)} training seeds x {table.size} points; pooled seed sd (ddof 1), points:", "",
+             "| points | n | forget | retain |", "|---|---|---|---|"]
+    for name, mask in (("all", np.ones_like(edge)), (f"edge (drop {100 * EDGE_BAND[0]:g}-{100 * EDGE_BAND[1]:g})",
+                                                       edge)):
+        sd = {k: 100 * float(np.sqrt(np.mean(a.var(axis=0, ddof=1)[mask]))) for k, a in acc.items()}
+        lines.append(f"| {name} | {int(mask.sum())} | {sd['forget']:.2f} | {sd['retain']:.2f} |")
+    mean_boundary, best = table.boundary(delta), Surface(table).best_feasible_forget(delta)
+    lines += ["", f"| seed table | boundary minus the mean's (decades, mean / mean abs) | best harmless forget "
+              f"(mean: {100 * best:.1f}) |", "|---|---|---|"]
+    for i, t in enumerate(table.seeds):
+        shift = t.boundary(delta) - mean_boundary
+        lines.append(f"| {i} | {shift.mean():+.3f} / {np.abs(shift).mean():.3f} "
+                     f"| {100 * Surface(t).best_feasible_forget(delta):.1f} |")
+    return "\n".join(lines) + "\n"
+
+
 def markdown(result: dict[str, Any], command: str) -> str:
     head = ("| retain_coef | remove_coef | beta_kl | ratio | region | seeds | forget mean | forget seed sd "
             "| forget lm-eval se | retain mean | retain seed sd | retain lm-eval se |")
@@ -115,8 +145,13 @@ def main(argv: list[str] | None = None) -> int:
                     help="a point to measure (repeatable); default: the eight POINTS")
     ap.add_argument("--out", type=Path, default=Path("bench_search"))
     ap.add_argument("--md", type=Path, help="also write the markdown table here")
+    ap.add_argument("--table", choices=[k for k, t in TABLES.items() if len(t.train_seeds) > 1],
+                    help="summarise a named table's training-seed tables instead of training points")
     ap.add_argument("overrides", nargs="*", metavar="key=value", help="TrainConfig fields for every trial")
     args = ap.parse_args(argv)
+    if args.table:
+        print(table_summary(TABLES[args.table].load(), DEFAULT_DELTA))
+        return 0
     if args.seeds < 1:
         ap.error(f"--seeds {args.seeds}: needs at least 1 (2 or more for an sd)")
     from trainables.train import parse_overrides
