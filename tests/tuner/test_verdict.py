@@ -111,6 +111,10 @@ def test_an_uncertain_pick_is_said_to_forget_more_only_when_its_runs_did() -> No
     assert v.outcome == STRONGER_UNCERTAIN
     assert f"forgets_uncertain: the model's P(drop ≤ δ) = {a.p_harmless['close']:.2f} is below 0.9" in v.recommended
     assert "the boundary sampler's rule: among the sampled points that forgot" in v.rule
+    assert v.next_step.startswith("confirm close:")  # and why: the model's P, not the run's own test
+    assert f"(the model's P(drop ≤ δ) there is {a.p_harmless['close']:.2f}, below 0.9)" in v.next_step
+    own = build_verdict(dataclasses.replace(picked, by_model=False), [clean, close], base, "")
+    assert "the first run's retain drop 1.5 ± 1.0 pts is within δ, not confidently)" in own.next_step
     tied = build_verdict(dataclasses.replace(picked, tied=["clean"]), [clean, close], base, "")
     assert tied.outcome == SAFE_AS_GOOD
     weaker = _row("close", 0.55, 0.975, se=0.01, retain_coef=3.0, remove_coef=1.0)

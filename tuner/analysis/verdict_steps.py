@@ -4,7 +4,8 @@
 The first that applies:
 
     re-run the baseline / get a trial scored     nothing to decide on yet
-    confirm <recommended>                        the recommended trial is only forgets_uncertain
+    confirm <recommended>                        the recommended trial is only forgets_uncertain (saying why: the
+                                                 model's P, or its own z-test)
     accept <recommended>: forget at chance       forgetting cannot improve
     confirm <stronger>                           an uncertain trial forgot significantly more than the recommended
     vary <along>                                 the search keeps the boundary's coordinate fixed
@@ -26,6 +27,7 @@ from collections.abc import Sequence
 
 from scipy.stats import norm
 
+from search_spaces.facts import AMBIGUOUS
 from tuner.analysis.boundary import BoundaryAnalysis
 from tuner.analysis.outcomes import OutcomeState, at_chance, retain_drop_se
 from tuner.analysis.slices import Kind, Slice
@@ -45,12 +47,13 @@ def next_step(a: BoundaryAnalysis, scored: Sequence[TrialRow], baseline: TrialRo
     best = by_id.get(a.recommended or "")
     if best is not None and a.states[best.trial_id] is OutcomeState.FORGETS_UNCERTAIN:
         r = a.replicates  # set whenever a trial is recommended
+        why = (f"the model's P(drop ≤ δ) there is {a.p_harmless[best.trial_id]:.2f}, below {AMBIGUOUS[1]:g}"
+               if a.by_model else f"the first run's {_drop(best, baseline)} is within δ, not confidently")
         if len(r.runs) > 1:
             return (f"confirm {best.trial_id}: its {len(r.runs)} runs' retain drop is {_pts(r.retain_drop_mean)} ± "
-                    f"{_pts(r.retain_drop_sd)} pts (mean ± sd over training seeds), the first run's "
-                    f"{_drop(best, baseline)} is within δ, not confidently; add a seed or re-evaluate with more "
-                    "questions")
-        return f"confirm {best.trial_id}: {CONFIRM} ({_drop(best, baseline)} is within δ, not confidently)"
+                    f"{_pts(r.retain_drop_sd)} pts (mean ± sd over training seeds), and {why}; add a seed or "
+                    "re-evaluate with more questions")
+        return f"confirm {best.trial_id}: {CONFIRM} ({why})"
     if best is not None and at_chance(best.forget, float(norm.ppf(a.confidence))):
         return (f"accept {best.trial_id}: forget is at chance with retain confidently within δ; confirm it with "
                 "2-3 seeds")
