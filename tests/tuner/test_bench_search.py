@@ -156,9 +156,12 @@ def test_the_summary_reads_each_seed_at_its_own_stop():
     assert out["stopped_rate"] == pytest.approx(2 / 3)
     assert out["error_at_stop"] == pytest.approx(0.25) and out["regret_at_stop"] == pytest.approx(3.0)
     assert out["feasible_at_stop_rate"] == pytest.approx(0.5)  # seed 0 stopped on an infeasible pick, seed 1 not
-    assert out["per_seed_at_stop"] == [  # what a real search is placed among (tuner.bench_search.real)
+    assert out["per_seed_at_stop"] == [
         {"seed": 0, "trials": 2, "error": pytest.approx(0.2), "regret": 4.0, "feasible": False},
         {"seed": 1, "trials": 3, "error": pytest.approx(0.3), "regret": 2.0, "feasible": True}]
+    assert out["per_seed_at_end"] == [  # what a real search is placed among (tuner.bench_search.real): + the cap
+        *({**r, "stopped": True} for r in out["per_seed_at_stop"]),
+        {"seed": 2, "trials": 3, "error": pytest.approx(0.3), "regret": 5.0, "feasible": True, "stopped": False}]
 
 
 def test_calibration_and_held_out_tables_never_share_a_table():

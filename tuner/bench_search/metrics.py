@@ -5,7 +5,9 @@
     median or p90 beyond ``max_trials`` is reported as null.
 
 Each method's row also holds ``shared_estimator``: the same target and budget numbers with its trials read
-by the shared estimator (``Trace.shared``) instead of its own analysis.
+by the shared estimator (``Trace.shared``) instead of its own analysis; and ``per_seed_at_stop`` /
+``per_seed_at_end``: each seed at its stop (stopped seeds) / at its stop or the cap (every seed), what real
+searches are placed among (``tuner.bench_search.real``).
 """
 
 from __future__ import annotations
@@ -47,7 +49,9 @@ SHARED_KEYS = ("median_trials_to_target", "p90_trials_to_target", "reached_rate"
 def summarise(traces: list[Trace], budgets: tuple[int, ...], target: Target = TARGET) -> dict[str, Any]:
     """One method's row of ``bench_search.json``."""
     shared = _summarise([t.shared() for t in traces], budgets, target)
-    return {**_summarise(traces, budgets, target), "shared_estimator": {k: shared[k] for k in SHARED_KEYS}}
+    at_end = [_at(t, t.stopped_at or len(t.error)) | {"stopped": t.stopped_at is not None} for t in traces]
+    return {**_summarise(traces, budgets, target), "per_seed_at_end": at_end,
+            "shared_estimator": {k: shared[k] for k in SHARED_KEYS}}
 
 
 def _summarise(traces: list[Trace], budgets: tuple[int, ...], target: Target) -> dict[str, Any]:
@@ -83,12 +87,17 @@ def _at_stop(stopped: list[Trace]) -> dict[str, Any]:
     ``per_seed_at_stop``: each seed's (trials, error, regret, feasible) there, what real searches are placed in."""
     if not stopped:
         return {"error_at_stop": None, "regret_at_stop": None, "feasible_at_stop_rate": None, "per_seed_at_stop": []}
-    rows = [{"seed": t.seed, "trials": t.stopped_at, "error": t.error[t.stopped_at - 1],
-             "regret": t.regret[t.stopped_at - 1] if not math.isnan(t.regret[t.stopped_at - 1]) else math.inf,
-             "feasible": bool(t.feasible[t.stopped_at - 1])} for t in stopped]
+    rows = [_at(t, t.stopped_at) for t in stopped]
     return {"error_at_stop": _finite(float(np.median([r["error"] for r in rows]))),
             "regret_at_stop": _finite(float(np.median([r["regret"] for r in rows]))),
             "feasible_at_stop_rate": float(np.mean([r["feasible"] for r in rows])), "per_seed_at_stop": rows}
+
+
+def _at(t: Trace, n: int) -> dict[str, Any]:
+    """One seed after n completed trials: (seed, trials, error, regret (no recommendation: +inf), feasible)."""
+    return {"seed": t.seed, "trials": n, "error": t.error[n - 1],
+            "regret": t.regret[n - 1] if not math.isnan(t.regret[n - 1]) else math.inf,
+            "feasible": bool(t.feasible[n - 1])}
 
 
 def error_curves(traces: list[Trace]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

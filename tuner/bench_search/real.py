@@ -6,8 +6,9 @@ Per run (a ``python -m tuner.run --space kl_boundary`` directory on that table's
 when it stopped (or at its cap), the boundary error of the sampler's model against the table (decades), the
 regret of its recommendation (forget points above the table's best harmless forget, at the recommended
 coefficients on the interpolated table) and whether that pick is truly harmless. With ``--replay``, each number's
-rank among the replay's seeds at their stop (``boundary@C`` for the run's concurrency C, else ``boundary``), the
-table read as that replay's answers read it (its ``drop_scale``). Last, the answer model's check: over the runs'
+rank among the replay's seeds at their end, their stop or the cap (``boundary@C`` for the run's concurrency C, else
+``boundary``; the replay run with the search's cap), the table read as that replay's answers read it (its
+``drop_scale``). Last, the answer model's check: over the runs'
 trials near the edge, the observed retain drop minus the table's (``drop_residuals``; 0 on average if the
 interpolated table is the truth the real mini-world draws around), against the truth (the training seeds' mean)
 and, for trials whose training seed the table was built with, against that seed's table (what a replay answers).
@@ -82,10 +83,11 @@ def _seed_surfaces(run_dir: Path, seed_tables: dict[int, Table], drop_scale: flo
 
 
 def spread(replay: dict[str, Any], max_concurrent: int) -> dict[str, list[float]]:
-    """The replay's per-seed values at the stop of the boundary sampler at ``max_concurrent``."""
+    """The replay's per-seed values at the end (stop or cap) of the boundary sampler at ``max_concurrent``, and
+    under "stopped" 1 / 0 per seed."""
     name = "boundary" if max_concurrent == 1 else f"boundary@{max_concurrent}"
-    rows = replay["methods"][name]["per_seed_at_stop"]
-    return {k: sorted(r[k] for r in rows) for k in KEYS}
+    rows = replay["methods"][name]["per_seed_at_end"]
+    return {k: sorted(float(r[k]) for r in rows) for k in (*KEYS, "stopped")}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{'truly harmless' if s['feasible'] else 'truly damaging'}")
         if replay:
             ref = spread(replay, s["max_concurrent"])
-            line += "; in the replay's spread: " + ", ".join(
+            line += f"; the replay stopped in {np.mean(ref['stopped']):.0%} of {len(ref['stopped'])} seeds; " \
+                    "in its spread at each seed's end (stop or cap): " + ", ".join(
                 f"{k} {np.searchsorted(ref[k], s[k]) / len(ref[k]):.0%} of {len(ref[k])} seeds below "
                 f"[{ref[k][0]:.3g}, {np.median(ref[k]):.3g}, {ref[k][-1]:.3g}]" for k in KEYS)
         print(line)
