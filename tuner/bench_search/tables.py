@@ -7,8 +7,8 @@
 The boundary sampler's constants (``BoundarySamplerConfig``, ``StopRule``, ``CONFIDENT``) are tuned on the
 ``calibration`` tables only; the ``held-out`` ones (other worlds on another grid shape, the long-training
 regime, the synthetic edge cases) are read for reporting, never for tuning. A table is built the first time it
-is named (``build_table``: cached, resumable), a synthetic one is computed. The mini-world tables are built with
-training seeds 0, 1 and 2 (the trials' ``seed``: LoRA init and batch order) and read as their mean
+is named (``build_table``: cached, resumable), a synthetic one is computed. The tables of worlds 0, 1 and 2 are
+built with training seeds 0, 1 and 2 (the trials' ``seed``: LoRA init and batch order) and read as their mean
 (``Table.mean_of``): one seed's table is one draw of a landscape that the seed shifts as a whole
 (docs/benchmarks.md#the-replay-benchmark), so the truth is the seeds' mean and a replay answers from one seed's.
 """
