@@ -223,3 +223,21 @@ def test_with_the_samplers_model_the_report_names_the_samplers_pick_and_the_safe
     assert v.outcome.startswith(FOUND) and v.outcome != FOUND
     assert "confirm it before use" in v.recommended
     assert "the lowest forget confidently harmless: safe (" in v.recommended
+
+
+def test_a_slice_bracketed_by_runs_but_wide_in_the_model_asks_for_runs_across_the_models_interval() -> None:
+    """A located slice whose single runs bracket the boundary within PINNED_WIDTH while the model's interval is wider
+    (noisy runs): the step names the model's interval, not the runs' bracket, which sampling cannot narrow."""
+    from types import SimpleNamespace
+
+    from tuner.analysis.slices import Kind, Slice
+    from tuner.analysis.verdict_steps import _sample
+
+    a = SimpleNamespace(boundary=Boundary("remove_coef", ratio_to="retain_coef", slice_by="beta_kl"), fit=None)
+    runs = ((0.01, True), (0.22, True), (0.25, False), (3.0, False))
+    wide = Slice(level=0.1, estimate=0.24, interval=(0.03, 0.25), sampled=runs)
+    assert wide.kind is Kind.LOCATED and not wide.pinned
+    assert _sample(a, wide).startswith("sample remove/retain across 0.03–0.25 at beta_kl ≈ 0.1, the model's interval")
+    assert "single runs bracket the boundary at 0.22–0.25" in _sample(a, wide)
+    apart = Slice(level=0.1, estimate=0.24, interval=(0.03, 0.25), sampled=((0.01, True), (0.05, True), (3.0, False)))
+    assert _sample(a, apart) == "sample remove/retain between 0.05 and 3 at beta_kl ≈ 0.1 to pin the boundary"

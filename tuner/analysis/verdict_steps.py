@@ -13,6 +13,8 @@ The first that applies:
                                                  the largest sampled and the estimate (or above it, to the range's
                                                  end); above -> below the smallest sampled; open / located ->
                                                  between the largest with drop <= delta and the smallest above
+                                                 (located with those two within PINNED_WIDTH but the model's
+                                                 interval wider: across the model's interval, for more runs)
     sample where the model expects more          every slice pinned, but the boundary sampler's model expects a gain
                                                  of at least one eval stderr (the stopping rule's test)
     accept <recommended>: the frontier           every slice pinned and nothing left to confirm or gain
@@ -27,7 +29,7 @@ from collections.abc import Sequence
 
 from scipy.stats import norm
 
-from search_spaces.facts import AMBIGUOUS
+from search_spaces.facts import AMBIGUOUS, PINNED_WIDTH
 from tuner.analysis.boundary import BoundaryAnalysis
 from tuner.analysis.outcomes import OutcomeState, at_chance, retain_drop_se
 from tuner.analysis.slices import Kind, Slice
@@ -99,6 +101,11 @@ def _sample(a: BoundaryAnalysis, s: Slice) -> str:
     ok = s.largest(True, below=estimate) if estimate is not None else s.largest(True)
     bad = s.smallest(False, above=estimate) if estimate is not None else s.smallest(False)
     low, high = sorted((ok, bad))
+    wide = s.clipped if kind is Kind.LOCATED else None
+    if wide is not None and 0 < low and high <= low * 10**PINNED_WIDTH < wide[1] / wide[0] * low:
+        return (f"sample {named} across {_g(wide[0])}–{_g(wide[1])}{at}, the model's interval (wider than "
+                f"{PINNED_WIDTH:g} decades although single runs bracket the boundary at {_g(low)}–{_g(high)}: "
+                "more runs there pin it)")
     return f"sample {named} between {_g(low)} and {_g(high)}{at} to pin the boundary"
 
 
