@@ -120,3 +120,16 @@ def test_the_seed_tables_summary_pools_the_seed_sd_and_places_each_seeds_boundar
     shifts = [float(line.split("|")[2].split("/")[0]) for line in text.splitlines() if line.startswith("| 0 |")
               or line.startswith("| 1 |") or line.startswith("| 2 |")]
     assert shifts[0] < 0 < shifts[2]  # onset -0.15 / +0.1 decades: its boundary below / above the mean's
+
+
+def test_real_rejects_a_replay_without_every_seeds_end(tmp_path, capsys):
+    import json
+
+    from tuner.bench_search.real import main
+
+    (tmp_path / "optuna.db").write_text("")
+    old = tmp_path / "bench_search.json"
+    old.write_text(json.dumps({"answers": {}, "methods": {"boundary@2": {"per_seed_at_stop": []}}}))
+    with pytest.raises(SystemExit):
+        main([str(tmp_path), "--table", "world1", "--replay", str(old)])
+    assert "has no per_seed_at_end" in capsys.readouterr().err

@@ -101,13 +101,15 @@ def main(argv: list[str] | None = None) -> int:
     missing = [str(r) for r in args.runs if not (r / "optuna.db").is_file()]
     if missing:
         ap.error(f"no optuna.db in {', '.join(missing)}: pass the run directories of finished searches")
-    table = TABLES[args.table].load()
     replay = json.loads(args.replay.read_text()) if args.replay else None
+    if replay and not all("per_seed_at_end" in m for k, m in replay["methods"].items() if k.startswith("boundary")):
+        ap.error(f"{args.replay} has no per_seed_at_end (a replay written before it was kept): rerun the replay")
     replayed = replay["answers"].get("drop_scale") if replay else None
     if args.drop_scale is not None and replay and args.drop_scale != replayed:
         ap.error(f"--drop-scale {args.drop_scale:g} is not the replay's ({replayed}): the runs and the replay must be "
                  "scored against one truth; drop --drop-scale or pass a replay made with it")
     drop_scale = replayed if args.drop_scale is None else args.drop_scale
+    table = TABLES[args.table].load()  # after every check: it may build the table's seeds (minutes)
     for run in args.runs:
         s = score_run(run, table, drop_scale)
         line = (f"{run}: {s['trials']} trials ({'stopped' if s['stopped'] else 'cap'}), boundary error "
