@@ -105,7 +105,7 @@ def _sample(a: BoundaryAnalysis, s: Slice) -> str:
     if wide is not None and 0 < low and high <= low * 10**PINNED_WIDTH < wide[1] / wide[0] * low:
         return (f"sample {named} across {_g(wide[0])}–{_g(wide[1])}{at}, the model's interval (wider than "
                 f"{PINNED_WIDTH:g} decades although single runs bracket the boundary at {_g(low)}–{_g(high)}: "
-                "more runs there pin it)")
+                "more runs there can narrow it)")
     return f"sample {named} between {_g(low)} and {_g(high)}{at} to pin the boundary"
 
 
