@@ -39,10 +39,12 @@ EVAL_PREFIX = "eval_"  # the trial driver's final report: eval_forget_acc, eval_
 OBJECTIVE_METRICS = tuple(EVAL_PREFIX + name for name in OBJECTIVES)  # ("eval_forget_acc", "eval_retain_acc")
 STDERR_METRICS = tuple(f"{EVAL_PREFIX}{task}_stderr" for task in TASKS)  # same order
 STDERR_ATTRS = tuple(f"{task}_stderr" for task in TASKS)  # Optuna user attrs: the GPs' observation noise
-# A replicate re-runs an earlier trial's coefficients with training seed ``seed + k`` (k = 1, 2, ...): the boundary
-# sampler marks it with the Optuna user attrs REPLICATE_OF (the first run's trial number) and REPLICATE (k); the
-# searcher passes k to the trial in its Tune config under REPLICATE, the trial driver turns it into the seed.
-REPLICATE, REPLICATE_OF = "replicate", "replicate_of"
+# A replicate re-runs an earlier trial's coefficients with another training seed: the boundary sampler marks it with
+# the Optuna user attrs REPLICATE_OF (the first run's trial number) and REPLICATE (k = 1, 2, ...). Which training seed
+# a boundary-sampler trial trains with is the sampler's: it stores the offset as the user attr SEED_OFFSET (with fresh
+# seeds, its trial number; else k for replicate k, none for a first run), the searcher passes it in the trial's Tune
+# config under SEED_OFFSET, and the trial driver trains with ``seed + offset``.
+REPLICATE, REPLICATE_OF, SEED_OFFSET = "replicate", "replicate_of", "seed_offset"
 SEED_FIELD = "seed"  # the TrainConfig field a replicate changes (its row and MLflow run carry it)
 
 

@@ -1,6 +1,6 @@
 """Training-seed landscapes: a table built with several training seeds is their mean (the truth); a replay answers
-its first runs from one seed's table and replicate k from the next k-th seed's, so the seed shifts the whole
-landscape one search lives in, as it does in a real search."""
+each trial from the landscape of the training seed the sampler gave it (a Gaussian draw over the seed tables, or
+one seed's table), so the seed shifts the whole landscape a run lives in, as it does in a real search."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import optuna
 import pytest
 
-from search_spaces.facts import REPLICATE
+from search_spaces.facts import SEED_OFFSET
 from tuner.bench_search.answers import AnswerModel, RealisticAnswers
 from tuner.bench_search.replay import replay
 from tuner.bench_search.synthetic import SyntheticWorld
@@ -20,7 +20,7 @@ WORLD = SyntheticWorld()
 SHIFTS = (-0.15, 0.0, 0.1)  # each training seed moves the boundary by this many decades
 SEEDS = [dataclasses.replace(WORLD, onset=WORLD.onset + d).table(seed=None) for d in SHIFTS]
 MEAN = Table.mean_of(SEEDS)
-QUIET = AnswerModel(eval_noise="none")
+QUIET = AnswerModel(eval_noise="none", seed_noise="tables")  # each training seed answers from one seed's table
 EDGE = {"retain_coef": 3.0, "remove_coef": 1.2, "beta_kl": 0.5}  # where the seeds' retain drops differ most
 
 
@@ -36,28 +36,47 @@ def test_the_mean_table_is_the_per_point_mean_and_keeps_its_seeds_through_json()
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2, 4])
-def test_a_replay_answers_first_runs_from_one_seeds_table_and_replicate_k_from_the_kth_next(seed):
+def test_with_tables_a_replay_answers_seed_offset_k_from_the_kth_next_seeds_table(seed):
     answers = RealisticAnswers(MEAN, QUIET, seed=seed)
     for k in range(4):
         table = SEEDS[(seed + k) % 3]
         for params in (EDGE, {a.name: a.values[1] for a in table.axes}):
-            a = answers.answer(params, replicate=k)
+            a = answers.answer(params, seed_offset=k)
             assert (a.forget, a.retain) == pytest.approx(RealisticAnswers(table, QUIET, 0).truth(params), abs=1e-12)
     assert answers.truth(EDGE) == pytest.approx(tuple(np.mean([RealisticAnswers(t, QUIET, 0).truth(EDGE)
                                                                for t in SEEDS], axis=0)))
     assert answers.boundary(WORLD.delta) == pytest.approx(MEAN.boundary(WORLD.delta))
 
 
-def test_answers_over_replay_seeds_have_the_stated_sd():
+@pytest.mark.parametrize("seed_noise, ddof", [("draws", 1), ("tables", 0)])
+def test_answers_over_replay_seeds_have_the_stated_sd(seed_noise, ddof):
     """Across replay seeds (each its own landscape plus binomial eval noise) the answers' sd at the edge is the
-    stated one: the seed tables' population sd and the eval variance, within 5 %."""
-    draws = np.array([[a.forget, a.retain] for a in (RealisticAnswers(MEAN, AnswerModel(), s).answer(EDGE)
+    stated one: the seed tables' sd (draws: the sample sd; tables: the three tables' population sd) and the eval
+    variance, within 5 %."""
+    model = AnswerModel(seed_noise=seed_noise)
+    draws = np.array([[a.forget, a.retain] for a in (RealisticAnswers(MEAN, model, s).answer(EDGE)
                                                      for s in range(6000))])
-    stated = np.array(RealisticAnswers(MEAN, AnswerModel(), 0).answer_sd(EDGE))
-    seeds_sd = np.std([RealisticAnswers(t, QUIET, 0).truth(EDGE) for t in SEEDS], axis=0)
+    stated = np.array(RealisticAnswers(MEAN, model, 0).answer_sd(EDGE))
+    seeds_sd = np.std([RealisticAnswers(t, QUIET, 0).truth(EDGE) for t in SEEDS], axis=0, ddof=ddof)
     assert seeds_sd[1] > 0.02  # the seeds disagree here, by more than the eval noise
     assert np.all(stated > seeds_sd)
     assert draws.std(axis=0) == pytest.approx(stated, rel=0.05)
+
+
+def test_a_drawn_landscape_is_the_mean_plus_a_gaussian_mix_of_the_seeds_deviations():
+    """``draws``: seed offset t of replay seed s answers mean + z @ (seed tables - mean) / sqrt(m - 1) with
+    z = N(0, I) from default_rng([s, t]), the same landscape at every point for one (s, t), another for another t;
+    over many draws the landscapes average to the truth."""
+    model = dataclasses.replace(QUIET, seed_noise="draws")
+    answers = RealisticAnswers(MEAN, model, seed=3)
+    each = np.array([RealisticAnswers(t, QUIET, 0).truth(EDGE) for t in SEEDS])
+    for t in (0, 5):
+        z = np.random.default_rng([3, t]).standard_normal(3) / np.sqrt(2)
+        a = answers.answer(EDGE, seed_offset=t)
+        assert (a.forget, a.retain) == pytest.approx(tuple(each.mean(axis=0) + z @ (each - each.mean(axis=0))))
+    assert answers.answer(EDGE, 0) == answers.answer(EDGE, 0) != answers.answer(EDGE, 1)
+    mean = np.mean([[a.forget, a.retain] for a in (answers.answer(EDGE, t) for t in range(4000))], axis=0)
+    assert mean == pytest.approx(answers.truth(EDGE), abs=0.003)
 
 
 def test_a_one_seed_table_or_another_seed_noise_keeps_the_pooled_seed_sd():
@@ -68,19 +87,20 @@ def test_a_one_seed_table_or_another_seed_noise_keeps_the_pooled_seed_sd():
         assert answers.answer_sd(EDGE) == pytest.approx((0.03, 0.02))
 
 
-def test_the_replay_answers_a_replicate_from_the_next_seeds_table(monkeypatch):
-    """The boundary sampler's replicates (user attr REPLICATE = k) are told the (seed + k)-th table's values."""
+def test_the_replay_answers_each_trial_from_its_training_seeds_table(monkeypatch):
+    """Every trial is told the values of the table of the training seed the sampler gave it (user attr
+    SEED_OFFSET = its trial number: the (seed + offset)-th table)."""
     told = []
     real_tell = optuna.Study.tell
 
     def spy(study, trial, values=None, **kw):
-        k = int(study.get_trials(deepcopy=False)[trial.number].user_attrs.get(REPLICATE, 0))
+        k = int(study.get_trials(deepcopy=False)[trial.number].user_attrs.get(SEED_OFFSET, 0))
         told.append((dict(trial.params), k, tuple(values)))
         return real_tell(study, trial, values, **kw)
 
     monkeypatch.setattr(optuna.Study, "tell", spy)
     replay("boundary", MEAN, seed=1, max_concurrent=1, max_trials=30, delta=WORLD.delta, model=QUIET)
-    assert any(k > 0 for _, k, _ in told)
+    assert [k for _, k, _ in told] == list(range(30))
     for params, k, values in told:
         assert values == pytest.approx(RealisticAnswers(SEEDS[(1 + k) % 3], QUIET, 0).truth(params), abs=1e-12)
 

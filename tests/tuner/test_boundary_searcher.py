@@ -9,7 +9,7 @@ import optuna
 from ray.tune.search import Searcher
 
 from search_spaces import get_space
-from search_spaces.facts import REPLICATE, REPLICATE_OF
+from search_spaces.facts import REPLICATE_OF, SEED_OFFSET
 from tests.tuner.test_boundary_search import BASE, FAST, SPACE, objective
 from tuner.boundary_search import BoundarySampler, BoundarySamplerConfig, ModelSpec, StopRule
 from tuner.boundary_search.searcher import BoundaryOptunaSearch
@@ -38,12 +38,15 @@ def test_searcher_passes_stderrs_and_finishes_when_pinned(tmp_path: Path):
     trials = searcher._ot_study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
     stderrs = {"forget_stderr": 0.02, "retain_stderr": 0.01}
     assert len(trials) == i and all(stderrs.items() <= t.user_attrs.items() for t in trials)
-    # a replicate's Tune config: the first run's coefficients plus REPLICATE = k (the trial driver's seed + k)
+    # every trial's Tune config carries its training seed offset, its trial number (fresh seeds; trial 0 trains
+    # with the seed itself); a replicate's: the first run's coefficients and its own offset
+    assert all(configs[n].get(SEED_OFFSET, 0) == n for n in configs)
     replicates = [t for t in trials if REPLICATE_OF in t.user_attrs]
     assert replicates, "the search stopped without a confirming replicate"
     for t in replicates:
         first = configs[t.user_attrs[REPLICATE_OF]]
-        assert configs[t.number] == {**first, REPLICATE: t.user_attrs[REPLICATE]} and REPLICATE not in first
+        assert {k: v for k, v in configs[t.number].items() if k != SEED_OFFSET} == {
+            k: v for k, v in first.items() if k != SEED_OFFSET}
     reason = stop_reason(tmp_path, 60)
     assert reason.startswith("stopped by itself: boundary pinned and recommendation converged after")
     assert "P(retain drop <= delta)" in reason and "2 of 2 confirming runs" in reason

@@ -180,6 +180,14 @@ def test_resume_after_sigkill_of_the_driver(tmp_path):
     check_run(run_dir, 3, f"sqlite:///{run_dir}/mlflow.db")
     study = optuna.load_study(study_name=None, storage=f"sqlite:///{run_dir}/optuna.db")
     assert {t.state.name for t in study.trials} <= {"COMPLETE", "FAIL"}  # a trial lost with the driver: FAIL
+    # every trial trained with its own training seed, the config's plus the sampler's offset (its trial number),
+    # a trial re-run after the kill with the seed it was given
+    rows = {row["trial_id"]: row for row in map(json.loads, (run_dir / "results.jsonl").read_text().splitlines())}
+    base = json.loads((run_dir / "run_config.json").read_text())["train_config"]["seed"]
+    seeds = [row["params"].get("seed", base) for trial_id, row in rows.items()
+             if trial_id != "baseline" and row["status"] == "done"]
+    offsets = {t.user_attrs["seed_offset"] for t in study.trials if t.state.name == "COMPLETE"}
+    assert len(seeds) == 3 and {s - base for s in seeds} == offsets and len(offsets) == 3
 
 
 def _first_trial_done(run_dir: Path) -> bool:

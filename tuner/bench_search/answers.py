@@ -2,7 +2,7 @@
 
     answers = make_answers(table, seed=0)                 # default: interpolated truth + fresh noise per answer
     answers = make_answers(table, seed=0, snap=True)      # --snap: the nearest grid point's frozen values
-    a = answers.answer(params, replicate=0)               # Answer(forget, retain, forget_se, retain_se)
+    a = answers.answer(params, seed_offset=0)             # Answer(forget, retain, forget_se, retain_se)
     answers.truth(params)                                 # (forget, retain), noise-free
     answers.best_feasible_forget(delta)                   # the truth's lowest forget with retain drop <= delta
 
@@ -15,12 +15,17 @@ value until near the damaging one — and every answer draws afresh, per objecti
     acc = Binomial(n_eval, p) / n_eval            eval noise: n_eval questions (binomial), or
           clip(p + N(0, stderr_truth), 0, 1)      gaussian, the interpolated lm-eval stderr, or p itself (none)
 
-where the training seed enters, with ``seed_noise="landscape"`` (the default) on a table built with several
-training seeds (``Table.seeds``), as the seed does in a real search: a replay with seed s answers its first runs
-from seed table b = s mod m and a replicate k from seed table (b + k) mod m, each interpolated the same way, with
-seed_sd = 0 (so the seed shifts the whole landscape one search lives in, and the truth is the seeds' mean);
-on a one-seed table (synthetic, world0-long) ``"landscape"`` falls back to ``"constant"``. Otherwise seed_sd is,
-with ``seed_noise="scaled"``, a function of the truth fitted to the measured seed sds
+where the training seed enters as it does in a real search: each answer is told the training seed offset t its
+trial trains with (the service's ``seed_offset``). On a table built with several training seeds (``Table.seeds``,
+m of them, mean T̄), with ``seed_noise="draws"`` (the default) seed offset t of replay seed s answers from the landscape
+
+    L_t = T̄ + sum_i z_i (T_i - T̄) / sqrt(m - 1),     z = N(0, I_m) from default_rng([s, t])
+
+(forget and retain, clipped to [0, 1]; a new Gaussian landscape with the seed tables' covariance, so pointwise
+the seeds' sample variance), with ``"tables"`` from seed table (s + t) mod m itself; either way seed_sd = 0 (the
+seed shifts the whole landscape a trial lives in) and the truth is the seeds' mean. On a one-seed table
+(synthetic, world0-long) both fall back to ``"constant"``. Otherwise seed_sd is, with ``seed_noise="scaled"``, a
+function of the truth fitted to the measured seed sds
 
     forget: SCALED_FORGET_PEAK * 2 sqrt(q (1 - q)),  q = clip((baseline - f) / (baseline - min f), 0, 1)
     retain: SCALED_RETAIN_PER_ROOT_DROP * sqrt(max(drop, 0))
@@ -32,6 +37,7 @@ otherwise the interpolated one), never the seed sd.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from typing import Any, Protocol
@@ -55,14 +61,15 @@ SEED_SD_RETAIN = 0.0186
 # 0 / 1.3 / 4.8 / 1.0 where the drop is not 0; pooled 8.5 / 1.7 points against 9.4 / 1.9
 SCALED_FORGET_PEAK = 0.14
 SCALED_RETAIN_PER_ROOT_DROP = 0.12
-SEED_NOISE = ("landscape", "scaled", "constant")
+SEED_NOISE = ("draws", "tables", "scaled", "constant")
+LANDSCAPES = ("draws", "tables")  # seed noise that reads a table's seed tables
 
 @dataclass(frozen=True)
 class AnswerModel:
     """The noise of a realistic answer (see the module docstring)."""
 
     eval_noise: str = "binomial"
-    seed_noise: str = "landscape"
+    seed_noise: str = "draws"
     seed_sd_forget: float = SEED_SD_FORGET  # the constant model's sds
     seed_sd_retain: float = SEED_SD_RETAIN
     drop_scale: float | None = None  # interpolate the retain drop as asinh(drop / drop_scale); None: linearly
@@ -79,15 +86,15 @@ class AnswerModel:
             raise ValueError(f"drop_scale = {self.drop_scale} must be a fraction in (0, 1) (a retain drop)")
 
     def landscapes(self, table: Table) -> bool:
-        """Whether answers come from the seed tables (``seed_noise="landscape"`` and more than one seed)."""
-        return self.seed_noise == "landscape" and len(table.seeds) > 1
+        """Whether answers come from the seed tables (``seed_noise`` in LANDSCAPES and more than one seed)."""
+        return self.seed_noise in LANDSCAPES and len(table.seeds) > 1
 
     def seed_sd(self, forget: float, retain: float, table: Table) -> tuple[float, float]:
         """The training-seed sd added to (forget, retain) answers where the truth is (forget, retain); 0 where the
         seed tables carry it (``landscapes``)."""
         if self.landscapes(table):
             return 0.0, 0.0
-        if self.seed_noise in ("constant", "landscape"):
+        if self.seed_noise == "constant" or self.seed_noise in LANDSCAPES:
             return self.seed_sd_forget, self.seed_sd_retain
         span = max(table.baseline_forget - float(table.forget.min()), 1e-9)
         q = float(np.clip((table.baseline_forget - forget) / span, 0.0, 1.0))
@@ -104,7 +111,7 @@ class Answer:
 
 
 class Answers(Protocol):
-    def answer(self, params: dict[str, Any], replicate: int = 0) -> Answer: ...
+    def answer(self, params: dict[str, Any], seed_offset: int = 0) -> Answer: ...
 
     def truth(self, params: dict[str, Any]) -> tuple[float, float]: ...
 
@@ -127,7 +134,7 @@ class SnapAnswers:
     def __init__(self, table: Table):
         self.table = table
 
-    def answer(self, params: dict[str, Any], replicate: int = 0) -> Answer:
+    def answer(self, params: dict[str, Any], seed_offset: int = 0) -> Answer:
         t, i = self.table, self.table.nearest(params)
         return Answer(float(t.forget[i]), float(t.retain[i]), float(t.forget_se[i]), float(t.retain_se[i]))
 
@@ -144,23 +151,33 @@ class SnapAnswers:
 
 class RealisticAnswers:
     """Interpolated truth plus fresh seed and eval noise per answer, from ``np.random.default_rng(seed)``; with
-    landscapes, replay seed s reads seed table ``s mod m`` (``base``) for first runs."""
+    landscapes, the answer for training seed offset t reads ``landscape(t)``."""
 
     def __init__(self, table: Table, model: AnswerModel, seed: int):
-        self.table, self.model = table, model
+        self.table, self.model, self.seed = table, model, seed
         self.rng = np.random.default_rng(seed)
         self.surface = Surface(table, model.drop_scale)
         self.seed_surfaces = [Surface(t, model.drop_scale) for t in table.seeds] if model.landscapes(table) else []
-        self.base = seed % len(self.seed_surfaces) if self.seed_surfaces else 0
 
-    def landscape(self, replicate: int = 0) -> Surface:
-        """The surface run ``replicate`` of a point answers from: its seed table, or the truth."""
-        if not self.seed_surfaces:
+    def landscape(self, seed_offset: int = 0) -> Callable[[dict[str, Any]], tuple[float, float, float, float]]:
+        """The (forget, retain, forget stderr, retain stderr) a run with training seed offset ``seed_offset``
+        answers from: a Gaussian draw over the seed tables, one seed table, or the truth (module docstring)."""
+        m = len(self.seed_surfaces)
+        if not m:
             return self.surface
-        return self.seed_surfaces[(self.base + replicate) % len(self.seed_surfaces)]
+        if self.model.seed_noise == "tables":
+            return self.seed_surfaces[(self.seed + seed_offset) % m]
+        z = np.random.default_rng([self.seed, seed_offset]).standard_normal(m) / np.sqrt(m - 1)
 
-    def answer(self, params: dict[str, Any], replicate: int = 0) -> Answer:
-        forget, retain, forget_se, retain_se = self.landscape(replicate)(params)
+        def drawn(params: dict[str, Any]) -> tuple[float, float, float, float]:
+            mean = np.array(self.surface(params))
+            each = np.array([s(params) for s in self.seed_surfaces])[:, :2]
+            forget, retain = np.clip(mean[:2] + z @ (each - each.mean(axis=0)), 0.0, 1.0)
+            return float(forget), float(retain), float(mean[2]), float(mean[3])
+        return drawn
+
+    def answer(self, params: dict[str, Any], seed_offset: int = 0) -> Answer:
+        forget, retain, forget_se, retain_se = self.landscape(seed_offset)(params)
         sd_f, sd_r = self.model.seed_sd(forget, retain, self.table)
         f, f_se = self._draw(forget, forget_se, sd_f)
         r, r_se = self._draw(retain, retain_se, sd_r)
@@ -179,7 +196,8 @@ class RealisticAnswers:
     def answer_sd(self, params: dict[str, Any]) -> tuple[float, float]:
         """The stated sd of (forget, retain) answers at ``params`` over replay seeds, clipping aside:
         sqrt(seed_sd^2 + eval var), eval var = (t (1 - t) - seed_sd^2) / n_eval (binomial around the seed-noised t)
-        or stderr^2 (gaussian); with landscapes seed_sd is the seed tables' population sd at ``params``."""
+        or stderr^2 (gaussian); with landscapes seed_sd is the seed tables' sd at ``params`` (sample sd for
+        ``draws``, population sd for ``tables``: the m tables themselves)."""
         forget, retain, forget_se, retain_se = self.surface(params)
 
         def sd(t: float, se: float, seed_sd: float) -> float:
@@ -187,7 +205,8 @@ class RealisticAnswers:
             return float(np.sqrt(seed_sd**2 + var[self.model.eval_noise]))
 
         if self.seed_surfaces:
-            sd_f, sd_r = np.std([s(params)[:2] for s in self.seed_surfaces], axis=0)
+            ddof = 1 if self.model.seed_noise == "draws" else 0
+            sd_f, sd_r = np.std([s(params)[:2] for s in self.seed_surfaces], axis=0, ddof=ddof)
         else:
             sd_f, sd_r = self.model.seed_sd(forget, retain, self.table)
         return sd(forget, forget_se, sd_f), sd(retain, retain_se, sd_r)

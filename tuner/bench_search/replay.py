@@ -1,6 +1,6 @@
 """Replay one seeded method against a table, as a Tune run would drive it: ``study.ask`` until
-``max_concurrent`` trials are pending, answer the oldest (``answers``: by default one training seed's interpolated
-table plus fresh eval noise, a replicate from the next seed's table; with ``snap`` the nearest grid point's frozen
+``max_concurrent`` trials are pending, answer the oldest (``answers``: by default the landscape of the training seed
+the sampler gave the trial, interpolated, plus fresh eval noise; with ``snap`` the nearest grid point's frozen
 values; lm-eval stderrs as user attrs), ``study.tell``, and score after every completed trial, against the
 noise-free truth, both the method's own beliefs and those of the shared estimator (the boundary model fitted on
 the method's trials).
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import optuna
 
-from search_spaces.facts import REPLICATE, STDERR_ATTRS, retain_drop
+from search_spaces.facts import SEED_OFFSET, STDERR_ATTRS, retain_drop
 from tuner.bench_search.answers import AnswerModel, Answers, make_answers
 from tuner.bench_search.methods import Estimate, PFn, estimate, make, shared_estimate, shared_spec
 from tuner.bench_search.synthetic import binomial_se
@@ -82,9 +82,10 @@ def replay(method: str, table: Table, seed: int, max_concurrent: int, max_trials
         while len(pending) < max_concurrent and n - 1 + len(pending) < max_trials:
             pending.append(study.ask(dists))
         trial = pending.popleft()
-        # replicate k (training seed + k): the sampler set the attr in storage, after the Trial object cached its own
-        replicate = int(study.get_trials(deepcopy=False)[trial.number].user_attrs.get(REPLICATE, 0))
-        a = answers.answer(trial.params, replicate)
+        # the training seed offset the sampler gave the trial (the searcher's): set in storage after the Trial object
+        # cached its own attrs
+        offset = int(study.get_trials(deepcopy=False)[trial.number].user_attrs.get(SEED_OFFSET, 0))
+        a = answers.answer(trial.params, offset)
         for attr, se in zip(STDERR_ATTRS, (a.forget_se, a.retain_se), strict=True):
             trial.set_user_attr(attr, se)
         set_retain_constraint(trial, a.retain, table.baseline_retain, delta)  # as the search's searcher does

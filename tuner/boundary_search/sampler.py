@@ -12,12 +12,16 @@ maximises over a scrambled Sobol candidate set either
 
 the latter on every ``exploit_every``-th model trial, unless the recommended point (``BoundaryState.recommend``)
 has fewer than ``stop.confirm_runs`` runs, completed or running: that turn replicates it instead (the same
-coefficients; the user attrs REPLICATE_OF / REPLICATE tell the searcher to give it training seed ``seed + k``),
-so the model sees the seed-to-seed noise at the answer before the search stops on it. Candidates closer than
-``min_distance`` (unit cube)
-to a completed, running or failed trial are skipped, so parallel trials never repeat a point and a failed
-point (no values, not in the model) is not tried again. All randomness comes
-from ``seed`` and the trial number: the same study history gives the same proposal, also after a resume.
+coefficients, user attrs REPLICATE_OF / REPLICATE), so the model sees the seed-to-seed noise at the answer before
+the search stops on it. Training seeds (user attr SEED_OFFSET, which the searcher passes on: training seed =
+``seed + offset``): with ``fresh_seeds`` (the default) every trial trains with its own, offset = its trial number,
+so every observation is an independent draw of the seed noise and the model learns the seeds' mean landscape;
+without, first runs share ``seed`` (one seed's landscape) and replicate k trains with ``seed + k``.
+
+Candidates closer than ``min_distance`` (unit cube) to a completed, running or failed trial are skipped, so
+parallel trials never repeat a point and a failed point (no values, not in the model) is not tried again. All
+randomness comes from ``seed`` and the trial number: the same study history gives the same proposal, also after a
+resume.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from optuna.samplers import BaseSampler, QMCSampler
 from optuna.trial import FrozenTrial, TrialState
 from scipy.stats import qmc
 
-from search_spaces.facts import REPLICATE, REPLICATE_OF
+from search_spaces.facts import REPLICATE, REPLICATE_OF, SEED_OFFSET
 from tuner.boundary_search.cube import UnitCube
 from tuner.boundary_search.gp import THRESHOLD, constrained_ei
 from tuner.boundary_search.state import BoundaryState, ModelSpec
@@ -49,6 +53,7 @@ class BoundarySamplerConfig:
     exploit_every: int = 2
     n_candidates: int = 2048
     min_distance: float = 0.02
+    fresh_seeds: bool = True  # every trial its own training seed (offset = trial number); False: first runs share one
     stop: StopRule = field(default_factory=StopRule)
 
 
@@ -98,6 +103,8 @@ class BoundarySampler(BaseSampler):
         return self._qmc.sample_independent(study, trial, param_name, param_distribution)
 
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        if self.config.fresh_seeds:
+            study._storage.set_trial_user_attr(trial._trial_id, SEED_OFFSET, trial.number)
         self._qmc.before_trial(study, trial)
 
     def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState, values: Any) -> None:
@@ -147,6 +154,8 @@ class BoundarySampler(BaseSampler):
         k = 1 + max(int(t.user_attrs.get(REPLICATE, 0)) for t in runs)
         study._storage.set_trial_user_attr(trial._trial_id, REPLICATE_OF, rec.trial_number)
         study._storage.set_trial_user_attr(trial._trial_id, REPLICATE, k)
+        if not self.config.fresh_seeds:
+            study._storage.set_trial_user_attr(trial._trial_id, SEED_OFFSET, k)
         return dict(rec.params)
 
 

@@ -20,8 +20,8 @@ COMPLETE, which Optuna refuses, leaving the trial RUNNING).
   report) become Optuna user attrs, the GPs' observation noise;
 * before each new trial it asks the stopping rule; once the boundary is pinned it returns
   ``Searcher.FINISHED`` (running trials finish, no new ones start) and writes ``run_dir/stop.json``;
-* a replicate the sampler proposed (user attr REPLICATE = k) gets ``REPLICATE: k`` in its Tune config, which
-  the trial driver turns into training seed ``seed + k``.
+* a trial the sampler gave a training seed offset (user attr SEED_OFFSET) gets ``SEED_OFFSET: offset`` in its
+  Tune config, which the trial driver turns into training seed ``seed + offset``.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from search_spaces.facts import REPLICATE, STDERR_ATTRS, STDERR_METRICS
+from search_spaces.facts import SEED_OFFSET, STDERR_ATTRS, STDERR_METRICS
 from tuner.boundary_search.sampler import BoundarySampler
 from tuner.boundary_search.stopping import STOP_FILE, StopDecision
 
@@ -100,9 +100,9 @@ class BoundaryOptunaSearch(ResumableOptunaSearch):
             return config
         # the sampler set the attr in storage while Optuna's ask ran; the Trial object's own copy predates it
         number = self._ot_trials[trial_id].number
-        replicate = self._ot_study.get_trials(deepcopy=False)[number].user_attrs.get(REPLICATE)
-        if replicate:
-            config[REPLICATE] = int(replicate)
+        offset = self._ot_study.get_trials(deepcopy=False)[number].user_attrs.get(SEED_OFFSET)
+        if offset:
+            config[SEED_OFFSET] = int(offset)
         return config
 
     def _on_decision(self, decision: StopDecision) -> None:

@@ -34,7 +34,7 @@ from ray import tune
 from ray.tune.integration.ray_train import TuneReportCallback
 
 from search_spaces import get_space
-from search_spaces.facts import OBJECTIVE_METRICS, REPLICATE, SEED_FIELD, STDERR_METRICS, retain_drop
+from search_spaces.facts import OBJECTIVE_METRICS, SEED_FIELD, SEED_OFFSET, STDERR_METRICS, retain_drop
 from trainables.evaluation.result import EvalResult
 from trainables.launch import make_trainer
 from trainables.phases import PhaseTimer
@@ -68,8 +68,8 @@ def trial_driver(config: dict[str, Any], ctx: SearchContext) -> None:
     with timer.phase("trial_setup"):
         trial_id = tune.get_context().get_trial_id()
         overrides = get_space(ctx.space).trial_overrides(ctx.preset, config)
-        if config.get(REPLICATE):  # the boundary sampler's replicate k: the same coefficients, training seed + k
-            overrides[SEED_FIELD] = ctx.trial_config({}).seed + int(config[REPLICATE])
+        if config.get(SEED_OFFSET):  # the boundary sampler's training seed for this trial: seed + offset
+            overrides[SEED_FIELD] = ctx.trial_config({}).seed + int(config[SEED_OFFSET])
         params = {k: v for k, v in overrides.items() if k not in ctx.fixed or ctx.fixed[k] != v}
         tracker = Tracker(ctx.mlflow_uri, *_ids(ctx))
         cfg = ctx.trial_config(params)
