@@ -54,9 +54,10 @@ def main(argv: list[str] | None = None) -> int:
                          "answers")
     ap.add_argument("--eval-noise", choices=EVAL_NOISE, help="realistic answers' eval noise (default binomial)")
     ap.add_argument("--seed-noise", choices=SEED_NOISE,
-                    help="training-seed noise: each replay in one training seed's table, a replicate in the next "
-                         "seed's (default landscape; tables of one seed: constant), scaled with the effect, or the "
-                         "pooled sd everywhere (constant)")
+                    help="training-seed noise: each training seed a trial trains with answers from its own "
+                         "landscape, a Gaussian draw over the table's seed tables (default draws) or one seed table "
+                         "(tables); on a table of one seed: an sd scaled with the effect, or the pooled sd "
+                         "everywhere (constant, the fallback)")
     ap.add_argument("--seed-sd-forget", type=float, help=f"training-seed sd of forget acc (default {SEED_SD_FORGET})")
     ap.add_argument("--seed-sd-retain", type=float, help=f"training-seed sd of retain acc (default {SEED_SD_RETAIN})")
     ap.add_argument("--drop-scale", type=float,

@@ -10,7 +10,8 @@ regime, the synthetic edge cases) are read for reporting, never for tuning. A ta
 is named (``build_table``: cached, resumable), a synthetic one is computed. The tables of worlds 0, 1 and 2 are
 built with training seeds 0, 1 and 2 (the trials' ``seed``: LoRA init and batch order) and read as their mean
 (``Table.mean_of``): one seed's table is one draw of a landscape that the seed shifts as a whole
-(docs/benchmarks.md#the-replay-benchmark), so the truth is the seeds' mean and a replay answers from one seed's.
+(docs/benchmarks.md#the-replay-benchmark), so the truth is the seeds' mean and a replay answers each trial from
+its training seed's landscape (``answers.py``).
 """
 
 from __future__ import annotations
