@@ -19,7 +19,7 @@ import pytest
 import torch
 from optuna.trial import TrialState, create_trial
 
-from search_spaces.facts import OBJECTIVE_METRICS, STDERR_ATTRS
+from search_spaces.facts import OBJECTIVE_METRICS, SEED_FIELD, SEED_OFFSET, STDERR_ATTRS
 from tests.tuner.test_boundary_search import BASE, FAST, KL, SPACE, SPEC, new_study, run
 from tests.tuner.test_run import SMALL, run_cli
 from tuner.boundary_search import ModelSpec
@@ -120,7 +120,8 @@ def test_every_searcher_tells_optuna_fail_without_values(sampler):
     assert trials["done"].state is TrialState.COMPLETE and trials["done"].values == [0.4, 0.97]
     for name in ("failed", "diverged", "error", "unscored"):
         assert trials[name].state is TrialState.FAIL and trials[name].values is None
-        assert trials[name].user_attrs == {FAILURE_ATTR: name}
+        offset = {SEED_OFFSET: trials[name].number} if sampler == "boundary" else {}  # its training seed
+        assert trials[name].user_attrs == {FAILURE_ATTR: name, **offset}
     assert isinstance(searcher.suggest("next"), dict)  # the sampler goes on with the failed trials in the study
 
 
@@ -187,9 +188,10 @@ def test_a_trial_whose_workers_are_killed_fails_and_the_others_complete(tmp_path
 
     study = optuna.load_study(study_name=None, storage=f"sqlite:///{run_dir}/optuna.db")
     by_params = {json.dumps(t.params, sort_keys=True): t for t in study.trials}
-    optuna_trial = {t: by_params[json.dumps(rows[t]["params"], sort_keys=True)] for t in [first, *others]}
+    searched = {t: {k: v for k, v in rows[t]["params"].items() if k != SEED_FIELD} for t in [first, *others]}
+    optuna_trial = {t: by_params[json.dumps(searched[t], sort_keys=True)] for t in [first, *others]}
     assert optuna_trial[first].state is TrialState.FAIL and optuna_trial[first].values is None
-    assert optuna_trial[first].user_attrs == {FAILURE_ATTR: "failed"}
+    assert optuna_trial[first].user_attrs == {FAILURE_ATTR: "failed", SEED_OFFSET: optuna_trial[first].number}
     assert all(optuna_trial[t].state is TrialState.COMPLETE for t in others)
     assert all(set(STDERR_ATTRS) <= set(optuna_trial[t].user_attrs) for t in others)
     state = BoundaryState.from_study(study, ModelSpec(baseline_retain=rows["baseline"]["retain"]["acc"], boundary=KL))
