@@ -45,7 +45,7 @@ STDERR_ATTRS = tuple(f"{task}_stderr" for task in TASKS)  # Optuna user attrs: t
 # seeds, its trial number; else k for replicate k, none for a first run), the searcher passes it in the trial's Tune
 # config under SEED_OFFSET, and the trial driver trains with ``seed + offset``.
 REPLICATE, REPLICATE_OF, SEED_OFFSET = "replicate", "replicate_of", "seed_offset"
-SEED_FIELD = "seed"  # the TrainConfig field a replicate changes (its row and MLflow run carry it)
+SEED_FIELD = "seed"  # the TrainConfig field SEED_OFFSET changes (the trial's row and MLflow run carry it)
 
 
 def retain_drop(baseline_retain: float, retain_acc: float) -> float:

@@ -4,7 +4,8 @@
     r.describe()                                # "2 runs (a1, b2): forget 41.2 ± 3.1 %, retain drop 0.8 ± 0.4 pts"
 
 The boundary sampler replicates the point it recommends before it stops (``tuner.boundary_search.sampler``); a
-replicate's row carries the training ``seed`` it ran with, every other param equal to the first run's.
+replicate's row carries the training ``seed`` it ran with (as does every row the sampler gave a seed offset), every
+other param equal to the first run's.
 """
 
 from __future__ import annotations

@@ -102,7 +102,7 @@ def _sample(a: BoundaryAnalysis, s: Slice) -> str:
     bad = s.smallest(False, above=estimate) if estimate is not None else s.smallest(False)
     low, high = sorted((ok, bad))
     wide = s.clipped if kind is Kind.LOCATED else None
-    if wide is not None and 0 < low and high <= low * 10**PINNED_WIDTH < wide[1] / wide[0] * low:
+    if wide is not None and 0 < low and high / low <= 10**PINNED_WIDTH < wide[1] / wide[0]:
         return (f"sample {named} across {_g(wide[0])}–{_g(wide[1])}{at}, the model's interval (wider than "
                 f"{PINNED_WIDTH:g} decades although single runs bracket the boundary at {_g(low)}–{_g(high)}: "
                 "more runs there can narrow it)")

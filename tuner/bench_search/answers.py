@@ -94,7 +94,7 @@ class AnswerModel:
         seed tables carry it (``landscapes``)."""
         if self.landscapes(table):
             return 0.0, 0.0
-        if self.seed_noise == "constant" or self.seed_noise in LANDSCAPES:
+        if self.seed_noise != "scaled":  # constant, or landscapes on a one-seed table
             return self.seed_sd_forget, self.seed_sd_retain
         span = max(table.baseline_forget - float(table.forget.min()), 1e-9)
         q = float(np.clip((table.baseline_forget - forget) / span, 0.0, 1.0))

@@ -79,7 +79,7 @@ def _seed_surfaces(run_dir: Path, seed_tables: dict[int, Table], drop_scale: flo
     """row -> the surface of the table of the training seed it ran with (None: not one of the tables')."""
     first_seed = json.loads((run_dir / "run_config.json").read_text())["train_config"][SEED_FIELD]
     surfaces = {s: Surface(t, drop_scale) for s, t in seed_tables.items()}
-    return lambda row: surfaces.get(int(row.params.get(SEED_FIELD, first_seed)))  # a replicate's row carries it
+    return lambda row: surfaces.get(int(row.params.get(SEED_FIELD, first_seed)))  # an offset trial's row carries it
 
 
 def spread(replay: dict[str, Any], max_concurrent: int) -> dict[str, list[float]]:
