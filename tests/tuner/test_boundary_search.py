@@ -177,6 +177,9 @@ def test_stopping_rule_waits_for_a_confirming_replicate_and_for_no_expected_gain
     confirmed = state.recommend()
     assert confirmed.runs == (rec.trial_number, 60) and confirmed.forget_sd == 0.0
     assert "2 runs: forget" in confirmed.describe()
+    mean, sd = state.model.predict(state.obs.x[[confirmed.runs[0]]])  # trial numbers are indices here
+    assert (confirmed.predicted_forget, confirmed.predicted_forget_sd) == (mean[0, 1], sd[0, 1])
+    assert f"the model's forget there {100 * mean[0, 1]:.1f} ± {100 * sd[0, 1]:.1f} %" in confirmed.describe()
     done = decide(state, StopRule(min_trials=10, min_improvement=1.0))
     assert done.stop and done.reason.startswith("boundary pinned and recommendation converged after 61 trials")
     gain = state.improvement(confirmed.predicted_forget)

@@ -70,16 +70,20 @@ class Recommendation:
     forget_sd: float  # sd over the runs (NaN with one run)
     retain_drop: float  # mean retain drop over the runs
     retain_drop_sd: float
-    predicted_forget: float  # the model's forget acc at the point
+    predicted_forget: float  # the model's forget acc at the point (its posterior mean)
+    predicted_forget_sd: float  # the model's posterior sd there
     p_feasible: float  # model P(retain drop <= delta) at the point
 
     def describe(self) -> str:
-        """``2 runs: forget 41.2 ± 3.1 %, retain drop 0.8 ± 0.4 points`` (one run: no ± sd)."""
+        """``2 runs: forget 41.2 ± 3.1 %, retain drop 0.8 ± 0.4 points; the model's forget there 43.0 ± 2.5 %``
+        (one run: no ± sd on the runs). The runs' sd is the seed-to-seed spread of one run; the model's sd is
+        its uncertainty about the point's mean forget, which pools the neighbouring trials."""
         def pm(mean: float, sd: float) -> str:
             return f"{100 * mean:.1f}" + (f" ± {100 * sd:.1f}" if len(self.runs) > 1 else "")
         n = len(self.runs)
         return (f"{n} run{'s' if n > 1 else ''}: forget {pm(self.forget, self.forget_sd)} %, retain drop "
-                f"{pm(self.retain_drop, self.retain_drop_sd)} points")
+                f"{pm(self.retain_drop, self.retain_drop_sd)} points; the model's forget there "
+                f"{100 * self.predicted_forget:.1f} ± {100 * self.predicted_forget_sd:.1f} %")
 
 
 def _points(trials: list[FrozenTrial]) -> tuple[tuple[int, ...], ...]:
@@ -144,7 +148,7 @@ class BoundaryState:
         return Recommendation(
             self.trials[runs[0]].number, dict(self.trials[runs[0]].params), tuple(self.trials[j].number for j in runs),
             float(forget.mean()), float(forget.std(ddof=1)) if len(runs) > 1 else math.nan, float(drops.mean()),
-            float(drops.std(ddof=1)) if len(runs) > 1 else math.nan, float(mean[i, 1]), float(p[i]))
+            float(drops.std(ddof=1)) if len(runs) > 1 else math.nan, float(mean[i, 1]), float(sd[i, 1]), float(p[i]))
 
     def _forgot(self, forget: np.ndarray, sd: np.ndarray) -> np.ndarray:
         """Per point: baseline forget - predicted forget > z * sqrt(se_b^2 + sd^2) (all True without a baseline)."""
