@@ -29,8 +29,9 @@ from tuner.bench_search.table import Axis, Table
 SPACE = "kl_boundary"
 
 
-def grid_axes(preset: str, shape: tuple[int, ...]) -> tuple[Axis, ...]:
-    """Log grids for log-uniform params, linear ones otherwise, spanning the space's ranges for ``preset``."""
+def grid_axes(preset: str, shape: tuple[int, ...], centred: bool = False) -> tuple[Axis, ...]:
+    """Log grids for log-uniform params, linear ones otherwise, spanning the space's ranges for ``preset``;
+    ``centred``: the midpoints of consecutive grid values instead (in the axis' coordinate: the cells' centres)."""
     params = get_space(SPACE).params_for(preset)
     if len(params) != len(shape):
         raise ValueError(f"{SPACE} searches {len(params)} params for {preset}; got a {len(shape)}-d grid shape")
@@ -38,11 +39,14 @@ def grid_axes(preset: str, shape: tuple[int, ...]) -> tuple[Axis, ...]:
     for p, n in zip(params, shape, strict=True):
         log = p.kind == "loguniform"
         values = np.geomspace(p.low, p.high, n) if log else np.linspace(p.low, p.high, n)
+        if centred and n > 1:
+            values = np.sqrt(values[1:] * values[:-1]) if log else (values[1:] + values[:-1]) / 2
         axes.append(Axis(p.name, tuple(float(v) for v in values), p.low, p.high, log))
     return tuple(axes)
 
 
-def table_dir(preset: str, shape: tuple[int, ...], overrides: dict[str, Any], root: Path | None = None) -> Path:
+def table_dir(preset: str, shape: tuple[int, ...], overrides: dict[str, Any], root: Path | None = None,
+              centred: bool = False) -> Path:
     from trainables.miniworld.build import cache_root
     from trainables.model import miniworld
 
@@ -50,21 +54,21 @@ def table_dir(preset: str, shape: tuple[int, ...], overrides: dict[str, Any], ro
     world = miniworld(cfg)
     if world is None:
         raise ValueError(f"preset {preset!r} is not a mini-world: the dense table is built for mini-worlds only")
-    blob = json.dumps({"axes": [a.__dict__ for a in grid_axes(preset, shape)], "config": cfg.to_dict()},
+    blob = json.dumps({"axes": [a.__dict__ for a in grid_axes(preset, shape, centred)], "config": cfg.to_dict()},
                       sort_keys=True, default=str)
     digest = hashlib.sha256(blob.encode()).hexdigest()[:10]
     return (root or cache_root()) / "bench_search" / f"{world.config.key()}-{digest}"
 
 
 def build_table(preset: str, shape: tuple[int, ...] = (7, 7, 4), workers: int = 1,
-                overrides: dict[str, Any] | None = None, root: Path | None = None) -> Table:
-    """Build (or finish, or just load) the table of ``preset``'s world."""
+                overrides: dict[str, Any] | None = None, root: Path | None = None, centred: bool = False) -> Table:
+    """Build (or finish, or just load) the table of ``preset``'s world; ``centred``: on the grid cells' centres."""
     overrides = dict(overrides or {})
-    out = table_dir(preset, shape, overrides, root)
+    out = table_dir(preset, shape, overrides, root, centred)
     if (out / "table.json").is_file():
         return Table.load(out / "table.json")
     out.mkdir(parents=True, exist_ok=True)
-    axes = grid_axes(preset, shape)
+    axes = grid_axes(preset, shape, centred)
     points = [dict(zip((a.name for a in axes), p, strict=True)) for p in _product(axes)]
     done = _read_points(out / "points.jsonl")
     todo = [(i, p) for i, p in enumerate(points) if i not in done]

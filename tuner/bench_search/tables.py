@@ -41,13 +41,17 @@ class TableSpec:
         if self.synthetic is not None:
             world = WORLDS[self.synthetic] if delta is None else replace(WORLDS[self.synthetic], delta=delta)
             return world.table(*self.grid, seed=0 if snap else None)
+        tables = [self.seed_table(seed, workers) for seed in self.train_seeds]
+        return tables[0] if len(tables) == 1 else Table.mean_of(tables)
+
+    def seed_table(self, seed: int, workers: int = 1, centred: bool = False) -> Table:
+        """The mini-world table trained with training seed ``seed`` (built / reused); ``centred``: on the grid
+        cells' centres (``build_table``), where the answer model interpolates."""
         from trainables.train import parse_overrides
         from tuner.bench_search.build_table import build_table
 
-        overrides = parse_overrides(list(self.overrides))
-        tables = [build_table(self.preset, self.grid, workers=workers, overrides=overrides | {"seed": seed})
-                  for seed in self.train_seeds]
-        return tables[0] if len(tables) == 1 else Table.mean_of(tables)
+        overrides = parse_overrides(list(self.overrides)) | {"seed": seed}
+        return build_table(self.preset, self.grid, workers=workers, overrides=overrides, centred=centred)
 
 
 SEEDS = (0, 1, 2)

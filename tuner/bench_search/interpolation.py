@@ -1,0 +1,127 @@
+"""The replay's answer model between grid points, checked: the centre of every grid cell trained for real and
+compared with what the table's interpolation answers there.
+
+    python -m tuner.bench_search.interpolation --table world0 --workers 2 --drop-scales 0.01 0.02 0.05 0.1
+    python -m tuner.bench_search.interpolation --table world1 --seed 1
+
+The centres (per axis the midpoints of consecutive grid values, in the axis' coordinate: the points farthest from
+the grid) are a table of their own, built and cached like the grid's (``TableSpec.seed_table(seed, centred=True)``),
+trained with one training seed and read against that seed's grid table, so both sides live in the same seed's
+landscape and the residual is interpolation error plus eval noise:
+
+    residual = measured - Surface(seed table, drop_scale)(centre)        (retain drop and forget, in points)
+
+per answer model (linear, then asinh(drop / s) for each ``--drop-scales`` s; forget is linear in every model), over
+every cell and over the cells the boundary crosses (the cell's corner drops on both sides of δ), with how often
+the model calls a crossing cell's centre harmless (drop ≤ δ) where the measurement does not, and the reverse.
+Prints a markdown table; writes ``interpolation_<table>_seed<seed>.json`` to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from search_spaces.facts import DEFAULT_DELTA, retain_drop
+from tuner.bench_search.answers import Surface
+from tuner.bench_search.table import Table
+from tuner.bench_search.tables import TABLES
+
+DROP_SCALES = (0.01, 0.02, 0.05, 0.1)
+
+
+def corner_range(grid_values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per grid cell, the min and max of its corners' values (an axis of one value is its own cell)."""
+    lo = hi = grid_values
+    for ax in range(grid_values.ndim):
+        if grid_values.shape[ax] > 1:
+            first, second = (tuple(s if j == ax else slice(None) for j in range(grid_values.ndim))
+                             for s in (slice(0, -1), slice(1, None)))
+            lo, hi = np.minimum(lo[first], lo[second]), np.maximum(hi[first], hi[second])
+    return lo, hi
+
+
+def compare(grid: Table, centres: Table, delta: float, drop_scale: float | None) -> dict[str, Any]:
+    """Residuals of one answer model at the centres: over all cells and over the crossing ones (see module doc)."""
+    params = centres.points()
+    surface = Surface(grid, drop_scale)
+    answered = surface.values({name: np.array([p[name] for p in params]) for name in centres.names})
+    model_drop = retain_drop(grid.baseline_retain, answered[:, 1])
+    measured_drop = centres.retain_drop().ravel()
+    drop_residual, forget_residual = measured_drop - model_drop, centres.forget.ravel() - answered[:, 0]
+    lo, hi = corner_range(grid.retain_drop())
+    crossing = ((lo <= delta) & (hi > delta)).ravel()
+
+    def summary(keep: np.ndarray) -> dict[str, Any]:
+        n = int(keep.sum())
+        out: dict[str, Any] = {"cells": n}
+        for name, r in (("drop", drop_residual[keep]), ("forget", forget_residual[keep])):
+            out[name] = {"mean": float(r.mean()) if n else None, "se": float(r.std(ddof=1) / np.sqrt(n)) if n > 1
+                         else None, "rms": float(np.sqrt(np.mean(r ** 2))) if n else None}
+        out["model_harmless_measured_not"] = int((keep & (model_drop <= delta) & (measured_drop > delta)).sum())
+        out["measured_harmless_model_not"] = int((keep & (model_drop > delta) & (measured_drop <= delta)).sum())
+        return out
+
+    return {"drop_scale": drop_scale, "all": summary(np.ones_like(crossing)), "crossing": summary(crossing)}
+
+
+def markdown(models: list[dict[str, Any]]) -> str:
+    """One row per answer model and cell set: residual mean ± se and RMS (points), and the misread cells."""
+    lines = ["| answer model | cells | n | drop residual | drop RMS | forget residual | forget RMS | "
+             "harmless: model not measured / measured not model |", "|---|---|---|---|---|---|---|---|"]
+    for m in models:
+        name = "linear" if m["drop_scale"] is None else f"asinh(drop / {m['drop_scale']:g})"
+        for cells in ("all", "crossing"):
+            s = m[cells]
+            if not s["cells"]:
+                continue
+            d, f = s["drop"], s["forget"]
+            lines.append(f"| {name} | {cells} | {s['cells']} | {_points(d)} | {100 * d['rms']:.2f} | {_points(f)} | "
+                         f"{100 * f['rms']:.2f} | "
+                         f"{s['model_harmless_measured_not']} / {s['measured_harmless_model_not']} |")
+    return "\n".join(lines)
+
+
+def _points(residual: dict[str, Any]) -> str:
+    """A residual's mean ± se in points (the ± where there is an se)."""
+    se = f" ± {100 * residual['se']:.2f}" if residual["se"] is not None else ""
+    return f"{100 * residual['mean']:+.2f}{se}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m tuner.bench_search.interpolation",
+                                 description=__doc__.split("\n\n")[0])
+    named = [k for k, t in TABLES.items() if t.synthetic is None]
+    ap.add_argument("--table", required=True, choices=named, help="a named mini-world table (tables.TABLES)")
+    ap.add_argument("--seed", type=int, default=0, help="the training seed: one of the table's (default 0)")
+    ap.add_argument("--drop-scales", type=float, nargs="+", default=list(DROP_SCALES),
+                    help="asinh(drop / s) answer models compared with the linear one (fractions in (0, 1))")
+    ap.add_argument("--delta", type=float, default=DEFAULT_DELTA)
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--out", type=Path, default=Path("bench_search") / "interpolation")
+    args = ap.parse_args(argv)
+    spec = TABLES[args.table]
+    if args.seed not in spec.train_seeds:
+        ap.error(f"--seed {args.seed}: table {args.table} is built with training seeds {spec.train_seeds}; "
+                 f"choose one of them")
+    bad = [s for s in args.drop_scales if not 0 < s < 1]
+    if bad:
+        ap.error(f"--drop-scales {bad}: a scale is a retain drop, a fraction in (0, 1) (e.g. 0.05)")
+    grid, centres = (spec.seed_table(args.seed, args.workers, centred=c) for c in (False, True))
+    models = [compare(grid, centres, args.delta, s) for s in (None, *args.drop_scales)]
+    result = {"table": args.table, "seed": args.seed, "delta": args.delta, "models": models}
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"interpolation_{args.table}_seed{args.seed}.json"
+    path.write_text(json.dumps(result, indent=1))
+    print(markdown(models))
+    print(f"\n{path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
