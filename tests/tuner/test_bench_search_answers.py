@@ -5,19 +5,20 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 
 import numpy as np
 import optuna
 import pytest
 
 from tuner.bench_search import replay as replay_module
-from tuner.bench_search.answers import AnswerModel, RealisticAnswers, SnapAnswers, Surface, make_answers
+from tuner.bench_search.answers import DROP_SCALE, AnswerModel, RealisticAnswers, SnapAnswers, Surface, make_answers
 from tuner.bench_search.replay import replay
 from tuner.bench_search.synthetic import SyntheticWorld
 
 WORLD = SyntheticWorld()
 TABLE = WORLD.table(seed=None)
-QUIET = AnswerModel(eval_noise="none", seed_sd_forget=0.0, seed_sd_retain=0.0)
+QUIET = AnswerModel(eval_noise="none", seed_sd_forget=0.0, seed_sd_retain=0.0, drop_scale=None)  # the drop linear
 
 
 def params_at(index: tuple[int, ...]) -> dict[str, float]:
@@ -180,6 +181,8 @@ def test_answer_model_rejects_bad_settings():
 @pytest.mark.parametrize("argv, message", [
     (["--synthetic", "--snap", "--seed-sd-forget", "0.1"], "--snap answers with the table's frozen values"),
     (["--synthetic", "--seed-sd-retain", "2"], "seed_sd_retain = 2.0 must be a fraction"),
+    (["--synthetic", "--drop-scale", "2"], "drop_scale = 2.0 must be a fraction"),
+    (["--synthetic", "--drop-scale", "log"], "'log' is neither a retain-drop scale"),
 ])
 def test_cli_rejects_noise_settings_it_cannot_use(capsys, argv, message):
     from tuner.bench_search.__main__ import main
@@ -187,6 +190,16 @@ def test_cli_rejects_noise_settings_it_cannot_use(capsys, argv, message):
     with pytest.raises(SystemExit):
         main(argv)
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, drop_scale", [([], DROP_SCALE), (["--drop-scale", "linear"], None),
+                                              (["--drop-scale", "0.05"], 0.05)])
+def test_the_replay_reads_the_drop_as_asinh_of_the_default_scale_unless_told(tmp_path, argv, drop_scale):
+    from tuner.bench_search.__main__ import main
+
+    main(["--synthetic", "--methods", "random", "--seeds", "1", "--max-trials", "4", "--budgets", "4",
+          "--max-concurrent", "1", "--workers", "1", "--out", str(tmp_path), *argv])
+    assert json.loads((tmp_path / "bench_search.json").read_text())["answers"]["drop_scale"] == drop_scale
 
 
 def test_seed_variance_reuses_finished_trials_and_pools_per_point_variances(monkeypatch, tmp_path):

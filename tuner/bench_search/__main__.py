@@ -23,7 +23,15 @@ import sys
 from pathlib import Path
 
 from search_spaces.facts import DEFAULT_DELTA
-from tuner.bench_search.answers import EVAL_NOISE, SEED_NOISE, SEED_SD_FORGET, SEED_SD_RETAIN, AnswerModel
+from tuner.bench_search.answers import (
+    DROP_SCALE,
+    EVAL_NOISE,
+    SEED_NOISE,
+    SEED_SD_FORGET,
+    SEED_SD_RETAIN,
+    AnswerModel,
+    drop_scale_arg,
+)
 from tuner.bench_search.bench import compact, report, run_all
 from tuner.bench_search.methods import METHODS
 from tuner.bench_search.plot import error_png
@@ -60,15 +68,17 @@ def main(argv: list[str] | None = None) -> int:
                          "everywhere (constant, the fallback)")
     ap.add_argument("--seed-sd-forget", type=float, help=f"training-seed sd of forget acc (default {SEED_SD_FORGET})")
     ap.add_argument("--seed-sd-retain", type=float, help=f"training-seed sd of retain acc (default {SEED_SD_RETAIN})")
-    ap.add_argument("--drop-scale", type=float,
-                    help="interpolate the table's retain drop as asinh(drop / DROP_SCALE) (a fraction, e.g. 0.05) "
-                         "instead of linearly")
+    ap.add_argument("--drop-scale", type=drop_scale_arg, metavar="SCALE|linear",
+                    help=f"interpolate the table's retain drop as asinh(drop / SCALE) (a fraction; default "
+                         f"{DROP_SCALE}), or linearly")
     ap.add_argument("overrides", nargs="*", metavar="key=value", help="TrainConfig fields for every table point")
     args = ap.parse_args(argv)
     noise = {k: v for k, v in (("eval_noise", args.eval_noise), ("seed_noise", args.seed_noise),
                                ("seed_sd_forget", args.seed_sd_forget),
                                ("seed_sd_retain", args.seed_sd_retain), ("drop_scale", args.drop_scale))
              if v is not None}
+    if noise.get("drop_scale") == "linear":
+        noise["drop_scale"] = None
     if args.snap and noise:
         ap.error(f"--snap answers with the table's frozen values: drop {', '.join(noise)} or --snap")
     try:

@@ -7,9 +7,10 @@
     answers.best_feasible_forget(delta)                   # the truth's lowest forget with retain drop <= delta
 
 Realistic answers: the table is read as the truth, multilinear in its own coordinates (log10 retain_coef,
-log10 remove_coef, beta_kl) — with ``AnswerModel.drop_scale`` the retain drop multilinear as
-``table.drop_effect`` = asinh(drop / drop_scale) instead, which keeps it low between a harmless and a damaging grid
-value until near the damaging one — and every answer draws afresh, per objective,
+log10 remove_coef, beta_kl), the retain drop as ``table.drop_effect`` = asinh(drop / drop_scale) (``DROP_SCALE``,
+measured at the grid cells' centres; ``drop_scale=None``: the drop itself), which keeps it low between a harmless
+and a damaging grid value until near the damaging one, as the real mini-world does — and every answer draws
+afresh, per objective,
 
     p   = clip(truth + N(0, seed_sd), 0, 1)       training-seed noise (``AnswerModel.seed_sd``)
     acc = Binomial(n_eval, p) / n_eval            eval noise: n_eval questions (binomial), or
@@ -37,6 +38,7 @@ otherwise the interpolated one), never the seed sd.
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -63,6 +65,22 @@ SCALED_FORGET_PEAK = 0.14
 SCALED_RETAIN_PER_ROOT_DROP = 0.12
 SEED_NOISE = ("draws", "tables", "scaled", "constant")
 LANDSCAPES = ("draws", "tables")  # seed noise that reads a table's seed tables
+# The retain drop is interpolated as asinh(drop / DROP_SCALE): calibrated on world 0's grid cells' centres, each
+# trained for real (``python -m tuner.bench_search.interpolation --table world0``, training seed 0): where the model
+# puts the drop at 0.5-10 points, measured minus interpolated drop -0.51 ± 0.20 points (rms 1.14, 26 centres) against
+# linear interpolation's -1.20 ± 0.25 (rms 1.67); 0.005 / 0.02 / 0.05 gave rms 1.16 / 1.29 / 1.70
+DROP_SCALE = 0.01
+
+def drop_scale_arg(text: str) -> float | str:
+    """``--drop-scale``'s value: a scale (a float) or ``linear`` (the drop interpolated as it is)."""
+    if text == "linear":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a retain-drop scale (e.g. {DROP_SCALE}) nor "
+                                         "'linear'") from None
+
 
 @dataclass(frozen=True)
 class AnswerModel:
@@ -72,7 +90,7 @@ class AnswerModel:
     seed_noise: str = "draws"
     seed_sd_forget: float = SEED_SD_FORGET  # the constant model's sds
     seed_sd_retain: float = SEED_SD_RETAIN
-    drop_scale: float | None = None  # interpolate the retain drop as asinh(drop / drop_scale); None: linearly
+    drop_scale: float | None = DROP_SCALE  # interpolate the retain drop as asinh(drop / drop_scale); None: linearly
 
     def __post_init__(self) -> None:
         if self.eval_noise not in EVAL_NOISE:

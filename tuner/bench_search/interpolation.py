@@ -12,8 +12,10 @@ landscape and the residual is interpolation error plus eval noise:
     residual = measured - Surface(seed table, drop_scale)(centre)        (retain drop and forget, in points)
 
 per answer model (linear, then asinh(drop / s) for each ``--drop-scales`` s; forget is linear in every model), over
-every cell and over the cells the boundary crosses (the cell's corner drops on both sides of δ), with how often
-the model calls a crossing cell's centre harmless (drop ≤ δ) where the measurement does not, and the reverse.
+every cell, over the cells the boundary crosses (the cell's corner drops on both sides of δ: the same cells for
+every model) and over the centres the model places near the edge (its drop in ``real.EDGE_BAND``, where harmlessness
+is decided), with how often the model calls a centre harmless (drop ≤ δ) where the measurement does not, and the
+reverse.
 Prints a markdown table; writes ``interpolation_<table>_seed<seed>.json`` to ``--out``.
 """
 
@@ -29,10 +31,13 @@ import numpy as np
 
 from search_spaces.facts import DEFAULT_DELTA, retain_drop
 from tuner.bench_search.answers import Surface
+from tuner.bench_search.real import EDGE_BAND
 from tuner.bench_search.table import Table
 from tuner.bench_search.tables import TABLES
 
-DROP_SCALES = (0.01, 0.02, 0.05, 0.1)
+DROP_SCALES = (0.005, 0.01, 0.02, 0.05)
+
+CELL_SETS = ("all", "crossing", "edge")  # every cell, those the boundary crosses, the model's edge (module doc)
 
 
 def corner_range(grid_values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -47,7 +52,7 @@ def corner_range(grid_values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def compare(grid: Table, centres: Table, delta: float, drop_scale: float | None) -> dict[str, Any]:
-    """Residuals of one answer model at the centres: over all cells and over the crossing ones (see module doc)."""
+    """Residuals of one answer model at the centres: over all cells, the crossing ones and the model's edge."""
     params = centres.points()
     surface = Surface(grid, drop_scale)
     answered = surface.values({name: np.array([p[name] for p in params]) for name in centres.names})
@@ -67,7 +72,9 @@ def compare(grid: Table, centres: Table, delta: float, drop_scale: float | None)
         out["measured_harmless_model_not"] = int((keep & (model_drop > delta) & (measured_drop <= delta)).sum())
         return out
 
-    return {"drop_scale": drop_scale, "all": summary(np.ones_like(crossing)), "crossing": summary(crossing)}
+    edge = (model_drop > EDGE_BAND[0]) & (model_drop <= EDGE_BAND[1])
+    sets = dict(zip(CELL_SETS, (np.ones_like(crossing), crossing, edge), strict=True))
+    return {"drop_scale": drop_scale, **{name: summary(keep) for name, keep in sets.items()}}
 
 
 def markdown(models: list[dict[str, Any]]) -> str:
@@ -76,7 +83,7 @@ def markdown(models: list[dict[str, Any]]) -> str:
              "harmless: model not measured / measured not model |", "|---|---|---|---|---|---|---|---|"]
     for m in models:
         name = "linear" if m["drop_scale"] is None else f"asinh(drop / {m['drop_scale']:g})"
-        for cells in ("all", "crossing"):
+        for cells in CELL_SETS:
             s = m[cells]
             if not s["cells"]:
                 continue

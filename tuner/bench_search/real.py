@@ -26,7 +26,7 @@ import numpy as np
 
 from search_spaces import get_space
 from search_spaces.facts import SEED_FIELD, retain_drop
-from tuner.bench_search.answers import Surface
+from tuner.bench_search.answers import DROP_SCALE, Surface, drop_scale_arg
 from tuner.bench_search.methods import Estimate
 from tuner.bench_search.replay import boundary_error
 from tuner.bench_search.table import Table
@@ -95,8 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR")
     ap.add_argument("--table", required=True, choices=[k for k, t in TABLES.items() if t.synthetic is None])
     ap.add_argument("--replay", type=Path, help="the bench_search.json of a replay on the same table")
-    ap.add_argument("--drop-scale", type=float, help="read the table's retain drop as asinh(drop / DROP_SCALE) "
-                    "(default: as the replay's answers read it, else linearly)")
+    ap.add_argument("--drop-scale", type=drop_scale_arg, metavar="SCALE|linear",
+                    help=f"read the table's retain drop as asinh(drop / SCALE), or linearly (default: as the "
+                         f"replay's answers read it, else as the replay's default answer model does: {DROP_SCALE})")
     args = ap.parse_args(argv)
     missing = [str(r) for r in args.runs if not (r / "optuna.db").is_file()]
     if missing:
@@ -104,11 +105,12 @@ def main(argv: list[str] | None = None) -> int:
     replay = json.loads(args.replay.read_text()) if args.replay else None
     if replay and not all("per_seed_at_end" in m for k, m in replay["methods"].items() if k.startswith("boundary")):
         ap.error(f"{args.replay} has no per_seed_at_end (a replay written before it was kept): rerun the replay")
-    replayed = replay["answers"].get("drop_scale") if replay else None
-    if args.drop_scale is not None and replay and args.drop_scale != replayed:
-        ap.error(f"--drop-scale {args.drop_scale:g} is not the replay's ({replayed}): the runs and the replay must be "
-                 "scored against one truth; drop --drop-scale or pass a replay made with it")
-    drop_scale = replayed if args.drop_scale is None else args.drop_scale
+    asked = None if args.drop_scale in (None, "linear") else args.drop_scale  # "linear": the drop as it is
+    replayed = replay["answers"].get("drop_scale") if replay else DROP_SCALE
+    if args.drop_scale is not None and replay and asked != replayed:
+        ap.error(f"--drop-scale {args.drop_scale} is not the replay's ({replayed or 'linear'}): the runs and the "
+                 "replay must be scored against one truth; drop --drop-scale or pass a replay made with it")
+    drop_scale = replayed if args.drop_scale is None else asked
     table = TABLES[args.table].load()  # after every check: it may build the table's seeds (minutes)
     for run in args.runs:
         s = score_run(run, table, drop_scale)

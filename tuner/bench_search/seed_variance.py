@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from search_spaces.facts import DEFAULT_DELTA
-from tuner.bench_search.answers import Surface
+from tuner.bench_search.answers import DROP_SCALE, Surface
 from tuner.bench_search.build_table import run_point
 from tuner.bench_search.real import EDGE_BAND
 from tuner.bench_search.table import Table
@@ -91,13 +91,13 @@ def table_summary(table: Table, delta: float) -> str:
                                                        edge)):
         sd = {k: 100 * float(np.sqrt(np.mean(a.var(axis=0, ddof=1)[mask]))) for k, a in acc.items()}
         lines.append(f"| {name} | {int(mask.sum())} | {sd['forget']:.2f} | {sd['retain']:.2f} |")
-    mean_boundary, best = table.boundary(delta), Surface(table).best_feasible_forget(delta)
+    mean_boundary, best = table.boundary(delta, DROP_SCALE), Surface(table, DROP_SCALE).best_feasible_forget(delta)
     lines += ["", f"| seed table | boundary minus the mean's (decades, mean / mean abs) | best harmless forget "
               f"(mean: {100 * best:.1f}) |", "|---|---|---|"]
     for i, t in enumerate(table.seeds):
-        shift = t.boundary(delta) - mean_boundary
+        shift = t.boundary(delta, DROP_SCALE) - mean_boundary
         lines.append(f"| {i} | {shift.mean():+.3f} / {np.abs(shift).mean():.3f} "
-                     f"| {100 * Surface(t).best_feasible_forget(delta):.1f} |")
+                     f"| {100 * Surface(t, DROP_SCALE).best_feasible_forget(delta):.1f} |")
     return "\n".join(lines) + "\n"
 
 
