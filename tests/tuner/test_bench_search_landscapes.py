@@ -155,3 +155,26 @@ def test_real_rejects_a_replay_without_every_seeds_end(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main([str(tmp_path), "--table", "world1", "--replay", str(old)])
     assert "has no per_seed_at_end" in capsys.readouterr().err
+
+
+def test_draws_restore_between_grid_points_the_seed_variance_interpolation_smooths_away():
+    """Seed tables whose forget deviations vary from point to point: at a cell's centre, interpolating them averages
+    the deviations away; ``restore_seed_var`` draws the lost variance afresh, so the answers' sd there is the seed
+    tables' variance interpolated (the stated sd), and at a grid point nothing is added."""
+    rng = np.random.default_rng(0)
+    rough = [dataclasses.replace(t, forget=np.clip(t.forget + rng.normal(0, 0.08, t.forget.shape), 0, 1))
+             for t in SEEDS]
+    mean = Table.mean_of(rough)
+    axes = mean.axes
+    centre = {a.name: float(10 ** a.coord(a.values[2:4]).mean() if a.log else np.mean(a.values[1:3])) for a in axes}
+    grid_point = {a.name: a.values[2] for a in axes}
+    restored, smoothed = (AnswerModel(eval_noise="none", restore_seed_var=r) for r in (True, False))
+    answers = RealisticAnswers(mean, restored, 0)
+    assert np.array_equal(answers.smoothed_seed_sd(grid_point), [0.0, 0.0])
+    lost = answers.smoothed_seed_sd(centre)
+    assert lost[0] > 0.03 and lost[1] == 0.0  # forget's lost variance is drawn again, retain's is left alone
+    sd = {m: np.std([RealisticAnswers(mean, m, s).answer(centre, seed_offset=1).forget for s in range(4000)], ddof=1)
+          for m in (restored, smoothed)}
+    assert sd[restored] == pytest.approx(answers.answer_sd(centre)[0], rel=0.05)
+    assert sd[restored] > 1.5 * sd[smoothed]
+    assert sd[smoothed] == pytest.approx(RealisticAnswers(mean, smoothed, 0).answer_sd(centre)[0], rel=0.05)

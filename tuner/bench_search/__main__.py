@@ -71,11 +71,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--drop-scale", type=drop_scale_arg, metavar="SCALE|linear",
                     help=f"interpolate the table's retain drop as asinh(drop / SCALE) (a fraction; default "
                          f"{DROP_SCALE}), or linearly")
+    ap.add_argument("--restore-seed-var", action=argparse.BooleanOptionalAction, default=None,
+                    help="draws: add back, fresh per answer, the seed variance that interpolating the seed tables "
+                         "smooths away between grid points (default: on)")
     ap.add_argument("overrides", nargs="*", metavar="key=value", help="TrainConfig fields for every table point")
     args = ap.parse_args(argv)
     noise = {k: v for k, v in (("eval_noise", args.eval_noise), ("seed_noise", args.seed_noise),
                                ("seed_sd_forget", args.seed_sd_forget),
-                               ("seed_sd_retain", args.seed_sd_retain), ("drop_scale", args.drop_scale))
+                               ("seed_sd_retain", args.seed_sd_retain), ("drop_scale", args.drop_scale),
+                               ("restore_seed_var", args.restore_seed_var))
              if v is not None}
     if noise.get("drop_scale") == "linear":
         noise["drop_scale"] = None

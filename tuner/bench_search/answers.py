@@ -22,11 +22,16 @@ m of them, mean T̄), with ``seed_noise="draws"`` (the default) seed offset t of
 
     L_t = T̄ + sum_i z_i (T_i - T̄) / sqrt(m - 1),     z = N(0, I_m) from default_rng([s, t])
 
-(forget and retain, clipped to [0, 1]; a new Gaussian landscape with the seed tables' covariance, so pointwise
-the seeds' sample variance), with ``"tables"`` from seed table (s + t) mod m itself; either way seed_sd = 0 (the
-seed shifts the whole landscape a trial lives in) and the truth is the seeds' mean. On a one-seed table
-(synthetic, world0-long) both fall back to ``"constant"``. Otherwise seed_sd is, with ``seed_noise="scaled"``, a
-function of the truth fitted to the measured seed sds
+(forget and retain, clipped to [0, 1]; a new Gaussian landscape with the seed tables' covariance, so at grid points
+the seeds' sample variance), with ``"tables"`` from seed table (s + t) mod m itself; either way the seed shifts the
+whole landscape a trial lives in, and the truth is the seeds' mean. Between grid points interpolation averages the
+seeds' deviations. Forget's vary from point to point within a seed (at world 0's grid cells' centres, trained
+for real, by ~10 points against the interpolation of the same seed's table, as much as between seeds), retain's
+barely (~1 point, its eval noise). So with ``draws`` and ``restore_seed_var`` (the default) each forget answer also
+draws, fresh, the variance lost there, seed_sd^2 = v(x) - var_i L_i(x) with v the seed tables' per-point forget
+variance interpolated (``smoothed_seed_sd``: 0 at grid points); otherwise seed_sd = 0 with landscapes. On a
+one-seed table (synthetic, world0-long) both fall back to ``"constant"``. Otherwise seed_sd is, with
+``seed_noise="scaled"``, a function of the truth fitted to the measured seed sds
 
     forget: SCALED_FORGET_PEAK * 2 sqrt(q (1 - q)),  q = clip((baseline - f) / (baseline - min f), 0, 1)
     retain: SCALED_RETAIN_PER_ROOT_DROP * sqrt(max(drop, 0))
@@ -68,8 +73,10 @@ LANDSCAPES = ("draws", "tables")  # seed noise that reads a table's seed tables
 # The retain drop is interpolated as asinh(drop / DROP_SCALE): calibrated on world 0's grid cells' centres, each
 # trained for real (``python -m tuner.bench_search.interpolation --table world0``, training seed 0): where the model
 # puts the drop at 0.5-10 points, measured minus interpolated drop -0.51 ± 0.20 points (rms 1.14, 26 centres) against
-# linear interpolation's -1.20 ± 0.25 (rms 1.67); 0.005 / 0.02 / 0.05 gave rms 1.16 / 1.29 / 1.70
+# linear interpolation's -1.20 ± 0.25 (rms 1.67); 0.005 / 0.02 / 0.05 gave rms 1.16 / 1.29 / 1.70. On world 1
+# (held-out): -0.35 ± 0.19 (rms 0.86) against -1.54 ± 0.20 (rms 1.76)
 DROP_SCALE = 0.01
+
 
 def drop_scale_arg(text: str) -> float | str:
     """``--drop-scale``'s value: a scale (a float) or ``linear`` (the drop interpolated as it is)."""
@@ -91,6 +98,7 @@ class AnswerModel:
     seed_sd_forget: float = SEED_SD_FORGET  # the constant model's sds
     seed_sd_retain: float = SEED_SD_RETAIN
     drop_scale: float | None = DROP_SCALE  # interpolate the retain drop as asinh(drop / drop_scale); None: linearly
+    restore_seed_var: bool = True  # draws: add back, fresh per answer, the seed variance interpolation smooths away
 
     def __post_init__(self) -> None:
         if self.eval_noise not in EVAL_NOISE:
@@ -176,6 +184,8 @@ class RealisticAnswers:
         self.rng = np.random.default_rng(seed)
         self.surface = Surface(table, model.drop_scale)
         self.seed_surfaces = [Surface(t, model.drop_scale) for t in table.seeds] if model.landscapes(table) else []
+        restore = model.restore_seed_var and model.seed_noise == "draws" and self.seed_surfaces
+        self.seed_var = _seed_variance(table, self.surface) if restore else None
 
     def landscape(self, seed_offset: int = 0) -> Callable[[dict[str, Any]], tuple[float, float, float, float]]:
         """The (forget, retain, forget stderr, retain stderr) a run with training seed offset ``seed_offset``
@@ -194,9 +204,19 @@ class RealisticAnswers:
             return float(forget), float(retain), float(mean[2]), float(mean[3])
         return drawn
 
+    def smoothed_seed_sd(self, params: dict[str, Any]) -> np.ndarray:
+        """The (forget, retain) seed sd that interpolating the seed tables smooths away at ``params``: for forget the
+        seed tables' variance interpolated minus the variance of their interpolations (0 at grid points), for retain
+        none (its seeds' deviations barely vary within a cell: the module doc); zeros without ``restore_seed_var``."""
+        if self.seed_var is None:
+            return np.zeros(2)
+        forget = np.array([s(params)[0] for s in self.seed_surfaces])
+        lost = float(self.seed_var(self.surface.coords(params))[0]) - forget.var(ddof=1)
+        return np.array([np.sqrt(max(0.0, lost)), 0.0])
+
     def answer(self, params: dict[str, Any], seed_offset: int = 0) -> Answer:
         forget, retain, forget_se, retain_se = self.landscape(seed_offset)(params)
-        sd_f, sd_r = self.model.seed_sd(forget, retain, self.table)
+        sd_f, sd_r = self.smoothed_seed_sd(params) if self.seed_var else self.model.seed_sd(forget, retain, self.table)
         f, f_se = self._draw(forget, forget_se, sd_f)
         r, r_se = self._draw(retain, retain_se, sd_r)
         return Answer(f, r, f_se, r_se)
@@ -224,7 +244,8 @@ class RealisticAnswers:
 
         if self.seed_surfaces:
             ddof = 1 if self.model.seed_noise == "draws" else 0
-            sd_f, sd_r = np.std([s(params)[:2] for s in self.seed_surfaces], axis=0, ddof=ddof)
+            landscape_var = np.var([s(params)[:2] for s in self.seed_surfaces], axis=0, ddof=ddof)
+            sd_f, sd_r = np.sqrt(landscape_var + self.smoothed_seed_sd(params) ** 2)
         else:
             sd_f, sd_r = self.model.seed_sd(forget, retain, self.table)
         return sd(forget, forget_se, sd_f), sd(retain, retain_se, sd_r)
@@ -238,6 +259,13 @@ class RealisticAnswers:
 
     def boundary(self, delta: float) -> np.ndarray:
         return self.table.boundary(delta, self.model.drop_scale)
+
+
+def _seed_variance(table: Table, surface: Surface) -> RegularGridInterpolator:
+    """The seed tables' per-point sample variance of forget accuracy, multilinear on ``surface``'s grid."""
+    flat = tuple(slice(None) if len(a.values) > 1 else 0 for a in table.axes)
+    var = np.var([t.forget for t in table.seeds], axis=0, ddof=1)[flat]
+    return RegularGridInterpolator(surface.grid, var, method="linear")
 
 
 class Surface:
