@@ -3,11 +3,13 @@ model's transform makes the truth linear, and the cells the boundary crosses are
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 from tuner.bench_search.build_table import grid_axes
-from tuner.bench_search.interpolation import compare, corner_range, main, markdown
+from tuner.bench_search.interpolation import compare, corner_range, main, markdown, seed_spread
 from tuner.bench_search.table import Axis, Table
 
 SCALE, DELTA = 0.02, 0.02
@@ -50,11 +52,12 @@ def test_the_matching_transform_is_exact_at_the_centres_and_linear_overstates_a_
     assert "asinh(drop / 0.02) | crossing" in markdown([linear, exact])
 
 
-def test_corner_range_is_the_min_and_max_over_each_cells_corners():
-    values = np.arange(2 * 3 * 1, dtype=float).reshape(2, 3, 1) ** 2
-    lo, hi = corner_range(values)
-    assert lo.shape == hi.shape == (1, 2, 1)
+def test_corner_range_is_the_min_max_and_mean_over_each_cells_corners():
+    values = np.arange(2 * 3 * 1, dtype=float).reshape(2, 3, 1) ** 2  # [[0, 1, 4], [9, 16, 25]]
+    lo, hi, mean = corner_range(values)
+    assert lo.shape == hi.shape == mean.shape == (1, 2, 1)
     assert lo[0, :, 0].tolist() == [0.0, 1.0] and hi[0, :, 0].tolist() == [16.0, 25.0]
+    assert mean[0, :, 0].tolist() == [(0 + 1 + 9 + 16) / 4, (1 + 4 + 16 + 25) / 4]
 
 
 def test_centred_grid_axes_are_the_midpoints_in_each_axis_coordinate():
@@ -74,3 +77,19 @@ def test_bad_input_is_one_error_line_before_anything_is_built(argv, names, capsy
     error = capsys.readouterr().err.strip().splitlines()[-1]
     assert error.startswith("python -m tuner.bench_search.interpolation: error: " + names)
     assert not any(tmp_path.iterdir())
+
+
+def test_seed_spread_sees_roughness_between_grid_points_and_none_in_a_shift():
+    """Seed tables that differ by a constant shift keep their sd between grid points (nothing to add back); tables
+    whose forget deviations are independent from point to point lose sd there, and ``restore_seed_var`` adds it."""
+    grid, centres = world_table(axes(False)), world_table(axes(True))
+    shifted = Table.mean_of([dataclasses.replace(grid, forget=grid.forget + d) for d in (-0.05, 0.0, 0.05)])
+    smooth = seed_spread(shifted, centres, DELTA)["all"]
+    assert smooth["forget"]["corners"] == pytest.approx(5.0) == pytest.approx(smooth["forget"]["landscapes_at_centres"])
+    assert smooth["forget_added"] == pytest.approx(0.0, abs=1e-6)
+    rng = np.random.default_rng(0)
+    rough = Table.mean_of([dataclasses.replace(grid, forget=grid.forget + rng.normal(0, 0.05, grid.forget.shape))
+                           for _ in range(3)])
+    spread = seed_spread(rough, centres, DELTA)["all"]
+    assert spread["forget"]["landscapes_at_centres"] < 0.7 * spread["forget"]["corners"]
+    assert spread["forget_added"] > 0.5 * spread["forget"]["corners"]

@@ -16,7 +16,8 @@ every cell, over the cells the boundary crosses (the cell's corner drops on both
 every model) and over the centres the model places near the edge (its drop in ``real.EDGE_BAND``, where harmlessness
 is decided), with how often the model calls a centre harmless (drop ≤ δ) where the measurement does not, and the
 reverse.
-Prints a markdown table; writes ``interpolation_<table>_seed<seed>.json`` to ``--out``.
+Prints a markdown table and, for a table of several training seeds, how the replay's ``draws`` landscapes
+spread between grid points (``seed_spread``); writes ``interpolation_<table>_seed<seed>.json`` to ``--out``.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from search_spaces.facts import DEFAULT_DELTA, retain_drop
-from tuner.bench_search.answers import Surface
+from tuner.bench_search.answers import DROP_SCALE, AnswerModel, RealisticAnswers, Surface
 from tuner.bench_search.real import EDGE_BAND
 from tuner.bench_search.table import Table
 from tuner.bench_search.tables import TABLES
@@ -40,15 +41,43 @@ DROP_SCALES = (0.005, 0.01, 0.02, 0.05)
 CELL_SETS = ("all", "crossing", "edge")  # every cell, those the boundary crosses, the model's edge (module doc)
 
 
-def corner_range(grid_values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per grid cell, the min and max of its corners' values (an axis of one value is its own cell)."""
-    lo = hi = grid_values
+def corner_range(grid_values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per grid cell, the min, max and mean of its corners' values (an axis of one value is its own cell)."""
+    lo = hi = mean = grid_values
     for ax in range(grid_values.ndim):
         if grid_values.shape[ax] > 1:
             first, second = (tuple(s if j == ax else slice(None) for j in range(grid_values.ndim))
                              for s in (slice(0, -1), slice(1, None)))
             lo, hi = np.minimum(lo[first], lo[second]), np.maximum(hi[first], hi[second])
-    return lo, hi
+            mean = (mean[first] + mean[second]) / 2
+    return lo, hi, mean
+
+
+def seed_spread(mean: Table, centres: Table, delta: float) -> dict[str, Any]:
+    """How the replay's ``draws`` landscapes spread between grid points, over all cells and those the mean's boundary
+    crosses (rms over the cells, points): the seed tables' sd at the cells' corners, the landscapes' sd at the
+    centres (the seed tables interpolated) and the forget sd ``restore_seed_var`` adds back there."""
+    params = centres.points()
+    columns = {name: np.array([p[name] for p in params]) for name in centres.names}
+    at_centres = np.array([Surface(t, DROP_SCALE).values(columns)[:, :2] for t in mean.seeds])  # seeds x cells x 2
+    answers = RealisticAnswers(mean, AnswerModel(), seed=0)
+    added = np.array([answers.smoothed_seed_sd(p)[0] for p in params])
+    corner_var = [corner_range(np.var([getattr(t, side) for t in mean.seeds], axis=0, ddof=1))[2].ravel()
+                  for side in ("forget", "retain")]
+    lo, hi, _ = corner_range(mean.retain_drop())
+    landscape_var = at_centres.var(axis=0, ddof=1)  # cells x 2
+    out = {}
+    for name, keep in (("all", np.ones(len(params), bool)), ("crossing", ((lo <= delta) & (hi > delta)).ravel())):
+        out[name] = {"cells": int(keep.sum()), "forget_added": _rms(added ** 2, keep)}
+        for k, side in enumerate(("forget", "retain")):
+            out[name][side] = {"corners": _rms(corner_var[k], keep),
+                               "landscapes_at_centres": _rms(landscape_var[:, k], keep)}
+    return out
+
+
+def _rms(variances: np.ndarray, keep: np.ndarray) -> float:
+    """The rms sd over the kept cells, in points."""
+    return float(100 * np.sqrt(np.mean(variances[keep])))
 
 
 def compare(grid: Table, centres: Table, delta: float, drop_scale: float | None) -> dict[str, Any]:
@@ -59,7 +88,7 @@ def compare(grid: Table, centres: Table, delta: float, drop_scale: float | None)
     model_drop = retain_drop(grid.baseline_retain, answered[:, 1])
     measured_drop = centres.retain_drop().ravel()
     drop_residual, forget_residual = measured_drop - model_drop, centres.forget.ravel() - answered[:, 0]
-    lo, hi = corner_range(grid.retain_drop())
+    lo, hi, _ = corner_range(grid.retain_drop())
     crossing = ((lo <= delta) & (hi > delta)).ravel()
 
     def summary(keep: np.ndarray) -> dict[str, Any]:
@@ -121,11 +150,19 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--drop-scales {bad}: a scale is a retain drop, a fraction in (0, 1) (e.g. 0.05)")
     grid, centres = (spec.seed_table(args.seed, args.workers, centred=c) for c in (False, True))
     models = [compare(grid, centres, args.delta, s) for s in (None, *args.drop_scales)]
-    result = {"table": args.table, "seed": args.seed, "delta": args.delta, "models": models}
+    spread = seed_spread(spec.load(args.workers), centres, args.delta) if len(spec.train_seeds) > 1 else None
+    result = {"table": args.table, "seed": args.seed, "delta": args.delta, "models": models, "seed_spread": spread}
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"interpolation_{args.table}_seed{args.seed}.json"
     path.write_text(json.dumps(result, indent=1))
     print(markdown(models))
+    if spread:
+        print("\n| cells | n | forget sd: corners / landscapes at centres / added | retain sd: corners / landscapes "
+              "at centres |\n|---|---|---|---|")
+        for name, v in spread.items():
+            f, r = v["forget"], v["retain"]
+            print(f"| {name} | {v['cells']} | {f['corners']:.2f} / {f['landscapes_at_centres']:.2f} / "
+                  f"{v['forget_added']:.2f} | {r['corners']:.2f} / {r['landscapes_at_centres']:.2f} |")
     print(f"\n{path}")
     return 0
 
