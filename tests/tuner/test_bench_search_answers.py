@@ -12,8 +12,9 @@ import optuna
 import pytest
 
 from tuner.bench_search import replay as replay_module
-from tuner.bench_search.answers import DROP_SCALE, AnswerModel, RealisticAnswers, SnapAnswers, Surface, make_answers
+from tuner.bench_search.answers import DROP_SCALE, AnswerModel, RealisticAnswers, SnapAnswers, make_answers
 from tuner.bench_search.replay import replay
+from tuner.bench_search.surface import Surface
 from tuner.bench_search.synthetic import SyntheticWorld
 
 WORLD = SyntheticWorld()

@@ -113,8 +113,8 @@ def test_real_trials_are_checked_against_their_own_training_seeds_table(tmp_path
     import json
 
     from trainables.evaluation.result import TaskScore
-    from tuner.bench_search.answers import Surface
     from tuner.bench_search.real import drop_residuals
+    from tuner.bench_search.surface import Surface
     from tuner.records.results import ResultsTable
     from tuner.records.schema import BASELINE_ID, TrialRow
 

@@ -31,8 +31,9 @@ from typing import Any
 import numpy as np
 
 from search_spaces.facts import DEFAULT_DELTA, retain_drop
-from tuner.bench_search.answers import DROP_SCALE, AnswerModel, RealisticAnswers, Surface
+from tuner.bench_search.answers import DROP_SCALE, AnswerModel, RealisticAnswers
 from tuner.bench_search.real import EDGE_BAND
+from tuner.bench_search.surface import Surface
 from tuner.bench_search.table import Table
 from tuner.bench_search.tables import TABLES
 

@@ -26,9 +26,10 @@ import numpy as np
 
 from search_spaces import get_space
 from search_spaces.facts import SEED_FIELD, retain_drop
-from tuner.bench_search.answers import DROP_SCALE, Surface, drop_scale_arg
+from tuner.bench_search.answers import DROP_SCALE, drop_scale_arg
 from tuner.bench_search.methods import Estimate
 from tuner.bench_search.replay import boundary_error
+from tuner.bench_search.surface import Surface
 from tuner.bench_search.table import Table
 from tuner.bench_search.tables import TABLES
 from tuner.boundary_search.report_fit import run_state

@@ -26,9 +26,10 @@ from typing import Any
 import numpy as np
 
 from search_spaces.facts import DEFAULT_DELTA
-from tuner.bench_search.answers import DROP_SCALE, Surface
+from tuner.bench_search.answers import DROP_SCALE
 from tuner.bench_search.build_table import run_point
 from tuner.bench_search.real import EDGE_BAND
+from tuner.bench_search.surface import Surface
 from tuner.bench_search.table import Table
 from tuner.bench_search.tables import TABLES
 

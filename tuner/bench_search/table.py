@@ -100,7 +100,7 @@ class Table:
 
     def boundary(self, delta: float, drop_scale: float | None = None) -> np.ndarray:
         """log10 remove* per column: array over the other axes (in order) of the boundary coordinate; with
-        ``drop_scale`` the drop is interpolated as ``drop_effect`` (as ``answers.Surface`` reads it)."""
+        ``drop_scale`` the drop is interpolated as ``drop_effect`` (as ``surface.Surface`` reads it)."""
         j = self.names.index(self.along)
         x = self.axes[j].coord(self.axes[j].values)
         drop = np.moveaxis(drop_effect(self.retain_drop(), drop_scale), j, -1)
