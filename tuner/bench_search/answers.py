@@ -215,7 +215,8 @@ class RealisticAnswers:
 
     def answer(self, params: dict[str, Any], seed_offset: int = 0) -> Answer:
         forget, retain, forget_se, retain_se = self.landscape(seed_offset)(params)
-        sd_f, sd_r = self.smoothed_seed_sd(params) if self.seed_var else self.model.seed_sd(forget, retain, self.table)
+        sd_f, sd_r = (self.smoothed_seed_sd(params) if self.seed_var is not None
+                      else self.model.seed_sd(forget, retain, self.table))
         f, f_se = self._draw(forget, forget_se, sd_f)
         r, r_se = self._draw(retain, retain_se, sd_r)
         return Answer(f, r, f_se, r_se)
