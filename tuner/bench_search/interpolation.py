@@ -58,22 +58,31 @@ def seed_spread(mean: Table, centres: Table, delta: float) -> dict[str, Any]:
     """How the replay's ``draws`` landscapes spread between grid points, over all cells and those the mean's boundary
     crosses (rms over the cells, points): the seed tables' sd at the cells' corners, the landscapes' sd at the
     centres (the seed tables interpolated) and the forget sd ``restore_seed_var`` adds back there."""
-    params = centres.points()
-    columns = {name: np.array([p[name] for p in params]) for name in centres.names}
+    params, columns = centres.points(), _columns(centres)
     at_centres = np.array([Surface(t, DROP_SCALE).values(columns)[:, :2] for t in mean.seeds])  # seeds x cells x 2
     answers = RealisticAnswers(mean, AnswerModel(), seed=0)
     added = np.array([answers.smoothed_seed_sd(p)[0] for p in params])
     corner_var = [corner_range(np.var([getattr(t, side) for t in mean.seeds], axis=0, ddof=1))[2].ravel()
                   for side in ("forget", "retain")]
-    lo, hi, _ = corner_range(mean.retain_drop())
     landscape_var = at_centres.var(axis=0, ddof=1)  # cells x 2
     out = {}
-    for name, keep in (("all", np.ones(len(params), bool)), ("crossing", ((lo <= delta) & (hi > delta)).ravel())):
+    for name, keep in (("all", np.ones(len(params), bool)), ("crossing", _crossing(mean, delta))):
         out[name] = {"cells": int(keep.sum()), "forget_added": _rms(added ** 2, keep)}
         for k, side in enumerate(("forget", "retain")):
             out[name][side] = {"corners": _rms(corner_var[k], keep),
                                "landscapes_at_centres": _rms(landscape_var[:, k], keep)}
     return out
+
+
+def _columns(centres: Table) -> dict[str, np.ndarray]:
+    """The centres' parameter columns, in the order of ``centres.points()``."""
+    return {name: np.array([p[name] for p in centres.points()]) for name in centres.names}
+
+
+def _crossing(grid: Table, delta: float) -> np.ndarray:
+    """Per cell (flat), whether its corners' retain drops lie on both sides of ``delta``."""
+    lo, hi, _ = corner_range(grid.retain_drop())
+    return ((lo <= delta) & (hi > delta)).ravel()
 
 
 def _rms(variances: np.ndarray, keep: np.ndarray) -> float:
@@ -83,14 +92,11 @@ def _rms(variances: np.ndarray, keep: np.ndarray) -> float:
 
 def compare(grid: Table, centres: Table, delta: float, drop_scale: float | None) -> dict[str, Any]:
     """Residuals of one answer model at the centres: over all cells, the crossing ones and the model's edge."""
-    params = centres.points()
-    surface = Surface(grid, drop_scale)
-    answered = surface.values({name: np.array([p[name] for p in params]) for name in centres.names})
+    answered = Surface(grid, drop_scale).values(_columns(centres))
     model_drop = retain_drop(grid.baseline_retain, answered[:, 1])
     measured_drop = centres.retain_drop().ravel()
     drop_residual, forget_residual = measured_drop - model_drop, centres.forget.ravel() - answered[:, 0]
-    lo, hi, _ = corner_range(grid.retain_drop())
-    crossing = ((lo <= delta) & (hi > delta)).ravel()
+    crossing = _crossing(grid, delta)
 
     def summary(keep: np.ndarray) -> dict[str, Any]:
         n = int(keep.sum())
