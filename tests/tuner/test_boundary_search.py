@@ -17,6 +17,7 @@ from search_spaces.facts import PINNED_WIDTH, REPLICATE, REPLICATE_OF
 from tuner.boundary_search import BoundarySampler, BoundarySamplerConfig, ModelSpec, StopRule, decide
 from tuner.boundary_search.cube import UnitCube
 from tuner.boundary_search.report_fit import ModelFit
+from tuner.boundary_search.sampler import _on_faces
 from tuner.boundary_search.state import BoundaryState
 
 KL = get_space("kl_boundary").boundary
@@ -69,12 +70,16 @@ def test_same_seed_same_trials_other_seed_other_trials():
 
 
 def test_model_phase_concentrates_on_the_boundary():
-    """After the QMC start, at least half the proposals lie within 0.5 decades of the true boundary ratio
-    (twice the space-filling start's share)."""
-    params = run(new_study(1), 24)
-    near = [abs(np.log10(p["remove_coef"] / p["retain_coef"]) - np.log10(0.5)) < 0.5 for p in params]
-    start, model = np.mean(near[:FAST.n_startup]), np.mean(near[FAST.n_startup:])
-    assert model >= 0.5 and model >= 2 * start
+    """Once the GPs have 4 model trials, 60 % of the proposals lie within 0.5 decades of the true boundary ratio,
+    1.5 times the space-filling start's share (4 sampler seeds pooled: exploit turns also go inside the harmless
+    region, to the CONFIDENT pick and the range's faces)."""
+    near_start, near_model = [], []
+    for seed in range(4):
+        params = run(new_study(seed), 24)
+        near = [abs(np.log10(p["remove_coef"] / p["retain_coef"]) - np.log10(0.5)) < 0.5 for p in params]
+        near_start += near[:FAST.n_startup]
+        near_model += near[FAST.n_startup + 4:]
+    assert np.mean(near_model) >= 0.6 and np.mean(near_model) >= 1.5 * np.mean(near_start)
 
 
 @pytest.mark.parametrize("pending", [2, 8])
@@ -259,3 +264,14 @@ def test_the_studys_replicates_reach_the_model_as_groups():
             assert sd == pytest.approx(np.sqrt([(0.01**2 + 0.015**2) / 4, (0.04**2 + 0.06**2) / 4]))
         else:
             assert np.isnan(sd).all()
+
+
+def test_face_candidates_move_coordinates_to_the_ranges_ends():
+    """``face_share`` of the candidates are copies with about 1/dim of their coordinates at 0 or 1: faces, edges and
+    some corners of the range."""
+    u = np.random.default_rng(0).random((2000, 3))
+    out = _on_faces(u, 0.25, np.random.default_rng(1))
+    copies, moved = out[2000:], out[2000:] != u[:500]
+    assert out.shape == (2500, 3) and (out[:2000] == u).all()
+    assert (copies[moved] == np.round(u[:500][moved])).all()
+    assert abs(moved.mean() - 1 / 3) < 0.03 and moved.all(axis=1).sum() > 5

@@ -5,7 +5,8 @@
 
 Trial numbers below ``n_startup``: Optuna's scrambled Sobol ``QMCSampler``. After that, on the GPs of
 ``BoundaryState`` (conditioned on the running trials' predicted means, the kriging believer), each trial
-maximises over a scrambled Sobol candidate set either
+maximises over a candidate set (scrambled Sobol, plus a ``face_share`` of it copied onto the range's faces, edges and
+corners, where the best harmless forget may sit and Sobol points never land) either
 
     straddle (Bryan et al. 2005)      1.96 sd_r(x) - |mu_r(x) - ln 2|           level set "retain drop = delta"
     constrained EI (Gardner 2014)     EI_f(x; best feasible forget) * P(harmless | x)
@@ -54,6 +55,10 @@ class BoundarySamplerConfig:
     n_candidates: int = 2048
     min_distance: float = 0.02
     fresh_seeds: bool = True  # every trial its own training seed (offset = trial number); False: first runs share one
+    # candidates copied onto the range's faces, edges and corners (``_on_faces``), as a share of n_candidates. World 0
+    # (calibration, 20 replay seeds, CONFIDENT 0.9): at the stop regret 8.2 forget points against 9.7 without
+    # (CONFIDENT 0.7: 6.6 against 9.5); its best harmless forget sits in a corner of the range
+    face_share: float = 0.25
     stop: StopRule = field(default_factory=StopRule)
 
 
@@ -118,7 +123,7 @@ class BoundarySampler(BaseSampler):
                    if t.number != trial.number]
         pending = _unit_points(cube, running)
         rng = np.random.default_rng([self._seed, trial.number])
-        u = qmc.Sobol(cube.dim, scramble=True, rng=rng).random(cfg.n_candidates)
+        u = _on_faces(qmc.Sobol(cube.dim, scramble=True, rng=rng).random(cfg.n_candidates), cfg.face_share, rng)
         model = state.model.with_pending(state.model_x(pending))
         mean, sd = model.predict(state.model_x(u))
         exploit = (trial.number - cfg.n_startup) % cfg.exploit_every == cfg.exploit_every - 1
@@ -163,3 +168,13 @@ def _unit_points(cube: UnitCube, trials: list[FrozenTrial]) -> np.ndarray:
     """The unit-cube points of the trials that have every searched parameter, (0, dim) for none."""
     trials = [t for t in trials if all(n in t.params for n in cube.names)]
     return cube.to_unit({n: [t.params[n] for t in trials] for n in cube.names}) if trials else np.empty((0, cube.dim))
+
+
+def _on_faces(u: np.ndarray, share: float, rng: np.random.Generator) -> np.ndarray:
+    """``u`` plus copies of its first ``share`` of rows with each coordinate, with probability 1/dim, moved to the
+    nearer end of its range (0 or 1): points on the range's faces, edges and corners."""
+    faces = u[: int(share * len(u))].copy()
+    move = rng.random(faces.shape) < 1 / u.shape[1]
+    faces[move] = np.round(faces[move])
+    return np.vstack([u, faces])
+
