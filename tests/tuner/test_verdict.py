@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from search_spaces.base import Boundary
-from search_spaces.facts import CONFIDENT, PINNED_WIDTH
+from search_spaces.facts import PINNED_WIDTH
 from tests.tuner.test_boundary import baseline_row, make_row, sweep
 from trainables.evaluation.result import TaskScore
 from tuner.analysis.boundary import analyse
@@ -207,21 +207,22 @@ class _StubModel:
         return "a stub model"
 
 
-def test_with_the_samplers_model_the_report_picks_the_confident_trial_and_asks_to_confirm_a_stronger_one() -> None:
-    """The sampler's rule (lowest forget with P >= CONFIDENT) passes over stronger uncertain trials, as the stop
-    sentence and console do; the next step asks to confirm the strongest of them."""
+def test_with_the_samplers_model_the_report_names_the_samplers_pick_and_the_safe_alternative() -> None:
+    """The sampler's rule (lowest forget with P >= CONFIDENT) picks the stronger uncertain trial, as the stop
+    sentence and console do; the outcome still says harmless forgetting was found, and names the confirmed one."""
     base = _row(BASELINE_ID, 0.99, 0.99, se=0.003)
     safe = _row("safe", 0.50, 0.98, se=0.003, retain_coef=2.0, remove_coef=1.0)  # P 0.95: harmless
-    bold = _row("bold", 0.40, 0.975, se=0.01, retain_coef=3.0, remove_coef=1.0)  # P 0.8: below CONFIDENT
-    risky = _row("risky", 0.30, 0.972, se=0.01, retain_coef=4.0, remove_coef=1.0)  # P 0.5
+    bold = _row("bold", 0.40, 0.975, se=0.01, retain_coef=3.0, remove_coef=1.0)  # P 0.8: uncertain, P >= 0.7
+    risky = _row("risky", 0.30, 0.972, se=0.01, retain_coef=4.0, remove_coef=1.0)  # P 0.5: below CONFIDENT
     model = _StubModel({2.0: 0.95, 3.0: 0.8, 4.0: 0.5})
     a = analyse([safe, bold, risky], base, 0.02, model=model)
     states = [a.states[t].value for t in ("safe", "bold", "risky")]
     assert states == ["forgets_harmlessly", "forgets_uncertain", "forgets_uncertain"]
-    assert CONFIDENT > 0.8 and a.recommended == "safe" and a.stronger == ["risky", "bold"]
+    assert a.recommended == "bold"
     v = build_verdict(a, [safe, bold, risky], base, "")
-    assert v.outcome == FOUND and v.recommended.startswith("safe (") and "forgets_harmlessly" in v.recommended
-    assert v.next_step.startswith("confirm risky: it forgot 20.0 pts more than safe")
+    assert v.outcome.startswith(FOUND) and v.outcome != FOUND
+    assert "confirm it before use" in v.recommended
+    assert "the lowest forget confidently harmless: safe (" in v.recommended
 
 
 def test_a_slice_bracketed_by_runs_but_wide_in_the_model_asks_for_runs_across_the_models_interval() -> None:

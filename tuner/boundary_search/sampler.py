@@ -56,8 +56,8 @@ class BoundarySamplerConfig:
     min_distance: float = 0.02
     fresh_seeds: bool = True  # every trial its own training seed (offset = trial number); False: first runs share one
     # candidates copied onto the range's faces, edges and corners (``_on_faces``), as a share of n_candidates. World 0
-    # (calibration, 20 replay seeds, CONFIDENT 0.9): at the stop regret 8.2 forget points against 9.7 without
-    # (CONFIDENT 0.7: 6.6 against 9.5); its best harmless forget sits in a corner of the range
+    # (calibration, 20 replay seeds): at the stop a regret of 6.6 forget points against 9.5 without (CONFIDENT 0.9:
+    # 8.2 against 9.7), picks as often harmless; its best harmless forget sits in a corner of the range
     face_share: float = 0.25
     stop: StopRule = field(default_factory=StopRule)
 
