@@ -25,7 +25,7 @@ AMBIGUOUS = (0.1, 0.9)  # P(harmless) strictly inside this band: undecided
 # "CONFIDENT 0.9, replicated contenders and face candidates (stop 38)"): the model's P is about calibrated (P 0.7-0.8:
 # 79 % truly harmless, 0.8-0.9: 84 %, 0.9-0.95: 89 %) and the pick sits at the threshold: 0.7 stopped in 100 % of
 # seeds, 70 % of picks truly harmless, regret 6.6; 0.9 in 85 %, 88 %, regret 8.2. On world 1 (held-out) 0.9 stopped in
-# 45 % at a regret of 25 at 48 trials (0.7: 85 %, 6.3), as at stop 33: 0.7 is kept, and harmless picks stay below the
+# 45 % at a regret of 25 at 48 trials (0.7: 85 %, 6.3), as at stop 29: 0.7 is kept, and harmless picks stay below the
 # 90 % asked
 CONFIDENT = 0.7
 # calibrated with the stopping rule on world 0's dense table: with 0.5 (and max_ambiguous 0.2) the rule fired in 9
