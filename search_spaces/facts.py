@@ -10,7 +10,8 @@ kept on Optuna trials as the user attrs ``<task>_stderr``).
 
 The model's P(harmless) = P(retain drop <= delta) is read against two fixed levels: ``AMBIGUOUS`` (the band
 where the model has not decided; the report's dashed contours, the stopping rule's ambiguous share) and
-``CONFIDENT`` (a point-feasible trial at least this likely to be harmless may be recommended). A slice's boundary
+``CONFIDENT`` (a point-feasible trial at least this likely to be harmless may be recommended; confirmed by
+``CONFIRM_RUNS`` runs). A slice's boundary
 is pinned when the model's interval there (its P = 0.9 to P = 0.1 crossings) spans at most ``PINNED_WIDTH`` decades
 and trials reach within ``PINNED_WIDTH`` decades of both its ends (``tuner.analysis.slices.Slice.pinned``: the
 report's slices and the stopping rule read it).
@@ -28,6 +29,9 @@ AMBIGUOUS = (0.1, 0.9)  # P(harmless) strictly inside this band: undecided
 # 45 % at a regret of 25 at 48 trials (0.7: 85 %, 6.3), as at stop 29: 0.7 is kept, and harmless picks stay below the
 # 90 % asked
 CONFIDENT = 0.7
+# a point is confirmed once it has this many runs (its first trial and replicates with new training seeds): the
+# stopping rule waits for its recommendation to be confirmed, and the search's answer prefers confirmed points
+CONFIRM_RUNS = 2
 # calibrated with the stopping rule on world 0's dense table: with 0.5 (and max_ambiguous 0.2) the rule fired in 9
 # of 10 replay seeds, each time with boundary error <= 0.22 decades
 PINNED_WIDTH = 0.5

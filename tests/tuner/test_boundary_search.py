@@ -13,7 +13,7 @@ import pytest
 from scipy.special import expit, logit
 
 from search_spaces import get_space
-from search_spaces.facts import PINNED_WIDTH, REPLICATE, REPLICATE_OF
+from search_spaces.facts import CONFIRM_RUNS, PINNED_WIDTH, REPLICATE, REPLICATE_OF
 from tuner.boundary_search import BoundarySampler, BoundarySamplerConfig, ModelSpec, StopRule, decide
 from tuner.boundary_search.cube import UnitCube
 from tuner.boundary_search.report_fit import ModelFit
@@ -194,6 +194,22 @@ def test_stopping_rule_waits_for_a_confirming_replicate_and_for_no_expected_gain
     expected, resolvable = ModelFit.from_state(state).expected_gain()
     default = decide(state, StopRule(min_trials=10)).reason
     assert expected == gain and f"needs < {100 * resolvable:.1f}, one eval stderr" in default
+
+
+def test_the_answer_prefers_confirmed_points_and_falls_back_to_the_working_pick():
+    """``recommend(CONFIRM_RUNS)`` (the report's answer) ranks only points with that many runs while any qualifies;
+    the sampler's working pick (``recommend()``) still ranks every point, so an unconfirmed better one gets
+    replicated."""
+    study = random_study(60)
+    state = BoundaryState.from_study(study, SPEC)
+    pick = state.recommend()
+    assert state.recommend(CONFIRM_RUNS).trial_number == pick.trial_number  # nothing confirmed yet: the same
+    other = next(t for t in study.trials if t.number != pick.trial_number and BASE - t.values[1] <= SPEC.delta)
+    add(study, other.params, **{REPLICATE_OF: other.number, REPLICATE: 1})
+    state = BoundaryState.from_study(study, SPEC)
+    assert state.recommend().trial_number == pick.trial_number
+    answer = state.recommend(CONFIRM_RUNS)
+    assert answer.trial_number == other.number and answer.runs == (other.number, 60)
 
 
 def test_the_sampler_replicates_the_recommended_point_once_per_missing_run():

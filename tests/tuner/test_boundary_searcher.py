@@ -3,6 +3,7 @@ search with ``Searcher.FINISHED`` and leaves the reason in ``run_dir/stop.json``
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import optuna
@@ -13,7 +14,7 @@ from search_spaces.facts import REPLICATE_OF, SEED_OFFSET
 from tests.tuner.test_boundary_search import BASE, FAST, SPACE, objective
 from tuner.boundary_search import BoundarySampler, BoundarySamplerConfig, ModelSpec, StopRule
 from tuner.boundary_search.searcher import BoundaryOptunaSearch
-from tuner.boundary_search.stopping import stop_reason
+from tuner.boundary_search.stopping import after_stop, stop_reason
 
 SPEC = ModelSpec(baseline_retain=BASE, boundary=get_space("kl_boundary").boundary)
 
@@ -50,12 +51,27 @@ def test_searcher_passes_stderrs_and_finishes_when_pinned(tmp_path: Path):
     reason = stop_reason(tmp_path, 60)
     assert reason.startswith("stopped by itself: boundary pinned and recommendation converged after")
     assert "P(retain drop <= delta)" in reason and "2 of 2 confirming runs" in reason
+    fired = json.loads((tmp_path / "stop.json").read_text())  # what after_stop compares the report's answer with
+    assert fired["trials"] == i and f"trial {fired['recommended']} (2 runs" in reason
     # Tune checkpoints the searcher (pickle) for --resume: the restored one is still finished
     searcher.save(str(tmp_path / "searcher.pkl"))
     restored = BoundaryOptunaSearch(space=SPACE, metric=["eval_forget_acc", "eval_retain_acc"], mode=["min", "max"],
                                     run_dir=tmp_path)
     restored.restore(str(tmp_path / "searcher.pkl"))
     assert restored.suggest("again") == Searcher.FINISHED
+
+
+def test_the_stop_sentence_ends_with_what_the_trials_running_at_the_stop_changed(tmp_path: Path):
+    """Trials still running when the rule fired finish afterwards; the sentence says whether the report's answer is
+    still the point the rule named."""
+    assert after_stop(tmp_path, ["t7", "t9"], 30) == ""  # the rule never fired
+    (tmp_path / "stop.json").write_text(json.dumps({"reason": "...", "trials": 30, "recommended": "t7"}))
+    assert after_stop(tmp_path, ["t7", "t9"], 30) == ""  # nothing finished after it
+    assert after_stop(tmp_path, ["t9", "t7"], 32) == ("; the 2 trials still running at the stop finished afterwards "
+                                                      "and leave trial t7 recommended")
+    assert after_stop(tmp_path, ["t12", "t31"], 31).endswith("1 trial still running at the stop finished afterwards "
+                                                             "and moved the recommendation to trial t12")
+    assert after_stop(tmp_path, None, 31).endswith("and leave no point recommended")
 
 
 def test_the_cap_sentence_says_what_the_rules_last_check_missed(tmp_path: Path):

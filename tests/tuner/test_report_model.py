@@ -68,6 +68,13 @@ def test_report_uses_the_boundary_samplers_model(tmp_path: Path):
         side = "harmless" if drop <= 0.02 and p >= 0.9 else "damaging" if drop > 0.02 and p <= 0.1 else "uncertain"
         assert sides.get(state, "uncertain") == side, (trial_id, state, drop, p)
     assert {sides.get(s, "uncertain") for s in result["states"].values()} >= {"harmless", "damaging"}
+    # the rule fired at 28 trials naming another point; the 2 trials running then moved the answer: the sentence
+    # names the report's recommended point
+    (tmp_path / "stop.json").write_text(json.dumps({"reason": "boundary pinned ...", "trials": 28,
+                                                    "recommended": "t-other"}))
+    stopped = json.loads((render_report(tmp_path) / "boundary.json").read_text())["verdict"]["stopped"]
+    assert stopped == ("stopped by itself: boundary pinned ...; the 2 trials still running at the stop finished "
+                       f"afterwards and moved the recommendation to trial {result['recommended']}")
 
 
 def model_run(points: list[tuple[float, float, float]]) -> tuple[ModelFit, list[TrialRow]]:

@@ -29,6 +29,7 @@ from tuner.analysis.report_plots import STATE_STYLE, Plot, curves_png, tradeoff_
 from tuner.analysis.report_tables import OUTCOMES, Table, tables
 from tuner.analysis.run_data import ReportInputError, load_run
 from tuner.analysis.verdict import Verdict, build_verdict
+from tuner.boundary_search.stopping import after_stop
 
 REPORT_DIR = "report"
 FIGURES = {  # file name -> (section title, caption)
@@ -69,7 +70,8 @@ def render_report(run_dir: str | Path, delta: float | None = None, confidence: f
     base_forget = (base.forget.acc, base.forget.stderr) if base and base.forget else None  # as the sampler had it
     a = analyse(data.trials, data.baseline, delta, confidence, boundary=run_boundary(data.config),
                 model=run_model_fit(run_dir, data.config, base_retain, delta, base_forget))
-    verdict = build_verdict(a, data.trials, data.baseline, data.stop)
+    stop = data.stop + (after_stop(run_dir, a.replicates and a.replicates.runs, a.fit.n_trials) if a.by_model else "")
+    verdict = build_verdict(a, data.trials, data.baseline, stop)
     out = run_dir / REPORT_DIR
     out.mkdir(exist_ok=True)
     plots = {"tradeoff.png": tradeoff_png(data.trials, data.baseline, a),

@@ -21,7 +21,7 @@ import optuna
 from optuna.trial import TrialState
 
 from search_spaces import get_space
-from search_spaces.facts import FORGET_INDEX, RETAIN_INDEX, STDERR_ATTRS
+from search_spaces.facts import CONFIRM_RUNS, FORGET_INDEX, RETAIN_INDEX, STDERR_ATTRS
 from trainables.evaluation.result import TaskScore
 from tuner.analysis.boundary import analyse
 from tuner.boundary_search import BoundarySampler, BoundaryState, ModelSpec
@@ -72,7 +72,8 @@ def shared_spec(baseline_retain: float, delta: float, baseline_forget: tuple[flo
 
 
 def _state_estimate(state: BoundaryState | None) -> Estimate:
-    rec = state.recommend() if state else None
+    """The model and the search's answer (confirmed points first, as the report recommends)."""
+    rec = state.recommend(CONFIRM_RUNS) if state else None
     return Estimate(state.p_harmless if state else None, rec.trial_number if rec else None)
 
 

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from search_spaces import get_space
-from search_spaces.facts import SEED_FIELD, retain_drop
+from search_spaces.facts import CONFIRM_RUNS, SEED_FIELD, retain_drop
 from tuner.bench_search.answers import DROP_SCALE, drop_scale_arg
 from tuner.bench_search.methods import Estimate
 from tuner.bench_search.replay import boundary_error
@@ -47,7 +47,7 @@ def score_run(run_dir: Path, table: Table, drop_scale: float | None = None) -> d
     base = next(r for r in ResultsTable(run_dir).rows() if r.trial_id == BASELINE_ID)
     state = run_state(run_dir, get_space(config["space"]), config["preset"], base.retain.acc, config["delta"],
                       (base.forget.acc, base.forget.stderr))
-    rec = state.recommend()
+    rec = state.recommend(CONFIRM_RUNS)  # the search's answer, as its report gives it
     surface = Surface(table, drop_scale)
     error = boundary_error(table, Estimate(state.p_harmless, None), table.boundary(config["delta"], drop_scale))
     forget, retain, _, _ = surface(rec.params) if rec else (np.nan, -np.inf, 0, 0)

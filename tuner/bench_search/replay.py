@@ -36,8 +36,8 @@ N_ALONG = 129  # points per column where a model's boundary is read
 class Trace:
     """Per completed-trial count n = 1..max_trials: the method's boundary error (decades), regret (points,
     NaN without a recommendation) and whether the recommendation is feasible, on the truth; ``shared_*`` the
-    same through the shared estimator; ``stopped_at`` is the n at which the boundary sampler's stopping rule
-    first fired (None: never, or another method)."""
+    same through the shared estimator; ``stopped_at`` is the n at which a search whose boundary sampler's stopping
+    rule first fired ends: the trials pending then finish, no new ones start (None: never, or another method)."""
 
     method: str
     seed: int
@@ -94,7 +94,7 @@ def replay(method: str, table: Table, seed: int, max_concurrent: int, max_trials
                                  delta)),
                   score(shared_estimate(sampler, study, spec)))
         if trace.stopped_at is None and isinstance(sampler, BoundarySampler) and sampler.stop_decision(study).stop:
-            trace.stopped_at = n
+            trace.stopped_at = n + len(pending)  # the pending trials still finish (they complete next, oldest first)
     return trace
 
 

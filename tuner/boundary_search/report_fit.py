@@ -22,7 +22,7 @@ import numpy as np
 import optuna
 
 from search_spaces import Boundary, SearchSpace
-from search_spaces.facts import AMBIGUOUS, study_name
+from search_spaces.facts import AMBIGUOUS, CONFIRM_RUNS, study_name
 from tuner.analysis.slices import fit_slices
 from tuner.boundary_search.crossing import first_crossing
 from tuner.boundary_search.state import BoundaryState, ModelSpec, Recommendation
@@ -44,7 +44,7 @@ class ModelFit:
     ratio_range: tuple[float, float]  # the boundary's value at the ends of ``along``'s range, at ``held``
     n_harmless: int  # trials with retain drop <= delta on the point estimate
     n_damaged: int
-    recommendation: Recommendation | None  # the sampler's own pick (BoundaryState.recommend)
+    recommendation: Recommendation | None  # BoundaryState.recommend(min_runs): the sampler's pick, or the answer
 
     @property
     def at_slice(self) -> float | None:
@@ -80,8 +80,15 @@ class ModelFit:
         points = [(t.params, bool(o)) for t, o in zip(self._state.trials, ok, strict=True)]
         return tuple(s.level for s in fit_slices(self, self.boundary, points) if not s.pinned)
 
+    @property
+    def n_trials(self) -> int:
+        """The completed trials the model read."""
+        return self.n_harmless + self.n_damaged
+
     @classmethod
-    def from_state(cls, state: BoundaryState) -> ModelFit:
+    def from_state(cls, state: BoundaryState, min_runs: int = 1) -> ModelFit:
+        """The model's view after ``state``'s trials; ``min_runs``: the recommendation's (``BoundaryState.recommend``:
+        1, the sampler's working pick; ``CONFIRM_RUNS``, the search's answer, as the report shows it)."""
         b, names = state.spec.boundary, state.cube.names
         held = {n: float(np.median([t.params[n] for t in state.trials])) for n in names if n != b.along}
         dist = state.cube.dists[names.index(b.along)]
@@ -104,7 +111,7 @@ class ModelFit:
                   by_slice=tuple((v, c[0]) for v, c in zip(levels, per_slice, strict=True)),
                   intervals=tuple((v, c[1], c[2]) for v, c in zip(levels, per_slice, strict=True)),
                   ratio_range=(float(x[0] / per), float(x[-1] / per)),
-                  n_harmless=int(drops.sum()), n_damaged=int((~drops).sum()), recommendation=state.recommend())
+                  n_harmless=int(drops.sum()), n_damaged=int((~drops).sum()), recommendation=state.recommend(min_runs))
         object.__setattr__(fit, "_state", state)
         return fit
 
@@ -129,9 +136,9 @@ def run_state(run_dir: Path, space: SearchSpace, preset: str, baseline_retain: f
 
 def model_fit(run_dir: Path, space: SearchSpace, preset: str, baseline_retain: float, delta: float,
               baseline_forget: tuple[float, float] | None = None) -> ModelFit | None:
-    """``ModelFit`` of ``run_state``."""
+    """``ModelFit`` of ``run_state``, recommending the search's answer (confirmed points first)."""
     state = run_state(run_dir, space, preset, baseline_retain, delta, baseline_forget)
-    return ModelFit.from_state(state) if state else None
+    return ModelFit.from_state(state, CONFIRM_RUNS) if state else None
 
 
 def run_model_fit(run_dir: Path, config: Mapping[str, Any], baseline_retain: float | None,

@@ -38,6 +38,7 @@ from ray.tune.search.optuna import OptunaSearch
 from search_spaces.facts import SEED_OFFSET, STDERR_ATTRS, STDERR_METRICS
 from tuner.boundary_search.sampler import BoundarySampler
 from tuner.boundary_search.stopping import STOP_FILE, StopDecision
+from tuner.records.results import atomic_write
 
 FAILURE_ATTR = "failure"  # user attr of a trial told FAIL: why it has no values
 
@@ -91,9 +92,9 @@ class BoundaryOptunaSearch(ResumableOptunaSearch):
             decision = sampler.stop_decision(self._ot_study, ids)
             self._on_decision(decision)
             if decision.stop:
-                path = Path(self._run_dir) / STOP_FILE
-                path.write_text(json.dumps({"reason": decision.reason, "ambiguous_share": decision.ambiguous_share,
-                                            "p_feasible": decision.p_feasible}))
+                fired = {k: getattr(decision, k) for k in ("reason", "ambiguous_share", "p_feasible", "trials",
+                                                             "recommended")}
+                atomic_write(Path(self._run_dir) / STOP_FILE, json.dumps(fired))
                 return Searcher.FINISHED
         config = super().suggest(trial_id)
         if not isinstance(config, dict):

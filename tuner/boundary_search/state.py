@@ -7,6 +7,7 @@ benchmark all read this one object.
     state.p_harmless({"retain_coef": r, "remove_coef": x, "beta_kl": b})   # arrays broadcast
     state.recommend()          # the sampled point (a trial and its replicates) with the lowest predicted forget
                                # among those with P(feasible) >= CONFIDENT and mean retain drop <= delta
+    state.recommend(CONFIRM_RUNS)   # the search's answer: the same rule over the confirmed points first
     state.ambiguous_share()    # share of the space with 0.1 < P(harmless) < 0.9
     state.improvement(best)    # the most feasible forget any point is still expected to gain over ``best``
 """
@@ -129,11 +130,12 @@ class BoundaryState:
         """P(retain drop <= delta) at parameter value columns (arrays broadcast, result in their shape)."""
         return self.model.p_harmless(self.model_x(self.cube.to_unit(columns))).reshape(self.cube.shape(columns))
 
-    def recommend(self) -> Recommendation | None:
+    def recommend(self, min_runs: int = 1) -> Recommendation | None:
         """Among the sampled points whose runs' mean retain drop is <= delta and that forgot (with
         ``spec.baseline_forget``, by the model: baseline - predicted forget > z * sqrt(se_b^2 + sd^2) at
         DEFAULT_CONFIDENCE): the lowest predicted forget with P(feasible) >= CONFIDENT, else the most probably
-        feasible one. None when no point qualifies."""
+        feasible one. Points with fewer than ``min_runs`` runs only when no point with as many qualifies. None
+        when no point qualifies."""
         first = [runs[0] for runs in self.obs.points]
         mean, sd = self.model.predict(self.obs.x[first])
         p = harmless_p(mean, sd)
@@ -141,6 +143,8 @@ class BoundaryState:
         ok = np.flatnonzero((drop <= self.spec.delta) & self._forgot(mean[:, 1], sd[:, 1]))
         if not len(ok):
             return None
+        runs_ok = ok[[len(self.obs.points[i]) >= min_runs for i in ok]]
+        ok = runs_ok if len(runs_ok) else ok
         confident = ok[p[ok] >= CONFIDENT]
         i = int(confident[np.argmin(mean[confident, 1])] if len(confident) else ok[np.argmax(p[ok])])
         runs = self.obs.points[i]

@@ -17,7 +17,9 @@ run's forget varies by 6-18 points from seed to seed (docs/benchmarks.md), 5-7x 
 
 ``--num-samples`` stays the budget cap; ``StopDecision.reason`` says why the rule fired, the searcher leaves it in
 ``run_dir/stop.json``, and ``stop_reason(run_dir, num_samples)`` is the sentence the console, MLflow, results.md
-and the report show.
+and the report show. Trials still running when the rule fires finish (no new ones start) and may move the answer:
+the report recommends from every trial (``BoundaryState.recommend(CONFIRM_RUNS)``) and ends the sentence with
+``after_stop``: which point that is now.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from search_spaces.facts import AMBIGUOUS, CONFIDENT
+from search_spaces.facts import AMBIGUOUS, CONFIDENT, CONFIRM_RUNS
 from tuner.boundary_search.report_fit import ModelFit
 from tuner.boundary_search.state import BoundaryState
 
@@ -42,7 +44,7 @@ class StopRule:
     max_ambiguous: float = 0.2
     min_p_feasible: float = CONFIDENT
     min_trials: int = 16
-    confirm_runs: int = 2  # runs of the recommended point (its first trial + replicates) before it is confirmed
+    confirm_runs: int = CONFIRM_RUNS  # runs of the recommended point (its first trial + replicates)
     min_improvement: float | None = None  # forget EI below which nothing is left to gain; None: one eval stderr
 
 
@@ -57,6 +59,7 @@ class StopDecision:
     slices: int | None = None
     forget: float | None = None  # the recommended point's mean forget acc over its runs
     runs: int | None = None  # its runs: the first trial and its replicates
+    trials: int | None = None  # completed trials the rule read
 
 
 def decide(state: BoundaryState | None, rule: StopRule, trial_ids: Mapping[int, str] | None = None) -> StopDecision:
@@ -64,14 +67,14 @@ def decide(state: BoundaryState | None, rule: StopRule, trial_ids: Mapping[int, 
     by its id in ``trial_ids`` (Optuna trial number -> Tune trial id), else by its Optuna number."""
     n = len(state.trials) if state else 0
     if state is None or n < rule.min_trials:
-        return StopDecision(False, f"{n} of at least {rule.min_trials} trials complete")
+        return StopDecision(False, f"{n} of at least {rule.min_trials} trials complete", trials=n)
     share = state.ambiguous_share()
     fit = ModelFit.from_state(state)  # the report's view: its recommendation, slices and expected gain
     rec = fit.recommendation
     lo, hi = AMBIGUOUS
     where = f"ambiguous region ({lo:g} < P(harmless) < {hi:g}) covers {share:.1%} of the space"
     if rec is None:
-        return StopDecision(False, f"{where}; no trial has forgotten with retain drop <= delta yet", share)
+        return StopDecision(False, f"{where}; no trial has forgotten with retain drop <= delta yet", share, trials=n)
     open_slices = fit.unpinned()
     located = share <= rule.max_ambiguous and not open_slices
     gain, resolvable = fit.expected_gain()
@@ -91,7 +94,7 @@ def decide(state: BoundaryState | None, rule: StopRule, trial_ids: Mapping[int, 
               "boundary pinned, recommendation not yet converged: " if located else
               "recommendation converged, boundary not yet pinned: " if converged else "")
     return StopDecision(located and converged, prefix + text, share, rec.p_feasible, name,
-                        len(fit.intervals) - len(open_slices), len(fit.intervals), rec.forget, len(rec.runs))
+                        len(fit.intervals) - len(open_slices), len(fit.intervals), rec.forget, len(rec.runs), n)
 
 
 def stop_reason(run_dir: str | Path, num_samples: int, last_check: str | None = None) -> str:
@@ -103,3 +106,18 @@ def stop_reason(run_dir: str | Path, num_samples: int, last_check: str | None = 
         return "stopped by itself: " + json.loads(path.read_text())["reason"]
     cap = f"ran to the budget cap (--num-samples {num_samples}) before the stopping rule fired"
     return f"{cap}; its last check, as the last trial was suggested: {last_check}" if last_check else cap
+
+
+def after_stop(run_dir: str | Path, runs: list[str] | None, trials: int) -> str:
+    """The stop sentence's end once the trials still running when the rule fired have finished: whether the
+    search's answer over all ``trials`` (the report's recommended point, ``runs``: its trial ids) is still the
+    point the rule named; "" when no trial finished after the stop (or the rule never fired)."""
+    path = Path(run_dir) / STOP_FILE
+    fired = json.loads(path.read_text()) if path.is_file() else {}
+    later = trials - fired.get("trials", trials)
+    if later <= 0:
+        return ""
+    named = fired.get("recommended")
+    now = (f"leave trial {named} recommended" if named in (runs or []) else
+           f"moved the recommendation to trial {runs[0]}" if runs else "leave no point recommended")
+    return f"; the {later} trial{'s' if later > 1 else ''} still running at the stop finished afterwards and {now}"

@@ -173,9 +173,11 @@ def _finish(ctx: SearchContext, tracker: Tracker, verbose: bool) -> int:
     if stop:
         ctx.extra["stop_reason"] = stop  # run_config.json -> the report's run-config table
         ctx.save()
+    report_dir = render_report(ctx.path, delta=ctx.delta)
+    if stop:  # the report's sentence: with what the trials still running at the stop changed (after_stop)
+        stop = _report(report_dir)["verdict"]["stopped"]
         tracker.set_tags(ctx.parent_run_id, {"stop_reason": stop[:5000]})
         table.note_stop(stop)
-    report_dir = render_report(ctx.path, delta=ctx.delta)
     for path, name in ((table.jsonl, "results"), (table.csv, "results"), (table.md, "results"),
                        (ctx.path / "run_config.json", "results"), (report_dir, "report")):
         tracker.log_artifacts(ctx.parent_run_id, Path(path), name)
@@ -194,9 +196,14 @@ def _finish(ctx: SearchContext, tracker: Tracker, verbose: bool) -> int:
     return 0
 
 
+def _report(report_dir: Path) -> dict:
+    """The report's analysis and verdict (``boundary.json``)."""
+    return json.loads((report_dir / "boundary.json").read_text())
+
+
 def _verdict(report_dir: Path) -> str:
     """The report's verdict in three lines (each trial already had its line; the table is in results.md)."""
-    verdict = json.loads((report_dir / "boundary.json").read_text())["verdict"]
+    verdict = _report(report_dir)["verdict"]
     return "".join(f"{label:<14}: {verdict[key]}\n" for key, label in (
         ("outcome", "outcome"), ("recommended", "recommended"), ("next_step", "next step")))
 
