@@ -211,11 +211,13 @@ def test_the_boundary_searcher_leaves_each_decision_for_the_progress_line(tmp_pa
         if i == 5:  # decided before this suggestion, on the 5 trials told so far
             assert read_decision(tmp_path) == {"stop": False, "reason": "5 of at least 10 trials complete",
                                                "ambiguous_share": None, "p_feasible": None, "recommended": None,
-                                               "slices_pinned": None, "slices": None, "forget": None, "runs": None}
+                                               "slices_pinned": None, "slices": None, "forget": None, "runs": None,
+                                               "trials": 5}
         forget, retain, fse, rse = objective(params)
         searcher.on_trial_complete(f"t{i}", {"eval_forget_acc": forget, "eval_retain_acc": retain,
                                              "eval_forget_stderr": fse, "eval_retain_stderr": rse})
     decision = read_decision(tmp_path)  # before the 13th suggestion, on 12 trials
+    assert decision["trials"] == 12
     assert 0 <= decision["ambiguous_share"] <= 1 and decision["slices"] == 3  # low, middle, high beta_kl
     assert 0 <= decision["slices_pinned"] <= 3
     assert decision["recommended"] in {f"t{i}" for i in range(12)}
