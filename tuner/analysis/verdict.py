@@ -26,7 +26,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-from search_spaces.facts import AMBIGUOUS, CONFIDENT, PINNED_WIDTH
+from search_spaces.facts import AMBIGUOUS, CONFIDENT, CONFIRM_RUNS, PINNED_WIDTH
 from tuner.analysis.boundary import P_LABEL, BoundaryAnalysis
 from tuner.analysis.outcomes import OutcomeState, retain_drop_se
 from tuner.analysis.slices import Kind, Slice, boundary_slices
@@ -35,8 +35,8 @@ from tuner.records.schema import BASELINE_ID, TrialRow
 
 FOUND, UNCERTAIN, NOT_FOUND = ("harmless forgetting found", "only uncertain harmless forgetting found",
                                "no harmless forgetting in the sampled region")
-STRONGER_UNCERTAIN = "harmless forgetting found; the recommended point forgets more but is not yet confirmed harmless"
-SAFE_AS_GOOD = ("harmless forgetting found; the recommended point is not yet confirmed harmless, and a confidently "
+STRONGER_UNCERTAIN = "harmless forgetting found; the recommended point forgets more but is not yet confidently harmless"
+SAFE_AS_GOOD = ("harmless forgetting found; the recommended point is not yet confidently harmless, and a confidently "
                 "harmless trial forgot as much")
 
 
@@ -130,8 +130,9 @@ def _best_harmless(a: BoundaryAnalysis, scored: list[TrialRow]) -> TrialRow | No
 def _rule(a: BoundaryAnalysis) -> str:
     if a.by_model:
         return (f"the boundary sampler's rule: among the sampled points that forgot (by the model) and whose runs' "
-                f"mean retain drop is ≤ δ = {_pts(a.delta)} pts, the lowest forget the model predicts with {P_LABEL} "
-                f"≥ {CONFIDENT:g}, else the most probably harmless (when that point has no candidate row, the lowest "
+                f"mean retain drop is ≤ δ = {_pts(a.delta)} pts, those confirmed by {CONFIRM_RUNS} runs first, the "
+                f"lowest forget the model predicts with {P_LABEL} ≥ {CONFIDENT:g}, else the most probably harmless "
+                f"(when that point has no candidate row, the lowest "
                 f"observed forget with retain drop ≤ δ, those with {P_LABEL} ≥ {CONFIDENT:g} first); labelled "
                 f"forgets_harmlessly when retain is confidently within δ ({_harmless_rule(a)}), else "
                 "forgets_uncertain")
