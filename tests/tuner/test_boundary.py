@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import types
 
 import numpy as np
 import pytest
@@ -237,3 +238,23 @@ def test_the_recommended_points_replicates_are_counted_and_summarised() -> None:
     alone = analyse(trials, baseline_row())
     assert alone.replicates.runs == [best] and "1 run (no replicate)" in verdict(alone, trials)
     assert "recommended/forget_sd" not in parent_metrics(json.loads(json.dumps(alone.to_dict())), rows)
+
+
+def test_with_the_samplers_model_the_recommended_point_is_named_by_its_first_run() -> None:
+    """The report names the sampler's recommended point by its first run, as the stop sentence does, even when a
+    replicate there forgot more (and would rank first among the rows)."""
+    class PickAt:  # the model's interface analyse reads: its pick and a P per trial
+        def __init__(self, params: dict[str, float]) -> None:
+            self.recommendation = types.SimpleNamespace(params=params)
+
+        def p_at(self, params: dict[str, float]) -> float:
+            return 0.95
+
+    trials = sweep(48)
+    best = analyse(trials, baseline_row()).recommended
+    first = next(t for t in trials if t.trial_id == best)
+    replicate = make_row("rep1", first.params["retain_coef"], first.params["remove_coef"], first.params["beta_kl"])
+    replicate.params["seed"] = 1
+    replicate.forget = score("forget", first.forget.acc - 0.04, N_FORGET)
+    a = analyse([*trials, replicate], baseline_row(), model=PickAt(dict(first.params)))
+    assert a.recommended == best and a.replicates.runs == [best, "rep1"]

@@ -67,11 +67,11 @@ def test_the_stop_sentence_ends_with_what_the_trials_running_at_the_stop_changed
     assert after_stop(tmp_path, ["t7", "t9"], 30) == ""  # the rule never fired
     (tmp_path / "stop.json").write_text(json.dumps({"reason": "...", "trials": 30, "recommended": "t7"}))
     assert after_stop(tmp_path, ["t7", "t9"], 30) == ""  # nothing finished after it
-    assert after_stop(tmp_path, ["t9", "t7"], 32) == ("; the 2 trials still running at the stop finished afterwards "
-                                                      "and leave trial t7 recommended")
-    assert after_stop(tmp_path, ["t12", "t31"], 31).endswith("1 trial still running at the stop finished afterwards "
-                                                             "and moved the recommendation to trial t12")
-    assert after_stop(tmp_path, None, 31).endswith("and leave no point recommended")
+    assert after_stop(tmp_path, ["t9", "t7"], 32) == ("; the 2 trials still running at the stop finished afterwards: "
+                                                      "trial t7 stays recommended")
+    assert after_stop(tmp_path, ["t12", "t31"], 31).endswith("1 trial still running at the stop finished afterwards: "
+                                                             "the recommendation moved to trial t12")
+    assert after_stop(tmp_path, None, 31).endswith(": no point is recommended now")
 
 
 def test_the_cap_sentence_says_what_the_rules_last_check_missed(tmp_path: Path):

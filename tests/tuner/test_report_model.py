@@ -74,7 +74,7 @@ def test_report_uses_the_boundary_samplers_model(tmp_path: Path):
                                                     "recommended": "t-other"}))
     stopped = json.loads((render_report(tmp_path) / "boundary.json").read_text())["verdict"]["stopped"]
     assert stopped == ("stopped by itself: boundary pinned ...; the 2 trials still running at the stop finished "
-                       f"afterwards and moved the recommendation to trial {result['recommended']}")
+                       f"afterwards: the recommendation moved to trial {result['recommended']}")
 
 
 def model_run(points: list[tuple[float, float, float]]) -> tuple[ModelFit, list[TrialRow]]:

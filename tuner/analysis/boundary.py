@@ -102,7 +102,7 @@ def analyse(trials: list[TrialRow], baseline: TrialRow | None, delta: float = DE
                         and feasible(t, base, delta)), key=rank)
     # with the sampler's model and no pick of its own among the rows, its rule: lowest forget with P >= CONFIDENT
     pool = sorted(harmless + uncertain, key=rank) if model is not None else harmless or uncertain
-    best = _model_pick(model, pool) or (pool[0] if pool else None)
+    best = _model_pick(model, [t for t in labelled if t in pool]) or (pool[0] if pool else None)
     replicates = Replicates.of(best, scored, base) if best else None
     tied = [t.trial_id for t in pool if best and t.trial_id not in replicates.runs
             and not significant(t.forget, best.forget, z)]
@@ -122,7 +122,8 @@ def analyse(trials: list[TrialRow], baseline: TrialRow | None, delta: float = DE
 
 
 def _model_pick(model: Any, pool: list[TrialRow]) -> TrialRow | None:
-    """The first candidate row at the boundary sampler's recommended point (None without one)."""
+    """The first candidate row (in trial order: the point's first run, as the stop sentence names it, unless its
+    own drop put it out) at the boundary sampler's recommended point (None without one)."""
     params = getattr(getattr(model, "recommendation", None), "params", None)
     if not params:
         return None

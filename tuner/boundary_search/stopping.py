@@ -118,6 +118,6 @@ def after_stop(run_dir: str | Path, runs: list[str] | None, trials: int) -> str:
     if later <= 0:
         return ""
     named = fired.get("recommended")
-    now = (f"leave trial {named} recommended" if named in (runs or []) else
-           f"moved the recommendation to trial {runs[0]}" if runs else "leave no point recommended")
-    return f"; the {later} trial{'s' if later > 1 else ''} still running at the stop finished afterwards and {now}"
+    now = (f"trial {named} stays recommended" if named in (runs or []) else
+           f"the recommendation moved to trial {runs[0]}" if runs else "no point is recommended now")
+    return f"; the {later} trial{'s' if later > 1 else ''} still running at the stop finished afterwards: {now}"
