@@ -21,6 +21,7 @@ import os
 import sys
 import traceback
 from pathlib import Path
+from typing import Any
 
 from trainables.config import MINIWORLD_MODELS, ConfigError, TrainConfig
 from trainables.evaluation.result import TaskScore
@@ -174,8 +175,9 @@ def _finish(ctx: SearchContext, tracker: Tracker, verbose: bool) -> int:
         ctx.extra["stop_reason"] = stop  # run_config.json -> the report's run-config table
         ctx.save()
     report_dir = render_report(ctx.path, delta=ctx.delta)
+    verdict = json.loads((report_dir / "boundary.json").read_text())["verdict"]
     if stop:  # the report's sentence: with what the trials still running at the stop changed (after_stop)
-        stop = _report(report_dir)["verdict"]["stopped"]
+        stop = verdict["stopped"]
         tracker.set_tags(ctx.parent_run_id, {"stop_reason": stop[:5000]})
         table.note_stop(stop)
     for path, name in ((table.jsonl, "results"), (table.csv, "results"), (table.md, "results"),
@@ -184,7 +186,7 @@ def _finish(ctx: SearchContext, tracker: Tracker, verbose: bool) -> int:
     sync_analysis(tracker, ctx.path)
     tracker.finish(ctx.parent_run_id)
     ray.shutdown()  # before the summary: nothing of Ray's may print after it
-    print("\n" + (table.md.read_text() if verbose else _verdict(report_dir)))
+    print("\n" + (table.md.read_text() if verbose else _verdict(verdict)))
     study = ctx.path / "optuna.db"  # sampled spaces only; grid spaces run their points without Optuna
     print(f"run directory : {ctx.path}\nresults       : {table.md}\n                {table.csv}\n"
           f"                {table.jsonl}\nreport        : {report_dir / 'report.html'}\n"
@@ -196,14 +198,8 @@ def _finish(ctx: SearchContext, tracker: Tracker, verbose: bool) -> int:
     return 0
 
 
-def _report(report_dir: Path) -> dict:
-    """The report's analysis and verdict (``boundary.json``)."""
-    return json.loads((report_dir / "boundary.json").read_text())
-
-
-def _verdict(report_dir: Path) -> str:
+def _verdict(verdict: dict[str, Any]) -> str:
     """The report's verdict in three lines (each trial already had its line; the table is in results.md)."""
-    verdict = _report(report_dir)["verdict"]
     return "".join(f"{label:<14}: {verdict[key]}\n" for key, label in (
         ("outcome", "outcome"), ("recommended", "recommended"), ("next_step", "next step")))
 
