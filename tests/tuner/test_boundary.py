@@ -198,6 +198,24 @@ def test_missing_or_failed_baseline(baseline: TrialRow | None) -> None:
         assert "eval OOM" in text
 
 
+def test_ties_read_the_recommended_points_runs_not_its_first_run() -> None:
+    """'Statistically tied' compares a trial with the recommended point's runs: their mean, with standard error
+    max(eval stderr, runs' sd) / sqrt(runs); one run is compared as itself."""
+    trials = sweep(48)
+    best = analyse(trials, baseline_row()).recommended
+    first = next(t for t in trials if t.trial_id == best)
+    close = make_row("close", first.params["retain_coef"], first.params["remove_coef"] * 1.01, 0.0)
+    close.forget = score("forget", first.forget.acc + 0.12, N_FORGET)  # 12 pts above the first run: significant
+    alone = analyse([*trials, close], baseline_row())
+    assert alone.recommended == best and "close" not in alone.tied
+    replicate = make_row("rep1", first.params["retain_coef"], first.params["remove_coef"], first.params["beta_kl"])
+    replicate.params["seed"] = 1
+    replicate.forget = score("forget", first.forget.acc + 0.16, N_FORGET)  # runs: mean +8 pts, sd 11 pts
+    with_runs = analyse([*trials, close, replicate], baseline_row())
+    assert with_runs.recommended == best and with_runs.replicates.runs == [best, "rep1"]
+    assert "close" in with_runs.tied  # 4 pts above the runs' mean, within their spread
+
+
 def test_to_dict_is_json_safe() -> None:
     d = analyse(sweep(n=20, betas=(0.0, 1.0), noise=True), baseline_row()).to_dict()
     text = json.dumps(d, allow_nan=False)

@@ -13,9 +13,10 @@ import pytest
 from scipy.special import expit, logit
 
 from search_spaces import get_space
-from search_spaces.facts import CONFIRM_RUNS, PINNED_WIDTH, REPLICATE, REPLICATE_OF
+from search_spaces.facts import CONFIDENT, CONFIRM_RUNS, PINNED_WIDTH, REPLICATE, REPLICATE_OF
 from tuner.boundary_search import BoundarySampler, BoundarySamplerConfig, ModelSpec, StopRule, decide
 from tuner.boundary_search.cube import UnitCube
+from tuner.boundary_search.gp import harmless_p
 from tuner.boundary_search.report_fit import ModelFit
 from tuner.boundary_search.sampler import _on_faces
 from tuner.boundary_search.state import BoundaryState
@@ -196,20 +197,37 @@ def test_stopping_rule_waits_for_a_confirming_replicate_and_for_no_expected_gain
     assert expected == gain and f"needs < {100 * resolvable:.1f}, one eval stderr" in default
 
 
-def test_the_answer_prefers_confirmed_points_and_falls_back_to_the_working_pick():
-    """``recommend(CONFIRM_RUNS)`` (the report's answer) ranks only points with that many runs while any qualifies;
-    the sampler's working pick (``recommend()``) still ranks every point, so an unconfirmed better one gets
-    replicated."""
+def candidates(state: BoundaryState) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per sampled point (its first trial number): the model's predicted forget and P(feasible), and whether it
+    is a candidate (runs' mean drop <= delta, P >= CONFIDENT)."""
+    first = [runs[0] for runs in state.obs.points]
+    mean, sd = state.model.predict(state.obs.x[first])
+    p = harmless_p(mean, sd)
+    drop = np.array([state.obs.retain_drop[list(runs)].mean() for runs in state.obs.points])
+    return mean[:, 1], p, (drop <= SPEC.delta) & (p >= CONFIDENT)
+
+
+def test_the_answer_is_the_most_trusted_point_within_one_eval_stderr_of_the_lowest_forget():
+    """Points whose predicted forget lies within one eval stderr of the lowest (a difference no run resolves)
+    are as good: ``recommend()`` (the sampler's working pick) takes the most probably harmless of them, and
+    ``recommend(CONFIRM_RUNS)`` (the search's answer) a confirmed one among them first. A confirmed point that
+    forgets measurably less than the best is not taken (a stale answer)."""
     study = random_study(60)
     state = BoundaryState.from_study(study, SPEC)
+    forget, p, ok = candidates(state)
+    near = ok & (forget <= forget[ok].min() + state.resolvable_gain())
     pick = state.recommend()
+    assert near.sum() >= 3 and pick.trial_number == int(np.flatnonzero(near)[np.argmax(p[near])])
     assert state.recommend(CONFIRM_RUNS).trial_number == pick.trial_number  # nothing confirmed yet: the same
-    other = next(t for t in study.trials if t.number != pick.trial_number and BASE - t.values[1] <= SPEC.delta)
-    add(study, other.params, **{REPLICATE_OF: other.number, REPLICATE: 1})
+    far = int(np.flatnonzero(ok & (forget > forget[ok].min() + 2 * state.resolvable_gain()))[0])
+    add(study, study.trials[far].params, **{REPLICATE_OF: far, REPLICATE: 1})
+    assert BoundaryState.from_study(study, SPEC).recommend(CONFIRM_RUNS).trial_number == pick.trial_number
+    other = int(next(i for i in np.flatnonzero(near) if i != pick.trial_number))
+    add(study, study.trials[other].params, **{REPLICATE_OF: other, REPLICATE: 1})
     state = BoundaryState.from_study(study, SPEC)
     assert state.recommend().trial_number == pick.trial_number
     answer = state.recommend(CONFIRM_RUNS)
-    assert answer.trial_number == other.number and answer.runs == (other.number, 60)
+    assert answer.trial_number == other and answer.runs == (other, 61)
 
 
 def test_the_sampler_replicates_the_recommended_point_once_per_missing_run():

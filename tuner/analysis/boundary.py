@@ -56,8 +56,8 @@ class BoundaryAnalysis:
     fit_note: str  # why there is no fit, or "" when there is
     recommended: str | None
     replicates: Replicates | None  # the recommended point's runs: count, mean ± sd
-    tied: list[str]  # other trials of the recommended one's tier whose forget acc is not significantly higher
-    stronger: list[str]  # forgets_uncertain trials (drop <= delta) that forgot significantly more: to confirm
+    tied: list[str]  # other candidate trials whose forget is not significantly above the recommended point's runs
+    stronger: list[str]  # forgets_uncertain trials (drop <= delta) that forgot significantly more than its runs
     nearest: list[str]  # when nothing is recommended: the closest candidates
     undecided: tuple[float, float] | None  # z-test only: drops between these are uncertain at the median stderr
     summary: dict[str, str]  # trial_id (and "baseline") -> one-line description used in the verdict
@@ -104,10 +104,11 @@ def analyse(trials: list[TrialRow], baseline: TrialRow | None, delta: float = DE
     pool = sorted(harmless + uncertain, key=rank) if model is not None else harmless or uncertain
     best = _model_pick(model, [t for t in labelled if t in pool]) or (pool[0] if pool else None)
     replicates = Replicates.of(best, scored, base) if best else None
+    point = replicates.forget_score(best.forget) if best else None  # the point's runs, not its first run alone
     tied = [t.trial_id for t in pool if best and t.trial_id not in replicates.runs
-            and not significant(t.forget, best.forget, z)]
+            and not significant(t.forget, point, z)]
     stronger = [t.trial_id for t in sorted(uncertain, key=lambda t: t.forget.acc)
-                if best is not None and t is not best and significant(best.forget, t.forget, z)]
+                if best is not None and t.trial_id not in replicates.runs and significant(point, t.forget, z)]
     summary = {t.trial_id: _describe(t, base, p_used.get(t.trial_id)) for t in scored}
     if base:
         summary[BASELINE_ID] = f"{_score(base.forget)} forget, {_score(base.retain)} retain"

@@ -2,6 +2,7 @@
 
     r = Replicates.of(best, scored, baseline)   # runs at best's coefficients: ids, mean ± sd of forget and drop
     r.describe()                                # "2 runs (a1, b2): forget 41.2 ± 3.1 %, retain drop 0.8 ± 0.4 pts"
+    r.forget_score(best.forget)                 # the point's forget as one score, for the tie tests
 
 The boundary sampler replicates the point it recommends before it stops (``tuner.boundary_search.sampler``); a
 replicate's row carries the training ``seed`` it ran with (as does every row the sampler gave a seed offset), every
@@ -11,11 +12,12 @@ other param equal to the first run's.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from search_spaces.facts import SEED_FIELD, retain_drop
+from trainables.evaluation.result import TaskScore
 from tuner.records.schema import TrialRow
 
 
@@ -37,6 +39,14 @@ class Replicates:
         def sd(x: np.ndarray) -> float:
             return float(x.std(ddof=1)) if len(x) > 1 else math.nan
         return cls([t.trial_id for t in runs], float(forget.mean()), sd(forget), float(drop.mean()), sd(drop))
+
+    def forget_score(self, first: TaskScore) -> TaskScore:
+        """The point's forget: the runs' mean, with standard error max(eval stderr, runs' sd) / sqrt(runs) (a run
+        varies by at least its eval stderr); one run: ``first``, the run's own score."""
+        n = len(self.runs)
+        if n == 1:
+            return first
+        return replace(first, acc=self.forget_mean, stderr=max(first.stderr, self.forget_sd) / math.sqrt(n))
 
     def describe(self) -> str:
         if len(self.runs) == 1:
