@@ -9,7 +9,7 @@ Rules it keeps:
 * selection: lowest forget among ``forgets_harmlessly`` trials; when there is none, the best ``forgets_uncertain``
   trial with retain drop <= delta on the point estimate, labelled uncertain; with the sampler's model, its own
   pick, which is "forgets more" than the best confidently harmless trial only when its runs' mean forget is lower
-  and the two are not statistically tied;
+  and the two are not statistically tied (a trial against the point's runs: ``Replicates.forget_score``);
 * no claim past the evidence: each slice's boundary line says what its trials show (``tuner.analysis.slices``):
   the estimate and its interval where the slice is pinned (the stopping rule's test: a narrow interval with trials
   near both its ends), an estimate without an interval where trials on both sides bracket it, "no retain drop
@@ -130,9 +130,10 @@ def _best_harmless(a: BoundaryAnalysis, scored: list[TrialRow]) -> TrialRow | No
 def _rule(a: BoundaryAnalysis) -> str:
     if a.by_model:
         return (f"the boundary sampler's rule: among the sampled points that forgot (by the model) and whose runs' "
-                f"mean retain drop is ≤ δ = {_pts(a.delta)} pts, those confirmed by {CONFIRM_RUNS} runs first, the "
-                f"lowest forget the model predicts with {P_LABEL} ≥ {CONFIDENT:g}, else the most probably harmless "
-                f"(when that point has no candidate row, the lowest "
+                f"mean retain drop is ≤ δ = {_pts(a.delta)} pts, those with {P_LABEL} ≥ {CONFIDENT:g} whose "
+                f"predicted forget is within one eval stderr of the lowest (a difference no run resolves), the ones "
+                f"confirmed by {CONFIRM_RUNS} runs first, then the most probably harmless; with no point at "
+                f"{CONFIDENT:g}, the most probably harmless (when that point has no candidate row, the lowest "
                 f"observed forget with retain drop ≤ δ, those with {P_LABEL} ≥ {CONFIDENT:g} first); labelled "
                 f"forgets_harmlessly when retain is confidently within δ ({_harmless_rule(a)}), else "
                 "forgets_uncertain")
