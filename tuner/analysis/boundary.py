@@ -10,7 +10,7 @@ delta" (``boundary_fit``) gives the harmless map and the boundary.
 Recommended: the lowest forget among ``forgets_harmlessly`` trials; when there is none, among ``forgets_uncertain``
 trials with retain drop <= delta on the point estimate, and the verdict says it is uncertain. With the boundary
 sampler's model, the search's answer (``BoundaryState.recommend(CONFIRM_RUNS)``: of the points within one eval
-stderr of the lowest predicted forget, confirmed points first, then the most probably harmless), else its rule
+stderr of the lowest predicted forget, confirmed points first, then the lowest predicted forget), else its rule
 over the rows: among both, the lowest forget with P >= CONFIDENT first. ``replicates``: the recommended point's
 runs (the trial and its replicates). ``tied`` and ``stronger`` compare trials with those runs (their mean and
 spread, ``Replicates.forget_score``): ``stronger`` lists the uncertain candidates that forgot significantly more,

@@ -131,8 +131,8 @@ def _rule(a: BoundaryAnalysis) -> str:
     if a.by_model:
         return (f"the boundary sampler's rule: among the sampled points that forgot (by the model) and whose runs' "
                 f"mean retain drop is ≤ δ = {_pts(a.delta)} pts, those with {P_LABEL} ≥ {CONFIDENT:g} whose "
-                f"predicted forget is within one eval stderr of the lowest (a difference no run resolves), the ones "
-                f"confirmed by {CONFIRM_RUNS} runs first, then the most probably harmless; with no point at "
+                f"predicted forget is within one eval stderr of the lowest (a difference no run resolves), those "
+                f"confirmed by {CONFIRM_RUNS} runs first, then the lowest predicted forget; with no point at "
                 f"{CONFIDENT:g}, the most probably harmless (when that point has no candidate row, the lowest "
                 f"observed forget with retain drop ≤ δ, those with {P_LABEL} ≥ {CONFIDENT:g} first); labelled "
                 f"forgets_harmlessly when retain is confidently within δ ({_harmless_rule(a)}), else "

@@ -5,9 +5,9 @@ benchmark all read this one object.
     spec = ModelSpec(baseline_retain=0.99, boundary=get_space("kl_boundary").boundary, delta=0.02)
     state = BoundaryState.from_study(study, spec)
     state.p_harmless({"retain_coef": r, "remove_coef": x, "beta_kl": b})   # arrays broadcast
-    state.recommend()          # the sampled point (a trial and its replicates) most likely harmless among those
-                               # within one eval stderr of the lowest predicted forget at P(feasible) >= CONFIDENT
-    state.recommend(CONFIRM_RUNS)   # the search's answer: the same, the confirmed points among them first
+    state.recommend()          # the sampled point (a trial and its replicates) with the lowest predicted forget
+                               # among those with P(feasible) >= CONFIDENT and mean retain drop <= delta
+    state.recommend(CONFIRM_RUNS)   # the search's answer: a confirmed point within one eval stderr of that, else it
     state.ambiguous_share()    # share of the space with 0.1 < P(harmless) < 0.9
     state.improvement(best)    # the most feasible forget any point is still expected to gain over ``best``
 """
@@ -135,8 +135,8 @@ class BoundaryState:
         ``spec.baseline_forget``, by the model: baseline - predicted forget > z * sqrt(se_b^2 + sd^2) at
         DEFAULT_CONFIDENCE), those with P(feasible) >= CONFIDENT; of these, the ones whose predicted forget is
         within one eval stderr (``resolvable_gain``) of the lowest, a difference no run resolves; of those, the
-        most trusted: points with at least ``min_runs`` runs first, then the highest P(feasible). Without a point
-        at CONFIDENT, the most probably feasible one (``min_runs`` runs first). None when no point qualifies."""
+        points with at least ``min_runs`` runs first, then the lowest predicted forget. Without a point at
+        CONFIDENT, the most probably feasible one (``min_runs`` runs first). None when no point qualifies."""
         first = [runs[0] for runs in self.obs.points]
         mean, sd = self.model.predict(self.obs.x[first])
         p = harmless_p(mean, sd)
@@ -149,7 +149,7 @@ class BoundaryState:
             ok = confident[mean[confident, 1] <= mean[confident, 1].min() + self.resolvable_gain()]
         confirmed = ok[[len(self.obs.points[i]) >= min_runs for i in ok]]
         ok = confirmed if len(confirmed) else ok
-        i = int(ok[np.argmax(p[ok])])
+        i = int(ok[np.argmin(mean[ok, 1])] if len(confident) else ok[np.argmax(p[ok])])
         runs = self.obs.points[i]
         forget, drops = self.obs.forget[list(runs)], self.obs.retain_drop[list(runs)]
         return Recommendation(
