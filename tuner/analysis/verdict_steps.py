@@ -60,9 +60,10 @@ def next_step(a: BoundaryAnalysis, scored: Sequence[TrialRow], baseline: TrialRo
         return (f"accept {best.trial_id}: forget is at chance with retain confidently within δ; confirm it with "
                 "2-3 seeds")
     if a.stronger:
-        other = by_id[a.stronger[0]]
-        return (f"confirm {other.trial_id}: it forgot {_pts(best.forget.acc - other.forget.acc)} pts more than "
-                f"{best.trial_id} but its {_drop(other, baseline)} is not confidently within δ; {CONFIRM}")
+        other, runs = by_id[a.stronger[0]], len(a.replicates.runs)  # stronger: against the point's runs' mean
+        than = f"{best.trial_id}'s {runs} runs" if runs > 1 else best.trial_id
+        return (f"confirm {other.trial_id}: it forgot {_pts(a.replicates.forget_mean - other.forget.acc)} pts more "
+                f"than {than} but its {_drop(other, baseline)} is not confidently within δ; {CONFIRM}")
     along = a.boundary.along
     if len({repr(t.params.get(along)) for t in scored}) < 2:
         return f"vary {along}: this search keeps it fixed, so it cannot locate the boundary"

@@ -145,11 +145,13 @@ class BoundaryState:
         if not len(ok):
             return None
         confident = ok[p[ok] >= CONFIDENT]
-        if len(confident):
-            ok = confident[mean[confident, 1] <= mean[confident, 1].min() + self.resolvable_gain()]
+        if len(confident):  # within one eval stderr of the lowest predicted forget, ranked by predicted forget
+            ok, rank = confident[mean[confident, 1] <= mean[confident, 1].min() + self.resolvable_gain()], mean[:, 1]
+        else:  # ranked by P(feasible)
+            rank = -p
         confirmed = ok[[len(self.obs.points[i]) >= min_runs for i in ok]]
         ok = confirmed if len(confirmed) else ok
-        i = int(ok[np.argmin(mean[ok, 1])] if len(confident) else ok[np.argmax(p[ok])])
+        i = int(ok[np.argmin(rank[ok])])
         runs = self.obs.points[i]
         forget, drops = self.obs.forget[list(runs)], self.obs.retain_drop[list(runs)]
         return Recommendation(
