@@ -9,9 +9,9 @@ import optuna
 import pytest
 
 from tuner.bench_search import replay as replay_module
-from tuner.bench_search.bench import compact, report
+from tuner.bench_search.bench import _calibration_lines, compact, report
 from tuner.bench_search.methods import Estimate
-from tuner.bench_search.metrics import summarise, trials_to_target
+from tuner.bench_search.metrics import calibration, summarise, trials_to_target
 from tuner.bench_search.replay import Trace, boundary_error, replay
 from tuner.bench_search.synthetic import SyntheticWorld
 
@@ -100,6 +100,9 @@ def test_replay_scores_every_method_through_the_shared_estimator_too():
     own = replay("boundary", table, seed=0, max_concurrent=1, max_trials=10, delta=DELTA)
     np.testing.assert_equal([own.shared_error, own.shared_regret, own.shared_feasible],
                             [own.error, own.regret, own.feasible])  # NaN regret (no pick yet) equals NaN
+    # its P(harmless) at its recommendation, where it has one (what p_calibration reads)
+    assert len(own.p_feasible) == 10 and np.array_equal(np.isnan(own.p_feasible), np.isnan(own.regret))
+    assert all(0 <= p <= 1 for p in own.p_feasible if not np.isnan(p))
     tpe = replay("tpe", table, seed=0, max_concurrent=1, max_trials=10, delta=DELTA)
     assert len(tpe.shared_error) == 10 and tpe.shared_error != tpe.error
     out = report(table, {"tpe": [tpe]}, (5, 10), DELTA)
@@ -149,7 +152,7 @@ def test_the_summary_reads_each_seed_at_its_own_stop():
     def trace(seed: int, stop: int | None, regret: list[float]) -> Trace:
         n = len(regret)
         return Trace("boundary", seed, 1, error=[0.1 * (i + 1) for i in range(n)], regret=regret,
-                     feasible=[i % 2 == 0 for i in range(n)], stopped_at=stop)
+                     feasible=[i % 2 == 0 for i in range(n)], p_feasible=[0.8, 0.9, float("nan")][:n], stopped_at=stop)
 
     runs = [trace(0, 2, [9.0, 4.0, 1.0]), trace(1, 3, [9.0, float("nan"), 2.0]), trace(2, None, [5.0, 5.0, 5.0])]
     out = summarise(runs, (3,))
@@ -157,11 +160,29 @@ def test_the_summary_reads_each_seed_at_its_own_stop():
     assert out["error_at_stop"] == pytest.approx(0.25) and out["regret_at_stop"] == pytest.approx(3.0)
     assert out["feasible_at_stop_rate"] == pytest.approx(0.5)  # seed 0 stopped on an infeasible pick, seed 1 not
     assert out["per_seed_at_stop"] == [
-        {"seed": 0, "trials": 2, "error": pytest.approx(0.2), "regret": 4.0, "feasible": False},
-        {"seed": 1, "trials": 3, "error": pytest.approx(0.3), "regret": 2.0, "feasible": True}]
+        {"seed": 0, "trials": 2, "error": pytest.approx(0.2), "regret": 4.0, "feasible": False, "p_feasible": 0.9},
+        {"seed": 1, "trials": 3, "error": pytest.approx(0.3), "regret": 2.0, "feasible": True, "p_feasible": None}]
     assert out["per_seed_at_end"] == [  # what a real search is placed among (tuner.bench_search.real): + the cap
         *({**r, "stopped": True} for r in out["per_seed_at_stop"]),
-        {"seed": 2, "trials": 3, "error": pytest.approx(0.3), "regret": 5.0, "feasible": True, "stopped": False}]
+        {"seed": 2, "trials": 3, "error": pytest.approx(0.3), "regret": 5.0, "feasible": True, "p_feasible": None,
+         "stopped": False}]
+
+
+def test_calibration_holds_each_p_band_against_the_truth():
+    """``p_calibration``: per band of the method's P(harmless) at its recommendation, how many (seed, trial count >=
+    first) pairs fell in it and the share of them truly harmless; a count without a recommendation (NaN) is in none."""
+    def trace(seed: int, feasible: list[bool], p: list[float]) -> Trace:
+        return Trace("boundary", seed, 1, error=[0.1] * 4, regret=[1.0] * 4, feasible=feasible, p_feasible=p)
+
+    runs = [trace(0, [True, False, True, True], [0.75, 0.75, 0.96, float("nan")]),
+            trace(1, [False, False, True, False], [0.3, 0.72, 1.0, 0.99])]
+    bands = {tuple(b["p"]): (b["n"], b["harmless_rate"]) for b in calibration(runs, first=2)}
+    assert bands[(0.7, 0.8)] == (2, 0.0)  # the first trial count (P 0.75, harmless; P 0.3) is not read
+    assert bands[(0.95, 1.0)] == (3, pytest.approx(2 / 3))  # 1.0 falls in the last, closed band
+    assert bands[(0.0, 0.5)] == bands[(0.5, 0.7)] == (0, None) and sum(n for n, _ in bands.values()) == 5
+    assert summarise(runs, (3,))["p_calibration"] == calibration(runs)  # from trial 16 on: every band empty
+    printed = _calibration_lines({"methods": {"boundary": {"p_calibration": calibration(runs, first=2)}}})
+    assert printed.endswith("boundary: 0.7-0.8 0% (2), 0.95-1 67% (3)")
 
 
 def test_calibration_and_held_out_tables_never_share_a_table():

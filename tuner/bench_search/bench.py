@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from tuner.bench_search.answers import AnswerModel, make_answers
 from tuner.bench_search.edge_limit import CONFIDENCE, regret_given_runs
-from tuner.bench_search.metrics import TARGET, summarise
+from tuner.bench_search.metrics import CALIBRATION_FROM, TARGET, summarise
 from tuner.bench_search.replay import Trace, replay
 from tuner.bench_search.table import Table
 
@@ -87,7 +87,16 @@ def compact(result: dict[str, Any]) -> str:
              "evidence at it: " + ", ".join(f"{k}: {'—' if v is None else f'{v:.1f}'}" for k, v in edge.items()))
     shared = [row(name, m["shared_estimator"]) for name, m in result["methods"].items() if "shared_estimator" in m]
     return _aligned(head, own) + "\n\nthrough the shared estimator (the boundary model on each method's trials):\n" \
-        + _aligned(head[:-6], [r[:-6] for r in shared]) + limit
+        + _aligned(head[:-6], [r[:-6] for r in shared]) + limit + _calibration_lines(result)
+
+
+def _calibration_lines(result: dict[str, Any]) -> str:
+    """Per method, each P(harmless) band its recommendations fell in: the truly harmless share (and how many)."""
+    lines = [f"  {name}: " + ", ".join(f"{b['p'][0]:g}-{b['p'][1]:g} {b['harmless_rate']:.0%} ({b['n']})"
+                                      for b in m["p_calibration"] if b["n"])
+             for name, m in result["methods"].items() if any(b["n"] for b in m.get("p_calibration", []))]
+    return ("" if not lines else f"\n\nrecommendations truly harmless, by the method's P(harmless) at them (after "
+            f"{CALIBRATION_FROM}+ trials, every seed):\n" + "\n".join(lines))
 
 
 def _aligned(head: list[str], rows: list[list[str]]) -> str:

@@ -7,7 +7,10 @@
 Each method's row also holds ``shared_estimator``: the same target and budget numbers with its trials read
 by the shared estimator (``Trace.shared``) instead of its own analysis; and ``per_seed_at_stop`` /
 ``per_seed_at_end``: each seed at its stop (stopped seeds) / at its stop or the cap (every seed), what real
-searches are placed among (``tuner.bench_search.real``).
+searches are placed among (``tuner.bench_search.real``); and ``p_calibration``: how often a recommendation the
+method rated P(harmless) in each band is truly harmless, over every seed after ``CALIBRATION_FROM`` trials
+
+    [{"p": [0.7, 0.8], "n": 315, "harmless_rate": 0.76}, ...]     # n: (seed, trial count) pairs in the band
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ class Target:
 
 
 TARGET = Target()
+P_BANDS = (0.0, 0.5, 0.7, 0.8, 0.9, 0.95, 1.0)  # P(harmless) bands of ``calibration``; CONFIDENT is 0.7
+CALIBRATION_FROM = 16  # trial counts read by ``calibration``: the stopping rule's min_trials onward
 
 
 def trials_to_target(trace: Trace, target: Target = TARGET) -> float:
@@ -50,8 +55,21 @@ def summarise(traces: list[Trace], budgets: tuple[int, ...], target: Target = TA
     """One method's row of ``bench_search.json``."""
     shared = _summarise([t.shared() for t in traces], budgets, target)
     at_end = [_at(t, t.stopped_at or len(t.error)) | {"stopped": t.stopped_at is not None} for t in traces]
-    return {**_summarise(traces, budgets, target), "per_seed_at_end": at_end,
+    return {**_summarise(traces, budgets, target), "per_seed_at_end": at_end, "p_calibration": calibration(traces),
             "shared_estimator": {k: shared[k] for k in SHARED_KEYS}}
+
+
+def calibration(traces: list[Trace], first: int = CALIBRATION_FROM) -> list[dict[str, Any]]:
+    """Per band of ``P_BANDS`` (the last one closed): the (seed, n >= first) pairs whose recommendation the method
+    rated P(harmless) in it, and the share of them truly harmless (None for an empty band)."""
+    p = np.array([v for t in traces for v in t.p_feasible[first - 1:]], dtype=float)
+    ok = np.array([v for t in traces for v in t.feasible[first - 1:len(t.p_feasible)]], dtype=bool)
+    out = []
+    for lo, hi in zip(P_BANDS, P_BANDS[1:], strict=False):
+        band = (p >= lo) & ((p < hi) if hi < P_BANDS[-1] else (p <= hi))
+        rate = float(ok[band].mean()) if band.any() else None
+        out.append({"p": [lo, hi], "n": int(band.sum()), "harmless_rate": rate})
+    return out
 
 
 def _summarise(traces: list[Trace], budgets: tuple[int, ...], target: Target) -> dict[str, Any]:
@@ -94,10 +112,12 @@ def _at_stop(stopped: list[Trace]) -> dict[str, Any]:
 
 
 def _at(t: Trace, n: int) -> dict[str, Any]:
-    """One seed after n completed trials: (seed, trials, error, regret (no recommendation: +inf), feasible)."""
+    """One seed after n completed trials: (seed, trials, error, regret (no recommendation: +inf), feasible, the
+    method's P(harmless) at its recommendation (None: not kept, or no recommendation))."""
+    p = t.p_feasible[n - 1] if len(t.p_feasible) >= n else math.nan
     return {"seed": t.seed, "trials": n, "error": t.error[n - 1],
             "regret": t.regret[n - 1] if not math.isnan(t.regret[n - 1]) else math.inf,
-            "feasible": bool(t.feasible[n - 1])}
+            "feasible": bool(t.feasible[n - 1]), "p_feasible": _finite(p)}
 
 
 def error_curves(traces: list[Trace]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -36,8 +36,10 @@ N_ALONG = 129  # points per column where a model's boundary is read
 class Trace:
     """Per completed-trial count n = 1..max_trials: the method's boundary error (decades), regret (points,
     NaN without a recommendation) and whether the recommendation is feasible, on the truth; ``shared_*`` the
-    same through the shared estimator; ``stopped_at`` is the n at which a search whose boundary sampler's stopping
-    rule first fired ends: the trials pending then finish, no new ones start (None: never, or another method)."""
+    same through the shared estimator; ``p_feasible`` the method's own P(retain drop <= delta) at its
+    recommendation (NaN without one or without a model), which ``metrics.calibration`` holds against the truth;
+    ``stopped_at`` is the n at which a search whose boundary sampler's stopping rule first fired ends: the trials
+    pending then finish, no new ones start (None: never, or another method)."""
 
     method: str
     seed: int
@@ -45,15 +47,17 @@ class Trace:
     error: list[float] = field(default_factory=list)
     regret: list[float] = field(default_factory=list)
     feasible: list[bool] = field(default_factory=list)
+    p_feasible: list[float] = field(default_factory=list)
     stopped_at: int | None = None
     shared_error: list[float] = field(default_factory=list)
     shared_regret: list[float] = field(default_factory=list)
     shared_feasible: list[bool] = field(default_factory=list)
 
-    def add(self, own: tuple[float, float, bool], shared: tuple[float, float, bool]) -> None:
-        """One completed trial's (error, regret, feasible), by the method's own estimate and the shared one."""
-        for name, v in zip(("error", "regret", "feasible", "shared_error", "shared_regret", "shared_feasible"),
-                           (*own, *shared), strict=True):
+    def add(self, own: tuple[float, float, bool, float], shared: tuple[float, float, bool, float]) -> None:
+        """One completed trial's (error, regret, feasible, P at the recommendation), by the method's own estimate
+        and the shared one (whose P is not kept)."""
+        for name, v in zip(("error", "regret", "feasible", "p_feasible", "shared_error", "shared_regret",
+                            "shared_feasible"), (*own, *shared[:3]), strict=True):
             getattr(self, name).append(v)
 
     def shared(self) -> Trace:
@@ -73,10 +77,10 @@ def replay(method: str, table: Table, seed: int, max_concurrent: int, max_trials
     truth, best = answers.boundary(delta), answers.best_feasible_forget(delta)
     spec = shared_spec(table.baseline_retain, delta, base_forget)
 
-    def score(est: Estimate) -> tuple[float, float, bool]:
+    def score(est: Estimate) -> tuple[float, float, bool, float]:
         forget, retain = _recommended(study, est, answers)
         feasible = bool(retain_drop(table.baseline_retain, retain) <= delta)
-        return boundary_error(table, est, truth), 100 * (forget - best), feasible
+        return boundary_error(table, est, truth), 100 * (forget - best), feasible, _p_at_recommended(study, est)
 
     for n in range(1, max_trials + 1):
         while len(pending) < max_concurrent and n - 1 + len(pending) < max_trials:
@@ -115,6 +119,14 @@ def model_boundary(table: Table, p_harmless: PFn | None) -> np.ndarray:
 def boundary_error(table: Table, est: Estimate, truth: np.ndarray) -> float:
     """Mean over the table's columns of |log10 remove*_model - log10 remove*_table| (decades)."""
     return float(np.mean(np.abs(model_boundary(table, est.p_harmless) - truth)))
+
+
+def _p_at_recommended(study: optuna.Study, est: Estimate) -> float:
+    """The estimate's P(harmless) at its recommended trial's params; NaN without a recommendation or a model."""
+    if est.recommended is None or est.p_harmless is None:
+        return float("nan")
+    params = study.trials[est.recommended].params
+    return float(np.asarray(est.p_harmless({k: np.array([v]) for k, v in params.items()})).ravel()[0])
 
 
 def _recommended(study: optuna.Study, est: Estimate, answers: Answers) -> tuple[float, float]:
