@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from tuner.bench_search.replay import Trace
+from tuner.boundary_search.stopping import StopRule
 
 
 @dataclass(frozen=True)
@@ -32,8 +33,8 @@ class Target:
 
 
 TARGET = Target()
-P_BANDS = (0.0, 0.5, 0.7, 0.8, 0.9, 0.95, 1.0)  # P(harmless) bands of ``calibration``; CONFIDENT is 0.7
-CALIBRATION_FROM = 16  # trial counts read by ``calibration``: the stopping rule's min_trials onward
+P_BANDS = (0.0, 0.5, 0.7, 0.8, 0.9, 0.95, 1.0)  # P(harmless) bands of ``calibration``
+CALIBRATION_FROM = StopRule().min_trials  # ``calibration`` reads the trial counts the stopping rule reads
 
 
 def trials_to_target(trace: Trace, target: Target = TARGET) -> float:

@@ -53,11 +53,11 @@ class Trace:
     shared_regret: list[float] = field(default_factory=list)
     shared_feasible: list[bool] = field(default_factory=list)
 
-    def add(self, own: tuple[float, float, bool, float], shared: tuple[float, float, bool, float]) -> None:
-        """One completed trial's (error, regret, feasible, P at the recommendation), by the method's own estimate
-        and the shared one (whose P is not kept)."""
-        for name, v in zip(("error", "regret", "feasible", "p_feasible", "shared_error", "shared_regret",
-                            "shared_feasible"), (*own, *shared[:3]), strict=True):
+    def add(self, own: tuple[float, float, bool], shared: tuple[float, float, bool], p_feasible: float) -> None:
+        """One completed trial's (error, regret, feasible), by the method's own estimate and the shared one, and
+        the own estimate's P(harmless) at its recommendation."""
+        for name, v in zip(("error", "regret", "feasible", "shared_error", "shared_regret", "shared_feasible",
+                            "p_feasible"), (*own, *shared, p_feasible), strict=True):
             getattr(self, name).append(v)
 
     def shared(self) -> Trace:
@@ -77,10 +77,10 @@ def replay(method: str, table: Table, seed: int, max_concurrent: int, max_trials
     truth, best = answers.boundary(delta), answers.best_feasible_forget(delta)
     spec = shared_spec(table.baseline_retain, delta, base_forget)
 
-    def score(est: Estimate) -> tuple[float, float, bool, float]:
+    def score(est: Estimate) -> tuple[float, float, bool]:
         forget, retain = _recommended(study, est, answers)
         feasible = bool(retain_drop(table.baseline_retain, retain) <= delta)
-        return boundary_error(table, est, truth), 100 * (forget - best), feasible, _p_at_recommended(study, est)
+        return boundary_error(table, est, truth), 100 * (forget - best), feasible
 
     for n in range(1, max_trials + 1):
         while len(pending) < max_concurrent and n - 1 + len(pending) < max_trials:
@@ -94,9 +94,8 @@ def replay(method: str, table: Table, seed: int, max_concurrent: int, max_trials
             trial.set_user_attr(attr, se)
         set_retain_constraint(trial, a.retain, table.baseline_retain, delta)  # as the search's searcher does
         study.tell(trial, [a.forget, a.retain])
-        trace.add(score(estimate(sampler, study, (table.baseline_forget, table.baseline_retain), table.n_eval,
-                                 delta)),
-                  score(shared_estimate(sampler, study, spec)))
+        own = estimate(sampler, study, (table.baseline_forget, table.baseline_retain), table.n_eval, delta)
+        trace.add(score(own), score(shared_estimate(sampler, study, spec)), _p_at_recommended(study, own))
         if trace.stopped_at is None and isinstance(sampler, BoundarySampler) and sampler.stop_decision(study).stop:
             trace.stopped_at = n + len(pending)  # the pending trials still finish (they complete next, oldest first)
     return trace
