@@ -29,3 +29,26 @@ def test_build_tiny_table_cache_and_resume(tmp_path: Path):
     kept = [r["index"] for r in records[:3]]
     assert np.allclose(again.forget.ravel()[kept], table.forget.ravel()[kept])
     assert len((out / "points.jsonl").read_text().splitlines()) == 5  # 3 kept + the torn line + 1 redone
+
+
+def test_every_released_table_is_a_named_seed_table_and_is_read_without_training(tmp_path: Path):
+    """Each file in ``released/`` is the table of one training seed of a ``TABLES`` entry (same directory name,
+    so never stale), of that entry's grid; with an empty cache ``build_table`` returns it as released."""
+    from trainables.train import parse_overrides
+    from tuner.bench_search.build_table import RELEASED
+    from tuner.bench_search.table import Table
+    from tuner.bench_search.tables import TABLES
+
+    seed_tables = {table_dir(spec.preset, spec.grid, parse_overrides(list(spec.overrides)) | {"seed": seed}).name:
+                   (spec, seed) for spec in TABLES.values() if spec.synthetic is None for seed in spec.train_seeds}
+    released = sorted(RELEASED.glob("*.json"))
+    assert released, "no released table"
+    for path in released:
+        assert path.stem in seed_tables, f"{path.name} is no TABLES seed table (stale: rebuild and release it)"
+        spec, seed = seed_tables[path.stem]
+        table = Table.load(path)
+        assert table.forget.shape == spec.grid and table.key == path.stem
+        got = build_table(spec.preset, spec.grid, overrides=parse_overrides(list(spec.overrides)) | {"seed": seed},
+                          root=tmp_path)
+        assert got.forget.tolist() == table.forget.tolist()
+        assert not any(tmp_path.rglob("points.jsonl"))  # nothing trained

@@ -7,6 +7,12 @@ spawn process pool, with a progress bar.
 Cached in ``cache_root()/bench_search/<world key>-<grid and config hash>/``: ``points.jsonl`` (one line per
 finished point: params, forget/retain TaskScores, training curve), ``baseline.json`` and ``table.json``.
 A rerun skips finished points (resumable); a changed world has another key, so its table is built anew.
+
+Released tables: a table built once and committed as ``released/<the same directory name>.json`` (its
+``table.json``) is read when the cache has none, so every machine replays the same numbers (training's float
+rounding differs from CPU to CPU, and the replays' trajectories follow it) and no machine spends the hours
+again. A changed world, grid or training config has another name, so a stale release is never read. Release a
+table built here: ``cp <cache dir>/table.json tuner/bench_search/released/<cache dir name>.json``.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from trainables.evaluation.result import TaskScore
 from tuner.bench_search.table import Axis, Table
 
 SPACE = "kl_boundary"
+RELEASED = Path(__file__).parent / "released"
 
 
 def grid_axes(preset: str, shape: tuple[int, ...], centred: bool = False) -> tuple[Axis, ...]:
@@ -62,11 +69,13 @@ def table_dir(preset: str, shape: tuple[int, ...], overrides: dict[str, Any], ro
 
 def build_table(preset: str, shape: tuple[int, ...] = (7, 7, 4), workers: int = 1,
                 overrides: dict[str, Any] | None = None, root: Path | None = None, centred: bool = False) -> Table:
-    """Build (or finish, or just load) the table of ``preset``'s world; ``centred``: on the grid cells' centres."""
+    """Build (or finish, or just load: cached, else released) the table of ``preset``'s world; ``centred``: on the
+    grid cells' centres."""
     overrides = dict(overrides or {})
     out = table_dir(preset, shape, overrides, root, centred)
-    if (out / "table.json").is_file():
-        return Table.load(out / "table.json")
+    for built in (out / "table.json", RELEASED / f"{out.name}.json"):
+        if built.is_file():
+            return Table.load(built)
     out.mkdir(parents=True, exist_ok=True)
     axes = grid_axes(preset, shape, centred)
     points = [dict(zip((a.name for a in axes), p, strict=True)) for p in _product(axes)]
