@@ -30,7 +30,7 @@ os.environ.setdefault("UNLEARN_TUNER_CACHE", str(Path(__file__).resolve().parent
 # The longest scopes, longest first (seconds on a two-worker fresh-clone run on 2 cores): xdist hands scopes out in
 # collection order, so these start first and the many short modules fill in behind them (longest-first scheduling)
 LONGEST = ("test_slurm_timelimit.py",                                  # 400: one-trial-at-a-time SLURM jobs
-           "test_run.py::test_sigterm_stops_cleanly_and_resume_runs_every_trial_once",  # 200: 6 trials, mlflow server
+           "test_run.py::test_ctrl_c_stops_cleanly_and_resume_runs_every_trial_once",  # 200: 6 trials, mlflow server
            "test_slurm_cluster.py",                                    # 180: one SLURM + Ray cluster, shared
            "test_search_output.py",                                    # 130: one search, read by every test
            "test_failed_trials.py",                                    # 110: a trial's workers killed twice

@@ -25,6 +25,9 @@ def test_searcher_passes_stderrs_and_finishes_when_pinned(tmp_path: Path):
                                     sampler=BoundarySampler(SPEC, config, seed=0),
                                     run_dir=tmp_path)
     assert stop_reason(tmp_path, 60) == "ran to the budget cap (--num-samples 60) before the stopping rule fired"
+    assert stop_reason(tmp_path, 60, trials=60).startswith("ran to the budget cap")
+    early = stop_reason(tmp_path, 60, trials=2)  # Tune ended before the cap without the rule: not "the cap"
+    assert early == "ended after 2 of --num-samples 60 trials before the stopping rule fired"
     configs = {}
     for i in range(60):
         config_or_finished = searcher.suggest(f"t{i}")

@@ -197,11 +197,12 @@ def _first_trial_done(run_dir: Path) -> bool:
 
 
 @pytest.mark.slow
-def test_sigterm_stops_cleanly_and_resume_runs_every_trial_once(tmp_path, mlflow_server):
-    """SIGTERM to the driver (what the sbatch template forwards at --time): the driver exits 143 within the
-    grace, unfinished trials are marked for re-run, no MLflow run is left RUNNING; --resume completes the
-    search with every trial once in the table and in MLflow. The search is a grid (seed_grid's 6 points, run
-    without Optuna) logging to a real ``mlflow server``, whose results.md has seed 002's shape."""
+def test_ctrl_c_stops_cleanly_and_resume_runs_every_trial_once(tmp_path, mlflow_server):
+    """Ctrl+C at the terminal (SIGINT to the driver's whole process group): the driver exits 130 within the
+    grace, unfinished trials are marked for re-run (not failed as lost), no MLflow run is left RUNNING; --resume
+    completes the search with every trial once in the table and in MLflow. The search is a grid (seed_grid's 6
+    points, run without Optuna) logging to a real ``mlflow server``, whose results.md has seed 002's shape.
+    SIGTERM takes the same path (unit tests in test_interrupt.py), end to end in the SLURM time-limit test."""
     import mlflow
 
     run_dir, uri = tmp_path / "run", mlflow_server
@@ -217,7 +218,7 @@ def test_sigterm_stops_cleanly_and_resume_runs_every_trial_once(tmp_path, mlflow
             time.sleep(0.2)
         assert _first_trial_done(run_dir) and _a_trial_running(run_dir), "no trial to interrupt"
         sent = time.monotonic()
-        driver.send_signal(signal.SIGTERM)
+        os.killpg(driver.pid, signal.SIGINT)  # what a terminal's Ctrl+C sends
         driver.wait(timeout=60)
         grace = time.monotonic() - sent
     finally:
@@ -230,10 +231,10 @@ def test_sigterm_stops_cleanly_and_resume_runs_every_trial_once(tmp_path, mlflow
     statuses = {row["status"] for row in rows.values()}
     mlflow.set_tracking_uri(uri)
     runs = mlflow.search_runs(experiment_names=["unlearn-tuner"])
-    print(f"\nSIGTERM -> exit {driver.returncode} in {grace:.1f} s; rows {sorted(statuses)}; "
+    print(f"\nCtrl+C -> exit {driver.returncode} in {grace:.1f} s; rows {sorted(statuses)}; "
           f"MLflow {sorted(runs['status'])}")
-    assert driver.returncode == 143 and grace < 60, stderr[-3000:]
-    assert f"continue with: python -m tuner.run --resume {run_dir}" in stderr
+    assert driver.returncode == 130 and grace < 60, stderr[-3000:]
+    assert f"stopped on SIGINT; continue with: python -m tuner.run --resume {run_dir}" in stderr
     assert statuses == {"done", "interrupted"} and "RUNNING" not in set(runs["status"])
     assert runs[runs["tags.mlflow.parentRunId"].isna()]["status"].tolist() == ["KILLED"]
 

@@ -97,14 +97,18 @@ def decide(state: BoundaryState | None, rule: StopRule, trial_ids: Mapping[int, 
                         len(fit.intervals) - len(open_slices), len(fit.intervals), rec.forget, len(rec.runs), n)
 
 
-def stop_reason(run_dir: str | Path, num_samples: int, last_check: str | None = None) -> str:
-    """Why the search ended: the stopping rule's sentence from ``stop.json``, else the budget cap and what the
-    rule's ``last_check`` still missed (its latest ``StopDecision.reason``, made when the last trial was suggested,
-    so before the last trials completed)."""
+def stop_reason(run_dir: str | Path, num_samples: int, last_check: str | None = None,
+                trials: int | None = None) -> str:
+    """Why the search ended: the stopping rule's sentence from ``stop.json``, else the budget cap (or, with fewer
+    than ``num_samples`` ``trials`` started, that it ended early) and what the rule's ``last_check`` still missed
+    (its latest ``StopDecision.reason``, made when the last trial was suggested, so before the last trials
+    completed)."""
     path = Path(run_dir) / STOP_FILE
     if path.is_file():
         return "stopped by itself: " + json.loads(path.read_text())["reason"]
-    cap = f"ran to the budget cap (--num-samples {num_samples}) before the stopping rule fired"
+    cap = (f"ended after {trials} of --num-samples {num_samples} trials" if trials is not None and
+           trials < num_samples else f"ran to the budget cap (--num-samples {num_samples})")
+    cap += " before the stopping rule fired"
     return f"{cap}; its last check, as the last trial was suggested: {last_check}" if last_check else cap
 
 

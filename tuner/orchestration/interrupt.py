@@ -1,10 +1,16 @@
-"""SIGTERM ends a search cleanly and resumably: SLURM sends it at ``--time`` (and at ``--signal``), scancel too.
+"""SIGTERM and Ctrl+C (SIGINT) end a search cleanly and resumably: SLURM sends SIGTERM at ``--time`` (and at
+``--signal``), scancel too; a user at the terminal presses Ctrl+C.
 
-During ``Tuner.fit()`` a SIGTERM becomes SIGUSR1, which Ray Tune handles like Ctrl+C: it starts no new trial,
-saves the experiment state and ends the running trials. Outside ``fit`` (the baseline) it raises
-``SearchInterrupted``. ``record_interrupt`` then marks every unfinished trial ``interrupted`` in the results
-table, sets its MLflow child run and the parent run KILLED (never left RUNNING) and prints the resume command;
-``--resume`` re-runs exactly those trials, under the same trial ids and MLflow runs. Under the sbatch template
+During ``Tuner.fit()`` either signal becomes SIGUSR1, which Ray Tune handles as its own stop request: it starts no
+new trial, saves the experiment state and ends the running trials (Tune's SIGINT handler is switched off, so Ctrl+C
+takes the same path as SIGTERM and is never mistaken for trials lost to a killed driver). Outside ``fit`` it raises
+``SearchInterrupted``. ``record_interrupt`` then marks every unfinished trial ``interrupted`` in the results table,
+sets its MLflow child run and the parent run KILLED (never left RUNNING), prints the resume command and returns
+128 + the signal's number, as a shell reports it (143 for SIGTERM, 130 for SIGINT). ``--resume`` re-runs exactly
+those trials, under the same trial ids and MLflow runs. A second Ctrl+C quits at once (KeyboardInterrupt; the run
+directory stays resumable up to the last saved state). During the baseline's Ray Train run (seconds) a Ctrl+C goes
+to Train's own handler, which aborts that run; the handlers are taken back after it (``reclaimed``).
+Under the sbatch template
 (``cluster/slurm/ray_cluster.sbatch``) the command also goes to ``$RAY_CLUSTER_RESUME_FILE``, and the job prints
 the exact ``sbatch`` line that resubmits it.
 """
@@ -25,41 +31,55 @@ from tuner.orchestration.context import SearchContext
 from tuner.records.results import ResultsTable
 from tuner.records.tracking import Tracker
 
-EXIT_CODE = 128 + signal.SIGTERM  # what a shell reports for a process ended by SIGTERM
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 FINAL = ("done", "diverged", "failed")
 RESUME_FILE_ENV = "RAY_CLUSTER_RESUME_FILE"  # set by the sbatch template for its driver
 LOST = "lost: Ray Tune ended without finishing this trial (its driver or trial process was killed)"
-STOPPING_FILE = "stopping"  # in the run directory from the first SIGTERM on; trials read it (``stopping``)
+STOPPING_FILE = "stopping"  # in the run directory from the first stop signal on; trials read it (``stopping``)
 
 
 class SearchInterrupted(Exception):
-    """SIGTERM arrived while no Tune experiment was running."""
+    """A stop signal arrived while no Tune experiment was running."""
 
 
 def stopping(run_dir: Path) -> bool:
-    """Whether the search in ``run_dir`` is stopping on SIGTERM: a trial whose training fails now was cut off
+    """Whether the search in ``run_dir`` is stopping on a stop signal: a trial whose training fails now was cut off
     (its row stays unfinished, so ``record_interrupt`` marks it ``interrupted``), it did not fail."""
     return (Path(run_dir) / STOPPING_FILE).is_file()
 
 
-class SigtermHandler:
-    """Installed after ``ray.init`` (which sets its own SIGTERM handler in the driver); ``received`` is the
-    monotonic time of the first SIGTERM, or None. The first SIGTERM also creates ``run_dir/stopping`` (removed
-    by ``install``, i.e. on ``--resume``)."""
+class StopSignalHandler:
+    """Installed after ``ray.init`` (which sets its own SIGTERM handler in the driver) for SIGTERM and SIGINT;
+    ``received`` is the monotonic time of the first stop signal, or None, ``signum`` that signal. The first one
+    also creates ``run_dir/stopping`` (removed by ``install``, i.e. on ``--resume``)."""
 
     def __init__(self, run_dir: Path) -> None:
         self.received: float | None = None
+        self.signum: int | None = None
         self._in_tune = False
         self._marker = Path(run_dir) / STOPPING_FILE
 
-    def install(self) -> SigtermHandler:
+    def install(self) -> StopSignalHandler:
         self._marker.unlink(missing_ok=True)
-        signal.signal(signal.SIGTERM, self._handle)
+        os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # Ctrl+C stays ours during fit (read when fit starts)
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, self._handle)
         return self
 
     @contextmanager
+    def reclaimed(self) -> Iterator[None]:
+        """Around a Ray Train ``fit()`` in this (main) thread, i.e. the baseline: Train registers its own SIGINT
+        handler there (a Ctrl+C then aborts that run) and never removes it; on leaving, the stop signals are ours
+        again, or a Ctrl+C during the trials would go to a finished Train run and change nothing."""
+        try:
+            yield
+        finally:
+            for signum in STOP_SIGNALS:
+                signal.signal(signum, self._handle)
+
+    @contextmanager
     def tune(self) -> Iterator[None]:
-        """While Tune runs, a SIGTERM asks Tune to stop (its SIGUSR1 handler) instead of raising."""
+        """While Tune runs, a stop signal asks Tune to stop (its SIGUSR1 handler) instead of raising."""
         self._in_tune = True
         try:
             yield
@@ -68,19 +88,23 @@ class SigtermHandler:
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         first = self.received is None
-        self.received = self.received or time.monotonic()
+        if not first and signum == signal.SIGINT:  # Ctrl+C again: quit now
+            signal.default_int_handler(signum, frame)
+        self.received, self.signum = self.received or time.monotonic(), self.signum or signum
+        name = signal.Signals(signum).name
         if first:
             self._marker.touch()
-            print("SIGTERM: stopping the search (state saved, unfinished trials marked for re-run)", file=sys.stderr,
-                  flush=True)
+            print(f"{name}: stopping the search (state saved, unfinished trials marked for re-run"
+                  f"{'; Ctrl+C again quits at once' if signum == signal.SIGINT else ''})", file=sys.stderr, flush=True)
         if self._in_tune and getattr(signal.getsignal(signal.SIGUSR1), "__name__", "") == "signal_interrupt_tune_run":
             os.kill(os.getpid(), signal.SIGUSR1)
         elif first:
-            raise SearchInterrupted("SIGTERM")
+            raise SearchInterrupted(name)
 
 
-def record_interrupt(ctx: SearchContext, tracker: Tracker | None) -> int:
-    """Unfinished trials -> ``interrupted`` rows and KILLED child runs; parent KILLED; the resume line.
+def record_interrupt(ctx: SearchContext, tracker: Tracker | None, signum: int = signal.SIGTERM) -> int:
+    """Unfinished trials -> ``interrupted`` rows and KILLED child runs; parent KILLED; the resume line; returns
+    the exit status a shell reports for ``signum`` (128 + its number).
 
     Ray is shut down first: a trial actor still reporting would otherwise write its row over ``interrupted``.
     """
@@ -103,8 +127,9 @@ def record_interrupt(ctx: SearchContext, tracker: Tracker | None) -> int:
     ctx.save()
     line = resume_command(ctx)
     job = " (the sbatch job prints the line that resubmits it)" if os.environ.get(RESUME_FILE_ENV) else ""
-    print(f"interrupted: the search stopped on SIGTERM; continue with: {line}{job}", file=sys.stderr, flush=True)
-    return EXIT_CODE
+    print(f"interrupted: the search stopped on {signal.Signals(signum).name}; continue with: {line}{job}",
+          file=sys.stderr, flush=True)
+    return 128 + signum
 
 
 def mark_lost(ctx: SearchContext, tracker: Tracker) -> list[str]:

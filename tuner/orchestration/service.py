@@ -6,8 +6,8 @@ Order matters and is the whole design (docs/architecture.md#from-the-cli-to-the-
 (nothing is created before it passes), the run directory with ``run_config.json`` (resumable from then on), assets once
 (the mini-world is built here, before any worker asks for it), the parent run, the baseline row, then
 ``Tuner.fit()`` (or ``Tuner.restore`` on ``--resume``), then the boundary report and the summary. A failure
-after the directory exists marks the MLflow parent run FAILED and prints the resume command; a SIGTERM stops
-the search cleanly (``tuner.orchestration.interrupt``): runs KILLED, unfinished trials re-run by ``--resume``.
+after the directory exists marks the MLflow parent run FAILED and prints the resume command; a SIGTERM or Ctrl+C
+stops the search cleanly (``tuner.orchestration.interrupt``): runs KILLED, unfinished trials re-run by ``--resume``.
 The analysis goes back into MLflow (``tuner.records.mlflow_analysis``), and the summary is printed after
 ``ray.shutdown()``, as the last lines; worker output is in ``<run_dir>/logs/`` (``tuner.orchestration.logs``).
 The search's own phases (ray_start, world, mlflow_parent, baseline, tune_fit, finish) are written to
@@ -31,7 +31,7 @@ from tuner.orchestration.context import SearchContext, default_uri
 from tuner.orchestration.interrupt import (
     LOST,
     SearchInterrupted,
-    SigtermHandler,
+    StopSignalHandler,
     mark_lost,
     record_interrupt,
     resume_command,
@@ -83,14 +83,14 @@ def run_search(ctx: SearchContext, resume: bool, verbose: bool = False) -> int:
     if not ctx.max_concurrent:
         ctx.max_concurrent = _fit_concurrency(resources, ctx)
     ctx.save()  # from here on the directory is resumable
-    tracker, sigterm = None, SigtermHandler(ctx.path).install()
+    tracker, stop_signal = None, StopSignalHandler(ctx.path).install()
     try:
         with timer.phase("world"):
             miniworld(cfg, progress=_world_bar(cfg))  # built once, here, before any worker asks for it
         with timer.phase("mlflow_parent"):
             tracker = _open_parent(ctx)
             ctx.save()
-        with timer.phase("baseline"):
+        with timer.phase("baseline"), stop_signal.reclaimed():  # Train's fit takes SIGINT in the main thread
             baseline = score_baseline(ctx)
             ctx.baseline_retain_acc = baseline.retain.acc if baseline.retain else None
             ctx.baseline_forget = (baseline.forget.acc, baseline.forget.stderr) if baseline.forget else None
@@ -100,16 +100,17 @@ def run_search(ctx: SearchContext, resume: bool, verbose: bool = False) -> int:
         with timer.phase("tune_fit"):
             clear_trial_clock(ctx)
             tuner = restore_tuner(ctx) if resume and (ctx.path / "ray" / "search").exists() else make_tuner(ctx)
-            with sigterm.tune():
+            with stop_signal.tune():
                 tuner.fit()
-        if sigterm.received:
-            return record_interrupt(ctx, tracker)
+        if stop_signal.received:
+            return record_interrupt(ctx, tracker, stop_signal.signum)
         with timer.phase("finish"):
             return _finish(ctx, tracker, verbose)
     except SearchInterrupted:
-        return record_interrupt(ctx, tracker)
+        return record_interrupt(ctx, tracker, stop_signal.signum)
     except Exception as err:
-        return record_interrupt(ctx, tracker) if sigterm.received else _failed(ctx, tracker, err)
+        return (record_interrupt(ctx, tracker, stop_signal.signum) if stop_signal.received
+                else _failed(ctx, tracker, err))
     finally:
         (ctx.path / "search_phases.json").write_text(json.dumps(timer.seconds, indent=1))
 
@@ -212,4 +213,5 @@ def _stop_reason(ctx: SearchContext) -> str:
 
     if get_space(ctx.space).sampler != "boundary":
         return ""
-    return stop_reason(ctx.path, ctx.num_samples, read_decision(ctx.path).get("reason"))
+    trials = sum(not row.is_baseline for row in ResultsTable(ctx.path).rows())
+    return stop_reason(ctx.path, ctx.num_samples, read_decision(ctx.path).get("reason"), trials)

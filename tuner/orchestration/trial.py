@@ -84,7 +84,7 @@ def trial_driver(config: dict[str, Any], ctx: SearchContext) -> None:
         final = dict(result.return_value or {})
         adapter = Path(result.checkpoint.path) / "adapter" if result.checkpoint else None
     except Exception as err:  # a failed trial is recorded, never fatal for the search
-        if stopping(ctx.path):  # cut off by the search's SIGTERM: an error for Tune, re-run on --resume
+        if stopping(ctx.path):  # cut off by the search's stop signal: an error for Tune, re-run on --resume
             raise
         timer.add("fit", time.time() - start)
         _update(ctx, trial_id, status="failed", error=f"{type(err).__name__}: {err}",
