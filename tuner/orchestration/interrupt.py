@@ -9,10 +9,9 @@ sets its MLflow child run and the parent run KILLED (never left RUNNING), prints
 128 + the signal's number, as a shell reports it (143 for SIGTERM, 130 for SIGINT). ``--resume`` re-runs exactly
 those trials, under the same trial ids and MLflow runs. A second Ctrl+C quits at once (KeyboardInterrupt; the run
 directory stays resumable up to the last saved state). During the baseline's Ray Train run (seconds) a Ctrl+C goes
-to Train's own handler, which aborts that run; the handlers are taken back after it (``reclaimed``).
-Under the sbatch template
-(``cluster/slurm/ray_cluster.sbatch``) the command also goes to ``$RAY_CLUSTER_RESUME_FILE``, and the job prints
-the exact ``sbatch`` line that resubmits it.
+to Train's own handler, which aborts that run; the handlers are taken back after it (``reclaimed``). Under the
+sbatch template (``cluster/slurm/ray_cluster.sbatch``) the command also goes to ``$RAY_CLUSTER_RESUME_FILE``, and
+the job prints the exact ``sbatch`` line that resubmits it.
 """
 
 from __future__ import annotations
