@@ -61,9 +61,12 @@ class StopSignalHandler:
     def install(self) -> StopSignalHandler:
         self._marker.unlink(missing_ok=True)
         os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # Ctrl+C stays ours during fit (read when fit starts)
+        self._take_signals()
+        return self
+
+    def _take_signals(self) -> None:
         for signum in STOP_SIGNALS:
             signal.signal(signum, self._handle)
-        return self
 
     @contextmanager
     def reclaimed(self) -> Iterator[None]:
@@ -73,8 +76,7 @@ class StopSignalHandler:
         try:
             yield
         finally:
-            for signum in STOP_SIGNALS:
-                signal.signal(signum, self._handle)
+            self._take_signals()
 
     @contextmanager
     def tune(self) -> Iterator[None]:

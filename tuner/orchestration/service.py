@@ -171,7 +171,7 @@ def _finish(ctx: SearchContext, tracker: Tracker, verbose: bool) -> int:
     for trial_id in mark_lost(ctx, tracker):
         print(f"warning: trial {trial_id} marked failed, {LOST}", file=sys.stderr)
     table = ResultsTable(ctx.path)
-    stop = _stop_reason(ctx)
+    stop = _stop_reason(ctx, table)
     if stop:
         ctx.extra["stop_reason"] = stop  # run_config.json -> the report's run-config table
         ctx.save()
@@ -205,7 +205,7 @@ def _verdict(verdict: dict[str, Any]) -> str:
         ("outcome", "outcome"), ("recommended", "recommended"), ("next_step", "next step")))
 
 
-def _stop_reason(ctx: SearchContext) -> str:
+def _stop_reason(ctx: SearchContext, table: ResultsTable) -> str:
     """Why a boundary search ended (its stopping rule, or the --num-samples cap and what the rule's last check
     missed); "" for other samplers."""
     from search_spaces import get_space
@@ -213,5 +213,5 @@ def _stop_reason(ctx: SearchContext) -> str:
 
     if get_space(ctx.space).sampler != "boundary":
         return ""
-    trials = sum(not row.is_baseline for row in ResultsTable(ctx.path).rows())
+    trials = sum(not row.is_baseline for row in table.rows())
     return stop_reason(ctx.path, ctx.num_samples, read_decision(ctx.path).get("reason"), trials)
